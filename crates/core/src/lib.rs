@@ -1,0 +1,82 @@
+//! # onefolder-core
+//!
+//! The adapter-independent heart of OneFolder Sync:
+//! - the three boundaries: [`Engine`] (a CRDT document), [`Store`] (the device's durable local
+//!   state) and [`Transport`] (the shared medium, one folder per device);
+//! - the [`segment`] codec, the only file format devices exchange;
+//! - [`Replica`], the sync loop that wires one of each together;
+//! - [`MemoryTransport`], an in-process shared medium for tests.
+//!
+//! This crate depends on no adapter.
+
+#![warn(missing_docs)]
+
+pub mod engine;
+pub mod ids;
+pub mod manifest;
+pub mod memory;
+pub mod names;
+pub mod replica;
+pub mod segment;
+pub mod store;
+pub mod transport;
+pub mod value;
+
+pub use engine::{Engine, EngineError};
+pub use ids::{DeviceId, LibraryId};
+pub use manifest::{DeviceInfo, LibraryManifest};
+pub use memory::MemoryTransport;
+pub use replica::{
+    Document, FlushInfo, IngestReport, OpenMode, PeerStatus, Replica, ReplicaConfig, Status, StatusEvent, SyncReport,
+    Warning,
+};
+pub use segment::{SegmentError, SegmentHeader, SegmentKind};
+pub use store::{AppliedSegment, FlushRecord, LogEntry, LogKind, Store, StoreError, StoredState};
+pub use transport::{Capabilities, ChangeHint, ChangeStream, FileEntry, Transport, TransportError};
+pub use value::{Collection, Op, Record, Value};
+
+/// Errors of the [`Replica`] and of everything built on it.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The CRDT engine failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The local store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The shared medium failed.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    /// A segment could not be encoded.
+    #[error(transparent)]
+    Segment(#[from] SegmentError),
+    /// There is no `library.json` and the replica was asked to join, not create.
+    #[error("no OneFolder library here: {0} has no library.json (create one first)")]
+    NoLibrary(String),
+    /// `library.json` is unreadable or written by a newer version.
+    #[error("library.json is not usable: {0}")]
+    BadManifest(String),
+    /// The library uses another engine than the one supplied.
+    #[error("this library uses the {library:?} engine, not {given:?}")]
+    WrongEngine {
+        /// Engine named in `library.json`.
+        library: String,
+        /// Engine given to the replica.
+        given: String,
+    },
+    /// The local state belongs to another library.
+    #[error("this local state belongs to library {state}, not {library}")]
+    WrongLibrary {
+        /// Library recorded in the store.
+        state: LibraryId,
+        /// Library of the shared folder.
+        library: LibraryId,
+    },
+    /// A model-level rule was violated (unknown tag, invalid name, …).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Result alias for [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

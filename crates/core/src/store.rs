@@ -1,0 +1,159 @@
+//! The device's durable local state.
+
+use crate::ids::DeviceId;
+
+/// Errors of a [`Store`].
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The local state is held by another process (file lock).
+    #[error("the local state at {path} is already in use by another process")]
+    Locked {
+        /// The state location.
+        path: String,
+    },
+    /// The stored data is damaged.
+    #[error("the local store is corrupt: {0}")]
+    Corrupt(String),
+    /// The store was written by a newer version of this program.
+    #[error("the local store has schema version {found}; this program supports up to {supported}")]
+    TooNew {
+        /// Version found on disk.
+        found: u32,
+        /// Newest version this build knows.
+        supported: u32,
+    },
+    /// An argument violated the contract (e.g. flushing log entries that do not exist).
+    #[error("invalid store operation: {0}")]
+    Invalid(String),
+    /// An I/O or database failure; the operation did not commit.
+    #[error("local store I/O failure: {0}")]
+    Io(String),
+}
+
+/// Whether a log entry was made on this device or received from a peer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogKind {
+    /// A local edit (engine bytes from `take_local_changes`).
+    Local,
+    /// A peer's segment payload that was applied.
+    Remote,
+}
+
+/// One entry of the change log kept beside the snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogEntry {
+    /// Position in the log; strictly increasing.
+    pub id: u64,
+    /// Local or remote.
+    pub kind: LogKind,
+    /// Engine bytes.
+    pub payload: Vec<u8>,
+    /// For local entries: the own segment seq that carried it to the shared medium, once flushed.
+    pub flushed_seq: Option<u64>,
+}
+
+/// What [`Store::load`] returns: everything needed to rebuild the engine.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StoredState {
+    /// The latest engine snapshot, if any.
+    pub snapshot: Option<Vec<u8>>,
+    /// Log entries not covered by the snapshot (plus unflushed local entries), by id.
+    pub log: Vec<LogEntry>,
+}
+
+/// A flush of local edits to the shared medium, recorded by [`Store::commit_flush`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlushRecord {
+    /// The own segment seq.
+    pub seq: u64,
+    /// Every unflushed local log entry with `id <= upto` was carried by this segment.
+    pub upto: u64,
+    /// Segment file name.
+    pub file_name: String,
+    /// Payload checksum from the segment header.
+    pub checksum: u32,
+    /// Segment size in bytes.
+    pub size: u64,
+    /// Wall-clock time of the flush in ms since the Unix epoch (advisory, for status only).
+    pub at_ms: i64,
+}
+
+/// A peer segment that was applied (or recognised as a copy of one already applied).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppliedSegment {
+    /// The peer.
+    pub device: DeviceId,
+    /// File name in the peer's folder.
+    pub file_name: String,
+    /// First seq covered.
+    pub seq_start: u64,
+    /// Last seq covered.
+    pub seq_end: u64,
+    /// Payload checksum from the header.
+    pub checksum: u32,
+    /// File size in bytes.
+    pub size: u64,
+    /// Wall-clock time of the apply in ms since the Unix epoch (advisory, for status only).
+    pub applied_at_ms: i64,
+}
+
+/// The device's durable local state: engine snapshot, the log of changes not yet in a snapshot,
+/// per-peer cursors, the flush history, device identity and per-device settings.
+///
+/// Implementors: `onefolder-store-sqlite`, `onefolder-store-lmdb`. Every method is atomic: it
+/// commits entirely or not at all, and a method that returned `Ok` survives a process kill.
+///
+/// # Behavior
+/// - `meta_round_trip`: [`Store::set_meta`] then [`Store::get_meta`] returns the value; `None`
+///   deletes; a missing key reads as `None`.
+/// - `append_local_is_durable`: an entry returned by [`Store::append_local`] is in
+///   [`Store::unflushed`] and in [`Store::load`] after reopening.
+/// - `log_ids_increase`: log ids returned by `append_local` / `commit_remote` strictly increase.
+/// - `commit_flush_marks_entries`: after [`Store::commit_flush`] with `upto = n`, no entry with
+///   `id <= n` is in `unflushed`, later ones are; [`Store::flushes`] lists the record.
+/// - `commit_remote_records_cursor`: [`Store::commit_remote`] appends the payload (when given)
+///   and the [`AppliedSegment`] in one commit; [`Store::applied`] lists it.
+/// - `compact_keeps_unflushed`: [`Store::compact`] replaces the snapshot and drops every log
+///   entry except unflushed local ones, which `load` still returns.
+/// - `reopen_sees_everything`: dropping the store and opening it again at the same location
+///   returns the same meta, log, snapshot, flushes and applied segments.
+pub trait Store: Send {
+    /// The store id, e.g. `"sqlite"`.
+    fn store_id(&self) -> &'static str;
+
+    /// Reads a per-device setting or identity value.
+    fn get_meta(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    /// Writes (`Some`) or deletes (`None`) a per-device setting or identity value.
+    fn set_meta(&mut self, key: &str, value: Option<&[u8]>) -> Result<(), StoreError>;
+
+    /// Durably appends a local change; returns its log id. The edit is acknowledged after this.
+    fn append_local(&mut self, payload: &[u8]) -> Result<u64, StoreError>;
+
+    /// Local entries not yet carried by an own segment, by id.
+    fn unflushed(&self) -> Result<Vec<LogEntry>, StoreError>;
+
+    /// Records an own segment that carried every unflushed local entry with `id <= upto`.
+    fn commit_flush(&mut self, flush: &FlushRecord) -> Result<(), StoreError>;
+
+    /// Every recorded own flush, by seq.
+    fn flushes(&self) -> Result<Vec<FlushRecord>, StoreError>;
+
+    /// Records an applied peer segment, appending its payload to the log when given, in one
+    /// commit. Returns the log id of the payload, if one was appended.
+    fn commit_remote(&mut self, applied: &AppliedSegment, payload: Option<&[u8]>) -> Result<Option<u64>, StoreError>;
+
+    /// Every applied peer segment.
+    fn applied(&self) -> Result<Vec<AppliedSegment>, StoreError>;
+
+    /// Forgets everything recorded about a peer's segments (used by `devices forget`).
+    fn forget_peer(&mut self, device: &DeviceId) -> Result<(), StoreError>;
+
+    /// Snapshot plus the log entries to replay on top of it.
+    fn load(&self) -> Result<StoredState, StoreError>;
+
+    /// Replaces the snapshot with one that includes every log entry so far, and drops the log
+    /// except unflushed local entries.
+    fn compact(&mut self, snapshot: &[u8]) -> Result<(), StoreError>;
+}
