@@ -1,1 +1,694 @@
-//! placeholder
+//! # onefolder-model
+//!
+//! The OneFolder library — files, tags (a tree), locations and saved searches — expressed on
+//! the engine-neutral [`Document`] API of `onefolder-core`, so that every engine merges it the
+//! same way (DESIGN.md §5):
+//! - file id = hash(location id, NFC location-relative path): the same file indexed on two
+//!   computers is one record;
+//! - tag id = hash(parent id, normalised name): the same tag created offline twice is one tag;
+//! - every field is its own register, so concurrent edits of different fields both survive;
+//! - a file's tags are an add-wins set;
+//! - the tag tree is a parent pointer plus an order key per tag; cycles made by concurrent
+//!   moves are broken at read time by a rule every replica computes the same way;
+//! - ids of deleted tags never appear in any view.
+
+#![warn(missing_docs)]
+
+mod export;
+pub mod ids;
+mod tree;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use fractional_index::FractionalIndex;
+use onefolder_core::{Document, Engine, EngineError, Op, Record, Value};
+use serde::{Deserialize, Serialize};
+
+pub use export::{Export, ExportFile, ExportLocation, ExportSearch, ExportTag, ImportMode};
+pub use tree::TagNode;
+
+/// Collection of files.
+pub const FILES: &str = "files";
+/// Collection of tags.
+pub const TAGS: &str = "tags";
+/// Collection of locations.
+pub const LOCATIONS: &str = "locations";
+/// Collection of saved searches.
+pub const SEARCHES: &str = "searches";
+
+/// Errors of the model.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ModelError {
+    /// No tag with this id or path.
+    #[error("unknown tag: {0}")]
+    UnknownTag(String),
+    /// No file with this id or path.
+    #[error("unknown file: {0}")]
+    UnknownFile(String),
+    /// No location with this id.
+    #[error("unknown location: {0}")]
+    UnknownLocation(String),
+    /// No saved search with this id or name.
+    #[error("unknown saved search: {0}")]
+    UnknownSearch(String),
+    /// A name was rejected.
+    #[error("{0}")]
+    InvalidName(String),
+    /// A path was rejected.
+    #[error("invalid path: {0}")]
+    InvalidPath(String),
+    /// Moving a tag under itself or its descendant.
+    #[error("cannot move tag {0:?} under itself or one of its descendants")]
+    Cycle(String),
+    /// The engine failed to read.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The replica (engine, store or transport) failed.
+    #[error(transparent)]
+    Sync(#[from] onefolder_core::Error),
+}
+
+/// Result alias for [`ModelError`].
+pub type Result<T, E = ModelError> = std::result::Result<T, E>;
+
+/// A file record as seen by views (dangling tag ids removed).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct File {
+    /// Deterministic id ([`ids::file_id`]).
+    pub id: String,
+    /// Location id.
+    pub location: String,
+    /// Location-relative path, `/` separators, NFC.
+    pub path: String,
+    /// File name.
+    pub name: String,
+    /// Lower-case extension without the dot.
+    pub extension: String,
+    /// Size in bytes.
+    pub size: i64,
+    /// Image width in pixels, when known.
+    pub width: Option<i64>,
+    /// Image height in pixels, when known.
+    pub height: Option<i64>,
+    /// When it was first indexed, ms since epoch.
+    pub date_added: i64,
+    /// Modification time on disk, ms since epoch.
+    pub date_modified: i64,
+    /// Creation time on disk, ms since epoch.
+    pub date_created: i64,
+    /// Content fingerprint (size + hash), used to carry tags over moves and renames.
+    pub fingerprint: Option<String>,
+    /// Free-text annotations.
+    pub annotations: Option<String>,
+    /// The file vanished from disk at the last index.
+    pub missing: bool,
+    /// Ids of existing tags assigned to it.
+    pub tags: BTreeSet<String>,
+}
+
+/// What an indexer knows about a file on disk.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FileMeta {
+    /// Size in bytes.
+    pub size: i64,
+    /// Modification time, ms since epoch.
+    pub date_modified: i64,
+    /// Creation time, ms since epoch.
+    pub date_created: i64,
+    /// Content fingerprint.
+    pub fingerprint: Option<String>,
+    /// Image width.
+    pub width: Option<i64>,
+    /// Image height.
+    pub height: Option<i64>,
+}
+
+/// A tag as seen by views: the parent is the *effective* parent (cycles broken, parents that
+/// no longer exist replaced by the root).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Tag {
+    /// Deterministic id ([`ids::tag_id`]).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Colour (any CSS colour string), if set.
+    pub color: Option<String>,
+    /// Effective parent tag id; `None` for a root tag.
+    pub parent: Option<String>,
+    /// Fractional order key among siblings.
+    pub order: String,
+    /// Hidden in the app's tag list.
+    pub is_hidden: bool,
+    /// When it was created, ms since epoch.
+    pub date_added: i64,
+}
+
+/// A location: a folder whose files are indexed. Its absolute path on a computer is a
+/// per-device setting, never part of the shared document.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Location {
+    /// Shared id.
+    pub id: String,
+    /// Display name (the folder name).
+    pub name: String,
+    /// Path relative to the library folder, when the location is inside it (`""` = the
+    /// library folder itself); then every computer finds it at the same place.
+    pub rel_path: Option<String>,
+    /// When it was added, ms since epoch.
+    pub date_added: i64,
+    /// Location-relative sub-folders excluded from indexing.
+    pub exclusions: BTreeSet<String>,
+}
+
+/// A saved search.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SavedSearch {
+    /// Id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Criteria as JSON (OneFolder's criteria list).
+    pub criteria: String,
+    /// Match any criterion instead of all.
+    pub match_any: bool,
+}
+
+pub(crate) fn str_field(r: &Record, f: &str) -> Option<String> {
+    r.get(f).and_then(Value::as_str).map(str::to_owned)
+}
+pub(crate) fn int_field(r: &Record, f: &str) -> Option<i64> {
+    r.get(f).and_then(Value::as_i64)
+}
+pub(crate) fn set_field(r: &Record, f: &str) -> BTreeSet<String> {
+    r.get(f).and_then(Value::as_set).cloned().unwrap_or_default()
+}
+
+fn now_ms() -> i64 {
+    onefolder_core::manifest::now_ms()
+}
+
+/// The OneFolder library on a [`Document`] (a [`onefolder_core::Replica`], or a bare engine).
+#[derive(Debug)]
+pub struct Library<D> {
+    doc: D,
+}
+
+impl<D: Document> Library<D> {
+    /// Wraps a document.
+    pub fn new(doc: D) -> Self {
+        Self { doc }
+    }
+
+    /// The document underneath.
+    pub fn doc(&self) -> &D {
+        &self.doc
+    }
+
+    fn read<R>(&self, f: impl FnOnce(&dyn Engine) -> Result<R, EngineError>) -> Result<R> {
+        Ok(self.doc.read(f)?)
+    }
+
+    fn write(&self, ops: &[Op]) -> Result<()> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        self.doc.write(ops)?;
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- locations
+
+    /// Adds (or matches) a location. `rel_path` is the folder relative to the library folder
+    /// when it lies inside it; such locations get a deterministic id, so the same folder added
+    /// on two computers is one location. Locations outside the library get a random id.
+    pub fn add_location(&self, name: &str, rel_path: Option<&str>) -> Result<String> {
+        let (id, rel) = match rel_path {
+            Some(p) => (ids::library_location_id(p)?, Some(ids::normalize_rel_path(p)?)),
+            None => (ids::random_id(), None),
+        };
+        if self.read(|e| e.record(LOCATIONS, &id))?.is_some() {
+            return Ok(id);
+        }
+        let mut ops = vec![
+            Op::create(LOCATIONS, &id),
+            Op::put(LOCATIONS, &id, "name", name),
+            Op::put(LOCATIONS, &id, "dateAdded", now_ms()),
+        ];
+        if let Some(rel) = rel {
+            ops.push(Op::put(LOCATIONS, &id, "relPath", rel));
+        }
+        self.write(&ops)?;
+        Ok(id)
+    }
+
+    /// Every location.
+    pub fn locations(&self) -> Result<BTreeMap<String, Location>> {
+        let raw = self.read(|e| e.collection(LOCATIONS))?;
+        Ok(raw
+            .into_iter()
+            .map(|(id, r)| {
+                let loc = Location {
+                    id: id.clone(),
+                    name: str_field(&r, "name").unwrap_or_default(),
+                    rel_path: str_field(&r, "relPath"),
+                    date_added: int_field(&r, "dateAdded").unwrap_or(0),
+                    exclusions: set_field(&r, "exclusions"),
+                };
+                (id, loc)
+            })
+            .collect())
+    }
+
+    /// Removes a location and every file record in it.
+    pub fn remove_location(&self, id: &str) -> Result<()> {
+        if self.read(|e| e.record(LOCATIONS, id))?.is_none() {
+            return Err(ModelError::UnknownLocation(id.to_owned()));
+        }
+        let files = self.read(|e| e.collection(FILES))?;
+        let mut ops: Vec<Op> = files
+            .iter()
+            .filter(|(_, r)| str_field(r, "location").as_deref() == Some(id))
+            .map(|(fid, _)| Op::delete(FILES, fid))
+            .collect();
+        ops.push(Op::delete(LOCATIONS, id));
+        self.write(&ops)
+    }
+
+    /// Excludes (or re-includes) a location-relative sub-folder from indexing.
+    pub fn set_exclusion(&self, location: &str, rel_path: &str, excluded: bool) -> Result<()> {
+        if self.read(|e| e.record(LOCATIONS, location))?.is_none() {
+            return Err(ModelError::UnknownLocation(location.to_owned()));
+        }
+        let p = ids::normalize_rel_path(rel_path)?;
+        let op = if excluded {
+            Op::set_add(LOCATIONS, location, "exclusions", &p)
+        } else {
+            Op::set_remove(LOCATIONS, location, "exclusions", &p)
+        };
+        self.write(&[op])
+    }
+
+    // ---------------------------------------------------------------- files
+
+    /// Adds or updates the file at `rel_path` in `location`; writes only fields that changed.
+    /// Returns the file id.
+    pub fn upsert_file(&self, location: &str, rel_path: &str, meta: &FileMeta) -> Result<String> {
+        let path = ids::normalize_rel_path(rel_path)?;
+        let id = ids::file_id(location, &path)?;
+        let existing = self.read(|e| e.record(FILES, &id))?;
+        let name = path.rsplit('/').next().unwrap_or(&path).to_owned();
+        let extension = match name.rsplit_once('.') {
+            Some((stem, ext)) if !stem.is_empty() => ext.to_lowercase(),
+            _ => String::new(),
+        };
+        let mut wanted: Vec<(&str, Value)> = vec![
+            ("location", location.into()),
+            ("path", path.clone().into()),
+            ("name", name.into()),
+            ("extension", extension.into()),
+            ("size", meta.size.into()),
+            ("dateModified", meta.date_modified.into()),
+            ("dateCreated", meta.date_created.into()),
+            ("fingerprint", meta.fingerprint.clone().into()),
+            ("width", meta.width.into()),
+            ("height", meta.height.into()),
+            ("missing", false.into()),
+        ];
+        let mut ops = Vec::new();
+        match &existing {
+            None => {
+                ops.push(Op::create(FILES, &id));
+                wanted.push(("dateAdded", now_ms().into()));
+            }
+            Some(r) => {
+                // A record that was deleted concurrently and created again keeps its old
+                // dateAdded; a fresh one gets now.
+                if !r.contains_key("dateAdded") {
+                    wanted.push(("dateAdded", now_ms().into()));
+                }
+            }
+        }
+        for (field, value) in wanted {
+            if existing.as_ref().and_then(|r| r.get(field)) != Some(&value) {
+                ops.push(Op::put(FILES, &id, field, value));
+            }
+        }
+        self.write(&ops)?;
+        Ok(id)
+    }
+
+    /// Marks a file as vanished from disk (its record and tags stay until removed).
+    pub fn mark_missing(&self, id: &str, missing: bool) -> Result<()> {
+        self.require_file(id)?;
+        self.write(&[Op::put(FILES, id, "missing", missing)])
+    }
+
+    /// Moves a file record to a new location-relative path (a move or rename on disk): the
+    /// new record keeps every field and tag of the old one, which is removed. Returns the new id.
+    pub fn relocate_file(&self, id: &str, location: &str, new_rel_path: &str) -> Result<String> {
+        let old = self.read(|e| e.record(FILES, id))?.ok_or_else(|| ModelError::UnknownFile(id.to_owned()))?;
+        let path = ids::normalize_rel_path(new_rel_path)?;
+        let new_id = ids::file_id(location, &path)?;
+        if new_id == id {
+            return Ok(new_id);
+        }
+        let name = path.rsplit('/').next().unwrap_or(&path).to_owned();
+        let extension = name.rsplit_once('.').map(|(_, e)| e.to_lowercase()).unwrap_or_default();
+        let mut ops = vec![Op::create(FILES, &new_id)];
+        for (field, value) in &old {
+            match value {
+                Value::Set(members) => {
+                    ops.extend(members.iter().map(|m| Op::set_add(FILES, &new_id, field, m)));
+                }
+                v => ops.push(Op::put(FILES, &new_id, field, v.clone())),
+            }
+        }
+        ops.push(Op::put(FILES, &new_id, "location", location));
+        ops.push(Op::put(FILES, &new_id, "path", path.as_str()));
+        ops.push(Op::put(FILES, &new_id, "name", name));
+        ops.push(Op::put(FILES, &new_id, "extension", extension));
+        ops.push(Op::put(FILES, &new_id, "missing", false));
+        ops.push(Op::delete(FILES, id));
+        self.write(&ops)?;
+        Ok(new_id)
+    }
+
+    /// Removes a file record.
+    pub fn remove_file(&self, id: &str) -> Result<()> {
+        self.require_file(id)?;
+        self.write(&[Op::delete(FILES, id)])
+    }
+
+    /// Sets (or with `None` clears) a file's annotations.
+    pub fn set_annotations(&self, id: &str, text: Option<&str>) -> Result<()> {
+        self.require_file(id)?;
+        self.write(&[match text {
+            Some(t) => Op::put(FILES, id, "annotations", t),
+            None => Op::clear(FILES, id, "annotations"),
+        }])
+    }
+
+    fn require_file(&self, id: &str) -> Result<Record> {
+        self.read(|e| e.record(FILES, id))?.ok_or_else(|| ModelError::UnknownFile(id.to_owned()))
+    }
+
+    fn require_tag(&self, id: &str) -> Result<Record> {
+        self.read(|e| e.record(TAGS, id))?.ok_or_else(|| ModelError::UnknownTag(id.to_owned()))
+    }
+
+    /// Assigns a tag to a file (add wins over a concurrent removal).
+    pub fn assign(&self, file: &str, tag: &str) -> Result<()> {
+        self.require_file(file)?;
+        self.require_tag(tag)?;
+        self.write(&[Op::set_add(FILES, file, "tags", tag)])
+    }
+
+    /// Removes a tag from a file.
+    pub fn unassign(&self, file: &str, tag: &str) -> Result<()> {
+        self.require_file(file)?;
+        self.write(&[Op::set_remove(FILES, file, "tags", tag)])
+    }
+
+    /// Every file; tag sets hold only existing tags.
+    pub fn files(&self) -> Result<BTreeMap<String, File>> {
+        let (raw, tags) = self.read(|e| Ok((e.collection(FILES)?, e.ids(TAGS)?)))?;
+        let tags: BTreeSet<String> = tags.into_iter().collect();
+        Ok(raw.into_iter().map(|(id, r)| (id.clone(), file_from_record(id, &r, &tags))).collect())
+    }
+
+    /// One file by id.
+    pub fn file(&self, id: &str) -> Result<Option<File>> {
+        let (raw, tags) = self.read(|e| Ok((e.record(FILES, id)?, e.ids(TAGS)?)))?;
+        let tags: BTreeSet<String> = tags.into_iter().collect();
+        Ok(raw.map(|r| file_from_record(id.to_owned(), &r, &tags)))
+    }
+
+    /// The id of the file at a location-relative path, if indexed.
+    pub fn file_at(&self, location: &str, rel_path: &str) -> Result<Option<String>> {
+        let id = ids::file_id(location, rel_path)?;
+        Ok(self.read(|e| e.record(FILES, &id))?.map(|_| id))
+    }
+
+    /// Files carrying `tag`, or (with `recursive`) `tag` or any tag below it.
+    pub fn files_with_tag(&self, tag: &str, recursive: bool) -> Result<Vec<File>> {
+        let tags = self.tags()?;
+        if !tags.contains_key(tag) {
+            return Err(ModelError::UnknownTag(tag.to_owned()));
+        }
+        let wanted: BTreeSet<String> =
+            if recursive { tree::subtree(&tags, tag) } else { std::iter::once(tag.to_owned()).collect() };
+        Ok(self.files()?.into_values().filter(|f| !f.tags.is_disjoint(&wanted)).collect())
+    }
+
+    /// Files with no (existing) tag.
+    pub fn untagged_files(&self) -> Result<Vec<File>> {
+        Ok(self.files()?.into_values().filter(|f| f.tags.is_empty()).collect())
+    }
+
+    // ---------------------------------------------------------------- tags
+
+    /// Every tag with its effective parent.
+    pub fn tags(&self) -> Result<BTreeMap<String, Tag>> {
+        let raw = self.read(|e| e.collection(TAGS))?;
+        Ok(tree::effective_tags(raw))
+    }
+
+    /// The tag tree: roots in order, each with its children in order.
+    pub fn tag_tree(&self) -> Result<Vec<TagNode>> {
+        Ok(tree::build(&self.tags()?))
+    }
+
+    /// The tag at a `/`-separated path of names (`Animals/Cats`), matched by normalised name.
+    pub fn tag_by_path(&self, path: &str) -> Result<Option<String>> {
+        let tags = self.tags()?;
+        Ok(tree::find_path(&tags, path))
+    }
+
+    /// Creates a tag under `parent` (or at the root); if a tag with the same normalised name
+    /// exists there already, returns its id. Deterministic: the same call on two computers
+    /// creates one tag.
+    pub fn create_tag(&self, parent: Option<&str>, name: &str, color: Option<&str>) -> Result<String> {
+        let name = ids::clean_tag_name(name)?;
+        let tags = self.tags()?;
+        if let Some(p) = parent {
+            if !tags.contains_key(p) {
+                return Err(ModelError::UnknownTag(p.to_owned()));
+            }
+        }
+        // An existing sibling with this name (possibly renamed to it) is the tag.
+        let key = ids::tag_name_key(&name);
+        if let Some(t) = tags.values().find(|t| t.parent.as_deref() == parent && ids::tag_name_key(&t.name) == key) {
+            return Ok(t.id.clone());
+        }
+        let id = ids::tag_id(parent, &name);
+        let order = self.order_after_last(&tags, parent);
+        let mut ops = vec![
+            Op::create(TAGS, &id),
+            Op::put(TAGS, &id, "name", name.as_str()),
+            Op::put(TAGS, &id, "parent", Value::from(parent.map(str::to_owned))),
+            Op::put(TAGS, &id, "order", order),
+            Op::put(TAGS, &id, "dateAdded", now_ms()),
+        ];
+        if let Some(c) = color {
+            ops.push(Op::put(TAGS, &id, "color", c));
+        }
+        self.write(&ops)?;
+        Ok(id)
+    }
+
+    /// Creates every missing tag along a `/`-separated path; returns the last one's id.
+    pub fn create_tag_path(&self, path: &str, color: Option<&str>) -> Result<String> {
+        let mut parent: Option<String> = None;
+        let names: Vec<&str> = path.split('/').filter(|s| !s.trim().is_empty()).collect();
+        if names.is_empty() {
+            return Err(ModelError::InvalidName("a tag path cannot be empty".into()));
+        }
+        for (i, name) in names.iter().enumerate() {
+            let last = i + 1 == names.len();
+            parent = Some(self.create_tag(parent.as_deref(), name, if last { color } else { None })?);
+        }
+        Ok(parent.expect("at least one name"))
+    }
+
+    fn order_after_last(&self, tags: &BTreeMap<String, Tag>, parent: Option<&str>) -> String {
+        let last = tags
+            .values()
+            .filter(|t| t.parent.as_deref() == parent)
+            .filter_map(|t| FractionalIndex::from_string(&t.order).ok())
+            .max();
+        match last {
+            Some(last) => FractionalIndex::new_after(&last).to_string(),
+            None => FractionalIndex::default().to_string(),
+        }
+    }
+
+    /// Renames a tag (its id does not change).
+    pub fn rename_tag(&self, id: &str, name: &str) -> Result<()> {
+        let name = ids::clean_tag_name(name)?;
+        self.require_tag(id)?;
+        self.write(&[Op::put(TAGS, id, "name", name)])
+    }
+
+    /// Sets or clears a tag's colour.
+    pub fn set_tag_color(&self, id: &str, color: Option<&str>) -> Result<()> {
+        self.require_tag(id)?;
+        self.write(&[match color {
+            Some(c) => Op::put(TAGS, id, "color", c),
+            None => Op::clear(TAGS, id, "color"),
+        }])
+    }
+
+    /// Hides or shows a tag.
+    pub fn set_tag_hidden(&self, id: &str, hidden: bool) -> Result<()> {
+        self.require_tag(id)?;
+        self.write(&[Op::put(TAGS, id, "isHidden", hidden)])
+    }
+
+    /// Moves a tag under `new_parent` (`None` = root), after its last sibling there. Refuses a
+    /// move under itself or a descendant; a cycle made by concurrent moves on two computers is
+    /// broken at read time instead.
+    pub fn move_tag(&self, id: &str, new_parent: Option<&str>) -> Result<()> {
+        let tags = self.tags()?;
+        if !tags.contains_key(id) {
+            return Err(ModelError::UnknownTag(id.to_owned()));
+        }
+        if let Some(p) = new_parent {
+            if !tags.contains_key(p) {
+                return Err(ModelError::UnknownTag(p.to_owned()));
+            }
+            if tree::subtree(&tags, id).contains(p) {
+                return Err(ModelError::Cycle(tags[id].name.clone()));
+            }
+        }
+        let order = self.order_after_last(&tags, new_parent);
+        self.write(&[
+            Op::put(TAGS, id, "parent", Value::from(new_parent.map(str::to_owned))),
+            Op::put(TAGS, id, "order", order),
+        ])
+    }
+
+    /// Places a tag among its siblings between two of them (either may be `None`).
+    pub fn reorder_tag(&self, id: &str, after: Option<&str>, before: Option<&str>) -> Result<()> {
+        let tags = self.tags()?;
+        let key = |t: Option<&str>| -> Result<Option<FractionalIndex>> {
+            match t {
+                None => Ok(None),
+                Some(t) => {
+                    let tag = tags.get(t).ok_or_else(|| ModelError::UnknownTag(t.to_owned()))?;
+                    Ok(FractionalIndex::from_string(&tag.order).ok())
+                }
+            }
+        };
+        self.require_tag(id)?;
+        let (lo, hi) = (key(after)?, key(before)?);
+        let order = FractionalIndex::new(lo.as_ref(), hi.as_ref())
+            .ok_or_else(|| ModelError::InvalidName("`after` must come before `before`".into()))?;
+        self.write(&[Op::put(TAGS, id, "order", order.to_string())])
+    }
+
+    /// Deletes a tag and its subtree, and removes them from every file. A concurrent
+    /// assignment elsewhere cannot bring them back into any view.
+    pub fn delete_tag(&self, id: &str) -> Result<()> {
+        let tags = self.tags()?;
+        if !tags.contains_key(id) {
+            return Err(ModelError::UnknownTag(id.to_owned()));
+        }
+        let doomed = tree::subtree(&tags, id);
+        let files = self.read(|e| e.collection(FILES))?;
+        let mut ops = Vec::new();
+        for (fid, r) in &files {
+            for t in set_field(r, "tags").intersection(&doomed) {
+                ops.push(Op::set_remove(FILES, fid, "tags", t));
+            }
+        }
+        ops.extend(doomed.iter().map(|t| Op::delete(TAGS, t)));
+        self.write(&ops)
+    }
+
+    /// Merges tag `from` into `into`: every file tagged `from` gets `into`, `from`'s children
+    /// move under `into`, and `from` is deleted.
+    pub fn merge_tags(&self, from: &str, into: &str) -> Result<()> {
+        let tags = self.tags()?;
+        for t in [from, into] {
+            if !tags.contains_key(t) {
+                return Err(ModelError::UnknownTag(t.to_owned()));
+            }
+        }
+        if from == into || tree::subtree(&tags, from).contains(into) {
+            return Err(ModelError::Cycle(tags[from].name.clone()));
+        }
+        let files = self.read(|e| e.collection(FILES))?;
+        let mut ops = Vec::new();
+        for (fid, r) in &files {
+            if set_field(r, "tags").contains(from) {
+                ops.push(Op::set_add(FILES, fid, "tags", into));
+                ops.push(Op::set_remove(FILES, fid, "tags", from));
+            }
+        }
+        for child in tags.values().filter(|t| t.parent.as_deref() == Some(from)) {
+            ops.push(Op::put(TAGS, &child.id, "parent", into));
+        }
+        ops.push(Op::delete(TAGS, from));
+        self.write(&ops)
+    }
+
+    // ---------------------------------------------------------------- searches
+
+    /// Saves a search; returns its id.
+    pub fn save_search(&self, name: &str, criteria: &serde_json::Value, match_any: bool) -> Result<String> {
+        let id = ids::random_id();
+        self.write(&[
+            Op::create(SEARCHES, &id),
+            Op::put(SEARCHES, &id, "name", name),
+            Op::put(SEARCHES, &id, "criteria", criteria.to_string()),
+            Op::put(SEARCHES, &id, "matchAny", match_any),
+        ])?;
+        Ok(id)
+    }
+
+    /// Every saved search.
+    pub fn searches(&self) -> Result<BTreeMap<String, SavedSearch>> {
+        let raw = self.read(|e| e.collection(SEARCHES))?;
+        Ok(raw
+            .into_iter()
+            .map(|(id, r)| {
+                let s = SavedSearch {
+                    id: id.clone(),
+                    name: str_field(&r, "name").unwrap_or_default(),
+                    criteria: str_field(&r, "criteria").unwrap_or_else(|| "[]".into()),
+                    match_any: r.get("matchAny").and_then(Value::as_bool).unwrap_or(false),
+                };
+                (id, s)
+            })
+            .collect())
+    }
+
+    /// Deletes a saved search.
+    pub fn delete_search(&self, id: &str) -> Result<()> {
+        if self.read(|e| e.record(SEARCHES, id))?.is_none() {
+            return Err(ModelError::UnknownSearch(id.to_owned()));
+        }
+        self.write(&[Op::delete(SEARCHES, id)])
+    }
+}
+
+fn file_from_record(id: String, r: &Record, existing_tags: &BTreeSet<String>) -> File {
+    File {
+        id,
+        location: str_field(r, "location").unwrap_or_default(),
+        path: str_field(r, "path").unwrap_or_default(),
+        name: str_field(r, "name").unwrap_or_default(),
+        extension: str_field(r, "extension").unwrap_or_default(),
+        size: int_field(r, "size").unwrap_or(0),
+        width: int_field(r, "width"),
+        height: int_field(r, "height"),
+        date_added: int_field(r, "dateAdded").unwrap_or(0),
+        date_modified: int_field(r, "dateModified").unwrap_or(0),
+        date_created: int_field(r, "dateCreated").unwrap_or(0),
+        fingerprint: str_field(r, "fingerprint"),
+        annotations: str_field(r, "annotations"),
+        missing: r.get("missing").and_then(Value::as_bool).unwrap_or(false),
+        tags: set_field(r, "tags").intersection(existing_tags).cloned().collect(),
+    }
+}
