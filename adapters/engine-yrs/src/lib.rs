@@ -1,1 +1,503 @@
-//! Work in progress.
+//! # onefolder-engine-yrs
+//!
+//! The [`Engine`] of OneFolder Sync on [yrs] 0.28, the Rust port of Yjs. Changes are lib0 v1
+//! updates, byte-compatible with JavaScript Yjs 13.6.
+//!
+//! ## Document layout
+//!
+//! Every map is a **root** map, named by a path whose parts are joined with [`SEPARATOR`]
+//! (`'/'`). What a JavaScript client sees:
+//!
+//! | root map | holds |
+//! |---|---|
+//! | `doc.getMap("tags")` | the collection index: `record id → true` for every existing record |
+//! | `doc.getMap("tags/<id>")` | the record: `field → value`, or `field → {"set": true}` for a set field |
+//! | `doc.getMap("tags/<id>/<field>")` | the members of a set field: `member → true` |
+//!
+//! Records and sets are root maps, not maps nested in the index, on purpose: in Yjs two
+//! replicas that each insert a *new nested map* under the same key produce two different maps
+//! and one of them silently loses, with every field inside it. Root maps are identified by name,
+//! so the same record created offline on two computers is one map whose fields merge one by one.
+//!
+//! Hence collection names, record ids and field names must be non-empty and must not contain
+//! [`SEPARATOR`] ([`EngineError::InvalidOp`] otherwise); set members may be any string.
+//!
+//! ## Semantics
+//!
+//! - `Create` inserts the id in the index unless it is there already (so re-creating an existing
+//!   record writes nothing, and a concurrent `Delete` wins over it). `Delete` removes the id
+//!   from the index and every key of the record map and of its set maps; field writes that race
+//!   the delete stay in the record map, invisible until the record is created again.
+//! - `Put` is a last-writer-wins register per field (yrs map semantics); a `Put` of the value
+//!   the field already holds writes nothing. `Clear` removes the key (and a set's members).
+//! - `SetAdd` always inserts `member → true` (plus the marker when the field is not a set yet),
+//!   `SetRemove` deletes the member key. A yrs map delete only removes the entry it observed,
+//!   so an add concurrent with a remove survives: add wins.
+//! - Numbers: see the `codec` module — `Int` is stored as a plain number, an `f64` with an
+//!   integral value is stored as `["f64", x]` so that it does not read back as an `Int`.
+//!
+//! ## Local changes
+//!
+//! Writes run in a transaction whose origin is [`LOCAL_ORIGIN`]; an `observe_update_v1`
+//! subscription keeps the update of every such transaction (yrs fires it for remote applies
+//! too, so it filters by origin). [`Engine::take_local_changes`] merges and drains them.
+//! Each engine uses a fresh random 53-bit client id (from a UUID v4), so a restarted process or
+//! a cloned disk image never reuses a (client, clock) pair.
+//!
+//! ## Changes that arrive early
+//!
+//! Unlike Yjs, yrs 0.28 does not hold back every block that follows a gap in a client's clock:
+//! a block whose own dependencies (left/right origin, parent) are present is integrated at once,
+//! behind a "skip" range for the missing clocks, and filled in when those arrive. Only blocks
+//! whose dependencies are missing, and deletes of items not seen yet, wait; that is what
+//! [`Engine::has_pending`] reports (yrs `ReadTxn::has_missing_updates`: pending structs or a
+//! pending delete set). An early block is visible only if its record is (the index entry comes
+//! with the `Create`), so readers never see half a record. The skip ranges are private to yrs:
+//! [`Engine::version`] (the state vector, clients sorted) counts skipped clocks as known, so two
+//! replicas that differ only by a hole have the same version. Snapshots keep the holes and
+//! converge once they are filled.
+//!
+//! ## Untrusted bytes
+//!
+//! Remote bytes and snapshots go through three guards before they touch the document:
+//!
+//! 1. A structural pre-check (module `precheck`) walks the bytes exactly as yrs' v1 decoder does,
+//!    without allocating. yrs 0.28.1 `try_reserve`s attacker-declared counts (clients, blocks,
+//!    `Any` arrays and maps) before reading the entries. `try_reserve` only fails when the
+//!    allocator refuses; when it succeeds, a `HashMap` reservation writes one control byte per
+//!    bucket. Measured on this machine kind (23 GiB RAM, `vm.overcommit_memory=0`, debug build):
+//!    the 4 bytes `ff ff ff 7f` (2^28 clients) make `Update::decode_v1` reserve 21 GB and touch
+//!    514 MiB in about a second before it fails on the missing data; `ff ff ff 0f` touches
+//!    66 MiB; a 14-byte update holding one `Any` map that declares 2^24 entries touches 33 MiB.
+//!    Five bytes declaring 2^32 clients fail cleanly here, but where overcommit is unlimited
+//!    the reservation succeeds and its memset alone is several GiB. Nested `Any` values are
+//!    decoded recursively: 100 000 nested arrays (200 KB) overflow the 8 MiB main-thread stack
+//!    and abort the process. The pre-check rejects any count larger than the remaining bytes
+//!    could hold, nesting deeper than 64, client ids wider than 53 bits, over-long var-ints and
+//!    overflowing clock ranges.
+//! 2. `Update::decode_v1` runs under `catch_unwind`: yrs debug builds panic on some garbage
+//!    (`ClientID::new` asserts 53 bits, var-int shifts and clock additions overflow).
+//! 3. Only a fully decoded update is applied, in its own transaction, also under
+//!    `catch_unwind`. Any failure is [`EngineError::Corrupt`].
+//!
+//! One gap remains: an update that decodes but is semantically invalid (an item whose parent is
+//! not a type) makes yrs' `apply_update` fail *half-way*, after some blocks were integrated.
+//! Such bytes come only from a buggy or malicious writer (segment checksums catch corruption);
+//! the engine then reports `Corrupt` and logs a warning, and the caller should rebuild the
+//! engine from its store.
+
+#![warn(missing_docs)]
+
+mod codec;
+mod precheck;
+
+use std::any::Any as StdAny;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use onefolder_core::{Collection, Engine, EngineError, Op, Record, Value};
+use tracing::{debug, trace, warn};
+use yrs::updates::decoder::Decode;
+use yrs::{Any, Doc, Map, MapRef, Origin, Out, ReadTxn, StateVector, Transact, TransactionMut, Update, WriteTxn};
+
+use crate::codec::Stored;
+
+/// The engine id written in `library.json` and segment headers.
+pub const ENGINE_ID: &str = "yrs";
+
+/// Joins collection, record id and field into root-map names (`tags/<id>/<field>`).
+pub const SEPARATOR: char = '/';
+
+/// Transaction origin of [`Engine::write`]; only updates of transactions with this origin are
+/// returned by [`Engine::take_local_changes`].
+pub const LOCAL_ORIGIN: &str = "onefolder-local";
+
+/// Transaction origin of [`Engine::apply_remote`] and [`Engine::load_snapshot`].
+const REMOTE_ORIGIN: &str = "onefolder-remote";
+
+/// Subscription key of the local-update observer.
+const OBSERVER_KEY: &str = "onefolder-local-changes";
+
+/// Largest client id Yjs uses (53 bits, a JavaScript safe integer).
+const CLIENT_ID_MASK: u64 = (1 << 53) - 1;
+
+/// Updates of local transactions not yet taken.
+type Buffer = Arc<Mutex<Vec<Vec<u8>>>>;
+
+/// An [`Engine`] on a yrs [`Doc`]; see the crate docs for the layout.
+pub struct YrsEngine {
+    doc: Doc,
+    local: Buffer,
+}
+
+impl Default for YrsEngine {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for YrsEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("YrsEngine").field("client_id", &self.client_id()).finish_non_exhaustive()
+    }
+}
+
+impl YrsEngine {
+    /// An empty document with a fresh random 53-bit client id.
+    pub fn new() -> Self {
+        Self::with_client_id(random_client_id())
+    }
+
+    /// An empty document with the given client id (masked to 53 bits). The caller must make
+    /// sure no other replica, past or present, uses it; prefer [`YrsEngine::new`].
+    pub fn with_client_id(client_id: u64) -> Self {
+        let doc = Doc::with_client_id(client_id & CLIENT_ID_MASK);
+        let local: Buffer = Arc::default();
+        let sink = Arc::clone(&local);
+        let local_origin = Origin::from(LOCAL_ORIGIN);
+        doc.observe_update_v1(OBSERVER_KEY, move |txn, event| {
+            if txn.origin() == Some(&local_origin) {
+                lock(&sink).push(event.update.clone());
+            }
+        })
+        .expect("a new document has no open transaction");
+        Self { doc, local }
+    }
+
+    /// The yrs client id of this replica.
+    pub fn client_id(&self) -> u64 {
+        self.doc.client_id().get()
+    }
+
+    /// Pre-checks, decodes and integrates v1 update bytes (a change or a snapshot).
+    fn integrate(&mut self, bytes: &[u8], what: &str) -> Result<(), EngineError> {
+        let update = decode_update(bytes, what)?;
+        let doc = &self.doc;
+        let applied = catch_unwind(AssertUnwindSafe(|| {
+            let mut txn = doc.transact_mut_with(REMOTE_ORIGIN);
+            txn.apply_update(update)
+        }));
+        match applied {
+            Ok(Ok(())) => {
+                trace!(bytes = bytes.len(), what, "applied");
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                warn!(error = %e, what, "yrs rejected an update after decoding it; the document may hold part of it");
+                Err(EngineError::Corrupt(format!("{what}: {e}")))
+            }
+            Err(panic) => {
+                warn!(what, "yrs panicked while applying an update; the document may hold part of it");
+                Err(EngineError::Corrupt(format!("{what}: yrs panicked: {}", panic_message(&panic))))
+            }
+        }
+    }
+}
+
+/// A random 53-bit client id from the random bits of a UUID v4.
+fn random_client_id() -> u64 {
+    // The low 64 bits of a v4 UUID hold 62 random bits (the top two are the variant).
+    (uuid::Uuid::new_v4().as_u128() as u64) & CLIENT_ID_MASK
+}
+
+fn lock(buffer: &Buffer) -> MutexGuard<'_, Vec<Vec<u8>>> {
+    buffer.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn panic_message(panic: &Box<dyn StdAny + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".to_owned()
+    }
+}
+
+/// Pre-checks and decodes v1 update bytes; any failure (or yrs panic) is `Corrupt`.
+fn decode_update(bytes: &[u8], what: &str) -> Result<Update, EngineError> {
+    precheck::check_update_v1(bytes).map_err(|e| {
+        debug!(error = %e, bytes = bytes.len(), what, "rejected by the pre-check");
+        EngineError::Corrupt(format!("{what}: {e}"))
+    })?;
+    match catch_unwind(|| Update::decode_v1(bytes)) {
+        Ok(Ok(update)) => Ok(update),
+        Ok(Err(e)) => Err(EngineError::Corrupt(format!("{what}: {e}"))),
+        Err(panic) => Err(EngineError::Corrupt(format!("{what}: yrs panicked: {}", panic_message(&panic)))),
+    }
+}
+
+fn record_root(collection: &str, id: &str) -> String {
+    format!("{collection}{SEPARATOR}{id}")
+}
+
+fn set_root(collection: &str, id: &str, field: &str) -> String {
+    format!("{collection}{SEPARATOR}{id}{SEPARATOR}{field}")
+}
+
+fn check_name(kind: &str, name: &str) -> Result<(), EngineError> {
+    if name.is_empty() {
+        return Err(EngineError::InvalidOp(format!("empty {kind}")));
+    }
+    if name.contains(SEPARATOR) {
+        return Err(EngineError::InvalidOp(format!("{kind} {name:?} contains {SEPARATOR:?}")));
+    }
+    Ok(())
+}
+
+/// Checks one operation without touching the document.
+fn validate(op: &Op) -> Result<(), EngineError> {
+    let (collection, id, field) = match op {
+        Op::Create { collection, id } | Op::Delete { collection, id } => (collection, id, None),
+        Op::Put { collection, id, field, value } => {
+            if matches!(value, Value::Set(_)) {
+                return Err(EngineError::InvalidOp(format!(
+                    "Put of a set value into {collection}/{id}.{field}; use SetAdd / SetRemove"
+                )));
+            }
+            (collection, id, Some(field))
+        }
+        Op::Clear { collection, id, field }
+        | Op::SetAdd { collection, id, field, .. }
+        | Op::SetRemove { collection, id, field, .. } => (collection, id, Some(field)),
+    };
+    check_name("collection name", collection)?;
+    check_name("record id", id)?;
+    if let Some(field) = field {
+        check_name("field name", field)?;
+    }
+    Ok(())
+}
+
+/// Removes every member of a set field.
+fn clear_set(txn: &mut TransactionMut, collection: &str, id: &str, field: &str) {
+    if let Some(set) = txn.get_map(set_root(collection, id, field)) {
+        let members: Vec<String> = set.keys(&*txn).map(str::to_owned).collect();
+        for member in members {
+            set.remove(txn, &member);
+        }
+    }
+}
+
+/// The record map's entry for `field`, if it is a plain value.
+fn stored_any(map: &MapRef, txn: &TransactionMut, field: &str) -> Option<Any> {
+    match map.get(txn, field)? {
+        Out::Any(any) => Some(any),
+        _ => None,
+    }
+}
+
+fn apply_op(txn: &mut TransactionMut, op: &Op) {
+    match op {
+        Op::Create { collection, id } => {
+            let index = txn.get_or_insert_map(collection.as_str());
+            if index.get(&*txn, id).is_none() {
+                index.insert(txn, id.as_str(), Any::Bool(true));
+            }
+        }
+        Op::Delete { collection, id } => {
+            if let Some(index) = txn.get_map(collection.as_str()) {
+                index.remove(txn, id);
+            }
+            if let Some(record) = txn.get_map(record_root(collection, id)) {
+                let fields: Vec<(String, bool)> = record
+                    .iter(&*txn)
+                    .map(|(field, out)| (field.to_owned(), matches!(&out, Out::Any(a) if codec::is_set_marker(a))))
+                    .collect();
+                for (field, is_set) in fields {
+                    if is_set {
+                        clear_set(txn, collection, id, &field);
+                    }
+                    record.remove(txn, &field);
+                }
+            }
+        }
+        Op::Put { collection, id, field, value } => {
+            let Some(new) = codec::encode_scalar(value) else { return };
+            let record = txn.get_or_insert_map(record_root(collection, id));
+            match stored_any(&record, txn, field) {
+                Some(old) if codec::is_set_marker(&old) => clear_set(txn, collection, id, field),
+                // Compare as `Value`s: yrs' `Number` equality treats 1 and 1.0 as equal.
+                Some(old) if codec::decode_stored(&old) == Stored::Scalar(value.clone()) => return,
+                _ => {}
+            }
+            record.insert(txn, field.as_str(), new);
+        }
+        Op::Clear { collection, id, field } => {
+            if let Some(record) = txn.get_map(record_root(collection, id)) {
+                if let Some(old) = stored_any(&record, txn, field) {
+                    if codec::is_set_marker(&old) {
+                        clear_set(txn, collection, id, field);
+                    }
+                }
+                record.remove(txn, field);
+            }
+        }
+        Op::SetAdd { collection, id, field, member } => {
+            let record = txn.get_or_insert_map(record_root(collection, id));
+            if !stored_any(&record, txn, field).is_some_and(|old| codec::is_set_marker(&old)) {
+                record.insert(txn, field.as_str(), codec::set_marker());
+            }
+            // Always a new entry, even when the member is there: a concurrent remove only
+            // deletes the entry it saw, so this add survives it.
+            let set = txn.get_or_insert_map(set_root(collection, id, field));
+            set.insert(txn, member.as_str(), Any::Bool(true));
+        }
+        Op::SetRemove { collection, id, field, member } => {
+            if let Some(set) = txn.get_map(set_root(collection, id, field)) {
+                set.remove(txn, member);
+            }
+        }
+    }
+}
+
+/// Materialises one record map (the caller checked the index).
+fn read_record<T: ReadTxn>(txn: &T, collection: &str, id: &str) -> Record {
+    let mut record = Record::new();
+    let Some(map) = txn.get_map(record_root(collection, id)) else {
+        return record;
+    };
+    for (field, out) in map.iter(txn) {
+        let stored = match &out {
+            Out::Any(any) => codec::decode_stored(any),
+            _ => Stored::Unsupported,
+        };
+        let value = match stored {
+            Stored::Scalar(v) => v,
+            Stored::SetMarker => {
+                let members = txn
+                    .get_map(set_root(collection, id, field))
+                    .map(|set| set.keys(txn).map(str::to_owned).collect())
+                    .unwrap_or_default();
+                Value::Set(members)
+            }
+            Stored::Unsupported => {
+                debug!(collection, id, field, "skipping a field holding a value OneFolder does not write");
+                continue;
+            }
+        };
+        record.insert(field.to_owned(), value);
+    }
+    record
+}
+
+/// Writes a `u64` as a lib0 var-uint.
+fn write_var_u64(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8 & 0x7f) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+impl Engine for YrsEngine {
+    fn engine_id(&self) -> &'static str {
+        ENGINE_ID
+    }
+
+    fn new_empty(&self) -> Box<dyn Engine> {
+        Box::new(YrsEngine::new())
+    }
+
+    fn write(&mut self, ops: &[Op]) -> Result<(), EngineError> {
+        ops.iter().try_for_each(validate)?;
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let mut txn = self.doc.transact_mut_with(LOCAL_ORIGIN);
+        for op in ops {
+            apply_op(&mut txn, op);
+        }
+        txn.commit();
+        Ok(())
+    }
+
+    fn take_local_changes(&mut self) -> Result<Option<Vec<u8>>, EngineError> {
+        let mut buffer = lock(&self.local);
+        match buffer.len() {
+            0 => Ok(None),
+            1 => Ok(buffer.pop()),
+            _ => match yrs::merge_updates_v1(buffer.iter()) {
+                Ok(merged) => {
+                    buffer.clear();
+                    Ok(Some(merged))
+                }
+                // The buffer is kept: nothing is lost, the next take retries.
+                Err(e) => Err(EngineError::Other(format!("merging local updates: {e}"))),
+            },
+        }
+    }
+
+    fn merge_changes(&self, changes: &[&[u8]]) -> Result<Vec<u8>, EngineError> {
+        for change in changes {
+            precheck::check_update_v1(change).map_err(|e| EngineError::Corrupt(format!("change to merge: {e}")))?;
+        }
+        match catch_unwind(|| yrs::merge_updates_v1(changes)) {
+            Ok(Ok(merged)) => Ok(merged),
+            Ok(Err(e)) => Err(EngineError::Corrupt(format!("changes to merge: {e}"))),
+            Err(panic) => {
+                Err(EngineError::Corrupt(format!("changes to merge: yrs panicked: {}", panic_message(&panic))))
+            }
+        }
+    }
+
+    fn apply_remote(&mut self, bytes: &[u8]) -> Result<(), EngineError> {
+        self.integrate(bytes, "remote change")
+    }
+
+    fn snapshot(&self) -> Result<Vec<u8>, EngineError> {
+        Ok(self.doc.transact().encode_state_as_update_v1(&StateVector::default()))
+    }
+
+    fn load_snapshot(&mut self, bytes: &[u8]) -> Result<(), EngineError> {
+        self.integrate(bytes, "snapshot")
+    }
+
+    /// The state vector in lib0 v1 encoding, with clients sorted so that equal states give
+    /// equal bytes (yrs' own encoding follows hash-map order).
+    fn version(&self) -> Vec<u8> {
+        let sv = self.doc.transact().state_vector();
+        let mut clients: Vec<(u64, u32)> = sv.iter().map(|(client, clock)| (client.get(), *clock)).collect();
+        clients.sort_unstable();
+        let mut out = Vec::with_capacity(1 + clients.len() * 12);
+        write_var_u64(&mut out, clients.len() as u64);
+        for (client, clock) in clients {
+            write_var_u64(&mut out, client);
+            write_var_u64(&mut out, u64::from(clock));
+        }
+        out
+    }
+
+    fn has_pending(&self) -> bool {
+        self.doc.transact().has_missing_updates()
+    }
+
+    fn record(&self, collection: &str, id: &str) -> Result<Option<Record>, EngineError> {
+        let txn = self.doc.transact();
+        let Some(index) = txn.get_map(collection) else {
+            return Ok(None);
+        };
+        if index.get(&txn, id).is_none() {
+            return Ok(None);
+        }
+        Ok(Some(read_record(&txn, collection, id)))
+    }
+
+    fn collection(&self, collection: &str) -> Result<Collection, EngineError> {
+        let txn = self.doc.transact();
+        let Some(index) = txn.get_map(collection) else {
+            return Ok(Collection::new());
+        };
+        Ok(index.keys(&txn).map(|id| (id.to_owned(), read_record(&txn, collection, id))).collect())
+    }
+
+    fn ids(&self, collection: &str) -> Result<Vec<String>, EngineError> {
+        let txn = self.doc.transact();
+        let Some(index) = txn.get_map(collection) else {
+            return Ok(Vec::new());
+        };
+        let mut ids: Vec<String> = index.keys(&txn).map(str::to_owned).collect();
+        ids.sort_unstable();
+        Ok(ids)
+    }
+}

@@ -1,0 +1,712 @@
+//! The `# Behavior` bullets of `onefolder_core::Engine`, one test each, plus the yrs-specific
+//! checks (change size, value round trips, validation).
+
+use std::collections::BTreeSet;
+
+use onefolder_core::{Engine, EngineError, Op, Record, Value};
+use onefolder_engine_yrs::YrsEngine;
+use proptest::prelude::*;
+
+const FILES: &str = "files";
+const TAGS: &str = "tags";
+/// A 32-hex-digit id like the model's hashed ids.
+const FILE_ID: &str = "0123456789abcdef0123456789abcdef";
+
+fn write(e: &mut YrsEngine, ops: &[Op]) {
+    e.write(ops).expect("write");
+}
+
+fn take(e: &mut YrsEngine) -> Vec<u8> {
+    e.take_local_changes().expect("take").expect("some local changes")
+}
+
+fn apply(e: &mut YrsEngine, bytes: &[u8]) {
+    e.apply_remote(bytes).expect("apply");
+}
+
+fn rec(e: &YrsEngine, collection: &str, id: &str) -> Option<Record> {
+    e.record(collection, id).expect("record")
+}
+
+fn set(members: &[&str]) -> Value {
+    Value::Set(members.iter().map(|m| (*m).to_owned()).collect::<BTreeSet<_>>())
+}
+
+/// Sends each engine's local changes to the other.
+fn exchange(a: &mut YrsEngine, b: &mut YrsEngine) {
+    let from_a = a.take_local_changes().expect("take a");
+    let from_b = b.take_local_changes().expect("take b");
+    if let Some(bytes) = from_a {
+        apply(b, &bytes);
+    }
+    if let Some(bytes) = from_b {
+        apply(a, &bytes);
+    }
+}
+
+/// Two engines that both hold `files/FILE_ID` with `name` and a `tags` set holding `t1`.
+fn two_with_file() -> (YrsEngine, YrsEngine) {
+    let mut a = YrsEngine::new();
+    let mut b = YrsEngine::new();
+    write(
+        &mut a,
+        &[
+            Op::create(FILES, FILE_ID),
+            Op::put(FILES, FILE_ID, "name", "cat.jpg"),
+            Op::set_add(FILES, FILE_ID, "tags", "t1"),
+        ],
+    );
+    exchange(&mut a, &mut b);
+    assert_eq!(rec(&a, FILES, FILE_ID), rec(&b, FILES, FILE_ID));
+    (a, b)
+}
+
+/// What two replicas must agree on once they hold the same changes.
+fn view(e: &YrsEngine) -> (Vec<u8>, bool, onefolder_core::Collection, onefolder_core::Collection) {
+    (e.version(), e.has_pending(), e.collection(FILES).expect("files"), e.collection(TAGS).expect("tags"))
+}
+
+/// Everything one replica can observe, snapshot bytes included, for "state unchanged" checks.
+fn observe(e: &YrsEngine) -> (Vec<u8>, Vec<u8>, bool, onefolder_core::Collection, onefolder_core::Collection) {
+    (
+        e.snapshot().expect("snapshot"),
+        e.version(),
+        e.has_pending(),
+        e.collection(FILES).expect("files"),
+        e.collection(TAGS).expect("tags"),
+    )
+}
+
+#[test]
+fn write_then_read() {
+    let mut e = YrsEngine::new();
+    assert_eq!(e.engine_id(), "yrs");
+    // Fields written before Create are kept but invisible.
+    write(&mut e, &[Op::put(TAGS, "t1", "name", "early")]);
+    assert_eq!(rec(&e, TAGS, "t1"), None);
+    assert!(e.collection(TAGS).unwrap().is_empty());
+
+    write(
+        &mut e,
+        &[
+            Op::create(TAGS, "t1"),
+            Op::put(TAGS, "t1", "name", "Cats"),
+            Op::put(TAGS, "t1", "isHidden", false),
+            Op::create(TAGS, "t2"),
+            Op::set_add(TAGS, "t2", "sub", "t1"),
+        ],
+    );
+    let t1 = rec(&e, TAGS, "t1").expect("t1 exists");
+    assert_eq!(t1.get("name"), Some(&Value::from("Cats")));
+    assert_eq!(t1.get("isHidden"), Some(&Value::Bool(false)));
+    assert_eq!(t1.len(), 2);
+    let all = e.collection(TAGS).unwrap();
+    assert_eq!(all.keys().collect::<Vec<_>>(), ["t1", "t2"]);
+    assert_eq!(all["t2"].get("sub"), Some(&set(&["t1"])));
+    assert_eq!(e.ids(TAGS).unwrap(), ["t1", "t2"]);
+
+    write(&mut e, &[Op::clear(TAGS, "t1", "isHidden"), Op::set_remove(TAGS, "t2", "sub", "t1")]);
+    assert_eq!(rec(&e, TAGS, "t1").unwrap().get("isHidden"), None);
+    assert_eq!(rec(&e, TAGS, "t2").unwrap().get("sub"), Some(&set(&[])), "an emptied set is an empty set");
+
+    write(&mut e, &[Op::delete(TAGS, "t1")]);
+    assert_eq!(rec(&e, TAGS, "t1"), None);
+    assert_eq!(e.ids(TAGS).unwrap(), ["t2"]);
+    // Created again: the old fields are gone.
+    write(&mut e, &[Op::create(TAGS, "t1")]);
+    assert_eq!(rec(&e, TAGS, "t1"), Some(Record::new()));
+    // Unknown collection / record.
+    assert_eq!(rec(&e, "nope", "t1"), None);
+    assert!(e.collection("nope").unwrap().is_empty());
+    assert!(e.ids("nope").unwrap().is_empty());
+}
+
+#[test]
+fn delete_clears_sets_and_clear_empties_a_set() {
+    let mut e = YrsEngine::new();
+    write(
+        &mut e,
+        &[Op::create(FILES, "f"), Op::set_add(FILES, "f", "tags", "a"), Op::set_add(FILES, "f", "tags", "b")],
+    );
+    write(&mut e, &[Op::delete(FILES, "f"), Op::create(FILES, "f"), Op::set_add(FILES, "f", "tags", "c")]);
+    assert_eq!(rec(&e, FILES, "f").unwrap().get("tags"), Some(&set(&["c"])));
+    write(&mut e, &[Op::clear(FILES, "f", "tags"), Op::set_add(FILES, "f", "tags", "d")]);
+    assert_eq!(rec(&e, FILES, "f").unwrap().get("tags"), Some(&set(&["d"])));
+    // A scalar Put over a set drops its members too.
+    write(&mut e, &[Op::put(FILES, "f", "tags", 1), Op::set_add(FILES, "f", "tags", "e")]);
+    assert_eq!(rec(&e, FILES, "f").unwrap().get("tags"), Some(&set(&["e"])));
+}
+
+#[test]
+fn fields_merge_independently() {
+    let (mut a, mut b) = two_with_file();
+    // Different fields: both survive.
+    write(&mut a, &[Op::put(FILES, FILE_ID, "name", "renamed.jpg")]);
+    write(&mut b, &[Op::put(FILES, FILE_ID, "width", 640)]);
+    exchange(&mut a, &mut b);
+    for e in [&a, &b] {
+        let r = rec(e, FILES, FILE_ID).unwrap();
+        assert_eq!(r.get("name"), Some(&Value::from("renamed.jpg")));
+        assert_eq!(r.get("width"), Some(&Value::Int(640)));
+    }
+    // The same field: one value wins, the same on both.
+    write(&mut a, &[Op::put(FILES, FILE_ID, "name", "from-a")]);
+    write(&mut b, &[Op::put(FILES, FILE_ID, "name", "from-b")]);
+    exchange(&mut a, &mut b);
+    let name = rec(&a, FILES, FILE_ID).unwrap()["name"].clone();
+    assert!(name == Value::from("from-a") || name == Value::from("from-b"), "{name:?}");
+    assert_eq!(rec(&a, FILES, FILE_ID), rec(&b, FILES, FILE_ID));
+    assert_eq!(a.version(), b.version());
+}
+
+#[test]
+fn concurrent_create_merges() {
+    let mut a = YrsEngine::new();
+    let mut b = YrsEngine::new();
+    write(
+        &mut a,
+        &[
+            Op::create(FILES, FILE_ID),
+            Op::put(FILES, FILE_ID, "name", "cat.jpg"),
+            Op::set_add(FILES, FILE_ID, "tags", "from-a"),
+        ],
+    );
+    write(
+        &mut b,
+        &[
+            Op::create(FILES, FILE_ID),
+            Op::put(FILES, FILE_ID, "size", 1234),
+            Op::set_add(FILES, FILE_ID, "tags", "from-b"),
+        ],
+    );
+    exchange(&mut a, &mut b);
+    for e in [&a, &b] {
+        let r = rec(e, FILES, FILE_ID).expect("one record");
+        assert_eq!(r.get("name"), Some(&Value::from("cat.jpg")));
+        assert_eq!(r.get("size"), Some(&Value::Int(1234)));
+        assert_eq!(r.get("tags"), Some(&set(&["from-a", "from-b"])));
+        assert_eq!(e.ids(FILES).unwrap(), [FILE_ID]);
+    }
+    assert_eq!(a.collection(FILES).unwrap(), b.collection(FILES).unwrap());
+}
+
+#[test]
+fn set_add_wins() {
+    let (mut a, mut b) = two_with_file();
+    // t1 is present on both; A removes it while B adds it again.
+    write(&mut a, &[Op::set_remove(FILES, FILE_ID, "tags", "t1")]);
+    write(&mut b, &[Op::set_add(FILES, FILE_ID, "tags", "t1")]);
+    assert_eq!(rec(&a, FILES, FILE_ID).unwrap().get("tags"), Some(&set(&[])));
+    exchange(&mut a, &mut b);
+    for e in [&a, &b] {
+        assert_eq!(rec(e, FILES, FILE_ID).unwrap().get("tags"), Some(&set(&["t1"])));
+    }
+    // A remove that saw the add does remove it.
+    write(&mut a, &[Op::set_remove(FILES, FILE_ID, "tags", "t1")]);
+    exchange(&mut a, &mut b);
+    assert_eq!(rec(&b, FILES, FILE_ID).unwrap().get("tags"), Some(&set(&[])));
+}
+
+#[test]
+fn take_local_changes_only_local() {
+    let mut a = YrsEngine::new();
+    let mut b = YrsEngine::new();
+    assert_eq!(a.take_local_changes().unwrap(), None);
+
+    write(&mut b, &[Op::create(TAGS, "from-b")]);
+    let from_b = take(&mut b);
+    apply(&mut a, &from_b);
+    assert_eq!(a.take_local_changes().unwrap(), None, "a remote apply is not a local change");
+
+    write(&mut a, &[Op::create(TAGS, "from-a")]);
+    write(&mut a, &[Op::put(TAGS, "from-a", "name", "A")]);
+    apply(&mut a, &from_b);
+    let from_a = take(&mut a);
+    assert_eq!(a.take_local_changes().unwrap(), None, "a take drains the buffer");
+
+    // The taken bytes hold both local writes and nothing of B.
+    let mut c = YrsEngine::new();
+    apply(&mut c, &from_a);
+    assert_eq!(c.ids(TAGS).unwrap(), ["from-a"]);
+    assert_eq!(rec(&c, TAGS, "from-a").unwrap().get("name"), Some(&Value::from("A")));
+    assert!(!c.has_pending());
+
+    // Snapshots loaded are not local changes either.
+    let mut d = YrsEngine::new();
+    d.load_snapshot(&a.snapshot().unwrap()).unwrap();
+    assert_eq!(d.take_local_changes().unwrap(), None);
+}
+
+#[test]
+fn apply_idempotent_any_order() {
+    let mut a = YrsEngine::new();
+    write(&mut a, &[Op::create(FILES, "f"), Op::put(FILES, "f", "name", "x")]);
+    let c1 = take(&mut a);
+    // Overwrites `name`: its entry's origin is c1's entry, a real dependency.
+    write(&mut a, &[Op::put(FILES, "f", "name", "y"), Op::put(FILES, "f", "size", 10)]);
+    let c2 = take(&mut a);
+    write(&mut a, &[Op::set_add(FILES, "f", "tags", "t")]);
+    let c3 = take(&mut a);
+    // Deletes c3's entry.
+    write(&mut a, &[Op::set_remove(FILES, "f", "tags", "t"), Op::set_add(FILES, "f", "tags", "u")]);
+    let c4 = take(&mut a);
+
+    let mut in_order = YrsEngine::new();
+    for c in [&c1, &c2, &c3, &c4] {
+        apply(&mut in_order, c);
+        assert!(!in_order.has_pending());
+    }
+    let expected = in_order.collection(FILES).unwrap();
+    assert_eq!(expected, a.collection(FILES).unwrap());
+    assert_eq!(expected["f"].get("tags"), Some(&set(&["u"])));
+
+    let mut shuffled = YrsEngine::new();
+    apply(&mut shuffled, &c2);
+    assert!(shuffled.has_pending(), "c2 waits for c1");
+    assert_eq!(rec(&shuffled, FILES, "f"), None, "nothing of a waiting change is visible");
+    apply(&mut shuffled, &c4);
+    apply(&mut shuffled, &c4);
+    assert!(shuffled.has_pending(), "c4's delete waits for c3");
+    apply(&mut shuffled, &c3);
+    apply(&mut shuffled, &c3);
+    assert!(shuffled.has_pending(), "c2 still waits for c1");
+    apply(&mut shuffled, &c1);
+    assert!(!shuffled.has_pending(), "everything integrated once c1 arrived");
+    assert_eq!(shuffled.collection(FILES).unwrap(), expected);
+    assert_eq!(shuffled.version(), in_order.version());
+
+    // Everything again, in yet another order: nothing changes.
+    let before = observe(&shuffled);
+    for c in [&c2, &c4, &c1, &c3] {
+        apply(&mut shuffled, c);
+    }
+    assert_eq!(observe(&shuffled), before);
+    assert_eq!(shuffled.take_local_changes().unwrap(), None);
+
+    // yrs integrates a block with no missing dependency at once, behind a hole for the
+    // missing clocks; a snapshot taken then still converges once the hole is filled.
+    let mut holed = YrsEngine::new();
+    apply(&mut holed, &c3);
+    let mut restored = YrsEngine::new();
+    restored.load_snapshot(&holed.snapshot().unwrap()).unwrap();
+    for c in [&c4, &c1, &c2] {
+        apply(&mut holed, c);
+        apply(&mut restored, c);
+    }
+    assert_eq!(view(&holed), view(&in_order));
+    assert_eq!(view(&restored), view(&in_order));
+}
+
+#[test]
+fn pending_delete_waits_for_its_item() {
+    let mut a = YrsEngine::new();
+    write(&mut a, &[Op::create(FILES, "f"), Op::set_add(FILES, "f", "tags", "t")]);
+    let c1 = take(&mut a);
+    write(&mut a, &[Op::set_remove(FILES, "f", "tags", "t")]);
+    let c2 = take(&mut a);
+    let mut b = YrsEngine::new();
+    apply(&mut b, &c2);
+    assert!(b.has_pending(), "a delete of an unknown item waits");
+    apply(&mut b, &c1);
+    assert!(!b.has_pending());
+    assert_eq!(rec(&b, FILES, "f").unwrap().get("tags"), Some(&set(&[])));
+}
+
+/// Inputs that must be rejected (each is `Corrupt`, never a panic).
+fn garbage_cases() -> Vec<Vec<u8>> {
+    let mut deep = vec![1, 1, 1, 0, 8, 1, 1, b'm', 1];
+    for _ in 0..100_000 {
+        deep.extend_from_slice(&[117, 1]);
+    }
+    deep.extend_from_slice(&[126, 0]);
+    vec![
+        vec![],
+        vec![0],
+        vec![0xff],
+        // 2^28 clients in 4 bytes: yrs alone touches ~0.5 GiB for this.
+        vec![0xff, 0xff, 0xff, 0x7f],
+        vec![0xff, 0xff, 0xff, 0xff, 0x0f],
+        // One Any item holding a map that declares 2^24 entries.
+        vec![1, 1, 1, 0, 8, 1, 1, b'm', 1, 118, 0xff, 0xff, 0xff, 0x07],
+        // 100 000 nested arrays: yrs alone overflows the stack and aborts.
+        deep,
+        b"{\"not\": \"an update\"}".to_vec(),
+        b"OFSEG\x01yrs\0\0\0".to_vec(),
+    ]
+}
+
+#[test]
+fn apply_garbage_is_corrupt() {
+    let (mut a, _) = two_with_file();
+    a.take_local_changes().unwrap();
+    let before = observe(&a);
+    for bytes in garbage_cases() {
+        let head = &bytes[..bytes.len().min(16)];
+        match a.apply_remote(&bytes) {
+            Err(EngineError::Corrupt(msg)) => println!("{head:02x?}…: {msg}"),
+            other => panic!("{head:02x?}…: expected Corrupt, got {other:?}"),
+        }
+        assert!(matches!(a.load_snapshot(&bytes), Err(EngineError::Corrupt(_))));
+        assert!(matches!(a.merge_changes(&[&bytes]), Err(EngineError::Corrupt(_))));
+        assert_eq!(observe(&a), before, "state unchanged");
+    }
+    assert_eq!(a.take_local_changes().unwrap(), None);
+}
+
+/// A few valid changes to mutate.
+fn sample_changes() -> Vec<Vec<u8>> {
+    let mut e = YrsEngine::with_client_id(77);
+    let mut out = Vec::new();
+    write(
+        &mut e,
+        &[Op::create(FILES, "f"), Op::put(FILES, "f", "name", "a.png"), Op::put(FILES, "f", "size", 1_700_000_000_000)],
+    );
+    out.push(take(&mut e));
+    write(&mut e, &[Op::set_add(FILES, "f", "tags", "t"), Op::put(FILES, "f", "ratio", 0.5)]);
+    out.push(take(&mut e));
+    write(&mut e, &[Op::set_remove(FILES, "f", "tags", "t"), Op::put(FILES, "f", "blob", Value::Bytes(vec![1, 2]))]);
+    out.push(take(&mut e));
+    write(&mut e, &[Op::delete(FILES, "f")]);
+    out.push(take(&mut e));
+    out.push(e.snapshot().unwrap());
+    out
+}
+
+fn check_garbage(target: &mut YrsEngine, bytes: &[u8]) -> Result<(), TestCaseError> {
+    let before = observe(target);
+    match target.apply_remote(bytes) {
+        Ok(()) => {}
+        Err(EngineError::Corrupt(_)) => prop_assert_eq!(observe(target), before, "state changed by a rejected input"),
+        Err(other) => prop_assert!(false, "expected Ok or Corrupt, got {:?}", other),
+    }
+    prop_assert_eq!(target.take_local_changes().unwrap(), None);
+    Ok(())
+}
+
+/// Proptest settings: no regression files (integration tests have no `lib.rs` to put them by).
+fn config(cases: u32) -> ProptestConfig {
+    ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
+}
+
+proptest! {
+    #![proptest_config(config(512))]
+
+    #[test]
+    fn apply_garbage_is_corrupt_random_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        let (mut a, _) = two_with_file();
+        a.take_local_changes().unwrap();
+        check_garbage(&mut a, &bytes)?;
+    }
+
+    #[test]
+    fn apply_garbage_is_corrupt_mutated_changes(
+        which in 0usize..5,
+        edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..4),
+    ) {
+        let mut bytes = sample_changes().swap_remove(which);
+        for (at, byte, kind) in edits {
+            if bytes.is_empty() {
+                break;
+            }
+            let i = at.index(bytes.len());
+            match kind {
+                0 => bytes[i] = byte,
+                1 => bytes.truncate(i),
+                _ => bytes.insert(i, byte),
+            }
+        }
+        let (mut a, _) = two_with_file();
+        a.take_local_changes().unwrap();
+        check_garbage(&mut a, &bytes)?;
+    }
+}
+
+#[test]
+fn snapshot_round_trip() {
+    let (mut a, mut b) = two_with_file();
+    write(
+        &mut a,
+        &[
+            Op::create(TAGS, "t1"),
+            Op::put(TAGS, "t1", "name", "Cats"),
+            Op::put(TAGS, "t1", "order", 0.25),
+            Op::create(TAGS, "gone"),
+            Op::delete(TAGS, "gone"),
+            Op::set_add(FILES, FILE_ID, "tags", "t2"),
+            Op::put(FILES, FILE_ID, "thumb", Value::Bytes(vec![0, 1, 2])),
+        ],
+    );
+    write(&mut b, &[Op::put(FILES, FILE_ID, "width", 10)]);
+    exchange(&mut a, &mut b);
+
+    let snapshot = a.snapshot().unwrap();
+    let mut fresh = YrsEngine::new();
+    fresh.load_snapshot(&snapshot).unwrap();
+    for coll in [FILES, TAGS] {
+        assert_eq!(fresh.collection(coll).unwrap(), a.collection(coll).unwrap());
+    }
+    assert_eq!(fresh.version(), a.version());
+    assert!(!fresh.has_pending());
+    assert_eq!(fresh.take_local_changes().unwrap(), None);
+
+    // apply_remote takes snapshot bytes too, and loading twice changes nothing.
+    let mut other = YrsEngine::new();
+    apply(&mut other, &snapshot);
+    other.load_snapshot(&snapshot).unwrap();
+    assert_eq!(view(&other), view(&fresh));
+
+    // A snapshot carries changes that are still waiting for their dependencies.
+    let mut waiting = YrsEngine::new();
+    write(&mut a, &[Op::put(TAGS, "t1", "name", "Dogs")]);
+    let later = take(&mut a);
+    apply(&mut waiting, &later);
+    assert!(waiting.has_pending());
+    let mut restored = YrsEngine::new();
+    restored.load_snapshot(&waiting.snapshot().unwrap()).unwrap();
+    assert!(restored.has_pending());
+    restored.load_snapshot(&snapshot).unwrap();
+    assert!(!restored.has_pending());
+    assert_eq!(rec(&restored, TAGS, "t1"), rec(&a, TAGS, "t1"));
+}
+
+#[test]
+fn merge_changes_equivalent() {
+    let mut a = YrsEngine::new();
+    let mut b = YrsEngine::new();
+    let mut changes = Vec::new();
+    write(&mut a, &[Op::create(FILES, "f"), Op::put(FILES, "f", "name", "x")]);
+    changes.push(take(&mut a));
+    write(&mut a, &[Op::set_add(FILES, "f", "tags", "t"), Op::put(FILES, "f", "name", "y")]);
+    changes.push(take(&mut a));
+    write(&mut b, &[Op::create(TAGS, "t"), Op::put(TAGS, "t", "name", "T")]);
+    changes.push(take(&mut b));
+    write(&mut a, &[Op::set_remove(FILES, "f", "tags", "t")]);
+    changes.push(take(&mut a));
+
+    let parts: Vec<&[u8]> = changes.iter().map(Vec::as_slice).collect();
+    let merged = a.merge_changes(&parts).unwrap();
+    let mut one = YrsEngine::new();
+    apply(&mut one, &merged);
+    let mut each = YrsEngine::new();
+    for c in &changes {
+        apply(&mut each, c);
+    }
+    assert_eq!(view(&one), view(&each));
+    assert!(!one.has_pending());
+    assert_eq!(one.collection(FILES).unwrap()["f"].get("name"), Some(&Value::from("y")));
+
+    // Merging a subset out of order still integrates once the rest arrives.
+    let tail = a.merge_changes(&[&changes[3], &changes[1]]).unwrap();
+    let mut partial = YrsEngine::new();
+    apply(&mut partial, &tail);
+    assert!(partial.has_pending());
+    apply(&mut partial, &changes[0]);
+    apply(&mut partial, &changes[2]);
+    assert_eq!(view(&partial), view(&each));
+
+    assert!(a.merge_changes(&[]).is_ok());
+}
+
+#[test]
+fn one_set_add_is_small() {
+    let mut a = YrsEngine::new();
+    write(&mut a, &[Op::create(FILES, FILE_ID), Op::put(FILES, FILE_ID, "name", "cat.jpg")]);
+    a.take_local_changes().unwrap();
+
+    write(&mut a, &[Op::set_add(FILES, FILE_ID, "tags", "fedcba9876543210fedcba9876543210")]);
+    let first = take(&mut a);
+    write(&mut a, &[Op::set_add(FILES, FILE_ID, "tags", "00112233445566778899aabbccddeeff")]);
+    let second = take(&mut a);
+    println!("first tag of a file (with the set marker): {} bytes", first.len());
+    println!("another tag of the same file: {} bytes", second.len());
+    assert!(first.len() < 180, "{} bytes", first.len());
+    assert!(second.len() < 180, "{} bytes", second.len());
+}
+
+/// Values whose kind and bits must survive a Put, locally, through a change and a snapshot.
+fn all_kinds() -> Vec<Value> {
+    vec![
+        Value::Null,
+        Value::Bool(true),
+        Value::Bool(false),
+        Value::Int(0),
+        Value::Int(-1),
+        Value::Int(i64::from(i32::MAX) + 1),
+        Value::Int(1_700_000_000_123),
+        Value::Int(1 << 40),
+        Value::Int(i64::MAX),
+        Value::Int(i64::MIN),
+        Value::Int(i64::MAX - 1),
+        Value::Float(1.5),
+        Value::Float(3.0),
+        Value::Float(0.0),
+        Value::Float(-0.0),
+        Value::Float(1e18),
+        Value::Float(9_223_372_036_854_775_808.0),
+        Value::Float(1e300),
+        Value::Float(f64::NAN),
+        Value::Float(f64::INFINITY),
+        Value::Float(f64::NEG_INFINITY),
+        Value::Float(0.1),
+        Value::Str(String::new()),
+        Value::Str("héllo/wörld".into()),
+        Value::Bytes(vec![]),
+        Value::Bytes(vec![0, 159, 255]),
+    ]
+}
+
+/// Equality that tells 0.0 from -0.0 and accepts NaN.
+fn same(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Float(x), Value::Float(y)) => x.to_bits() == y.to_bits(),
+        _ => a == b,
+    }
+}
+
+/// Puts `values` as fields v0, v1, … and returns what a local read, a remote replica and a
+/// snapshot-loaded replica see.
+fn put_and_read_everywhere(values: &[Value]) -> [Record; 3] {
+    let mut a = YrsEngine::new();
+    let mut ops = vec![Op::create(FILES, "f")];
+    ops.extend(values.iter().enumerate().map(|(i, v)| Op::put(FILES, "f", &format!("v{i}"), v.clone())));
+    write(&mut a, &ops);
+    let mut remote = YrsEngine::new();
+    apply(&mut remote, &take(&mut a));
+    let mut loaded = YrsEngine::new();
+    loaded.load_snapshot(&remote.snapshot().unwrap()).unwrap();
+    [rec(&a, FILES, "f").unwrap(), rec(&remote, FILES, "f").unwrap(), rec(&loaded, FILES, "f").unwrap()]
+}
+
+#[test]
+fn put_each_value_kind_round_trips() {
+    let values = all_kinds();
+    for (where_, record) in ["local", "remote", "snapshot"].iter().zip(put_and_read_everywhere(&values)) {
+        for (i, v) in values.iter().enumerate() {
+            let got = record.get(&format!("v{i}")).unwrap_or_else(|| panic!("{where_}: v{i} missing"));
+            assert!(same(got, v), "{where_}: put {v:?}, read {got:?}");
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    #[test]
+    fn numbers_keep_their_kind(i in any::<i64>(), f in any::<f64>()) {
+        let values = [Value::Int(i), Value::Float(f)];
+        for record in put_and_read_everywhere(&values) {
+            prop_assert!(same(&record["v0"], &values[0]), "{:?} read as {:?}", values[0], record["v0"]);
+            prop_assert!(same(&record["v1"], &values[1]), "{:?} read as {:?}", values[1], record["v1"]);
+        }
+    }
+}
+
+#[test]
+fn put_of_the_same_value_writes_nothing_but_int_and_float_differ() {
+    let mut a = YrsEngine::new();
+    write(&mut a, &[Op::create(FILES, "f"), Op::put(FILES, "f", "n", 1)]);
+    a.take_local_changes().unwrap();
+    write(&mut a, &[Op::put(FILES, "f", "n", 1), Op::create(FILES, "f")]);
+    assert_eq!(a.take_local_changes().unwrap(), None);
+    write(&mut a, &[Op::put(FILES, "f", "n", 1.0)]);
+    assert!(a.take_local_changes().unwrap().is_some(), "1 and 1.0 are different values");
+    assert_eq!(rec(&a, FILES, "f").unwrap().get("n"), Some(&Value::Float(1.0)));
+}
+
+#[test]
+fn invalid_ops_are_rejected_and_batches_are_atomic() {
+    let mut a = YrsEngine::new();
+    let invalid = [
+        Op::put(FILES, "f", "tags", set(&["x"])),
+        Op::create("", "f"),
+        Op::create(FILES, ""),
+        Op::put(FILES, "f", "", 1),
+        Op::create("files/x", "f"),
+        Op::create(FILES, "a/b"),
+        Op::set_add(FILES, "f", "t/x", "m"),
+        Op::clear(FILES, "f", ""),
+        Op::set_remove(FILES, "", "tags", "m"),
+        Op::delete("", "f"),
+    ];
+    for op in invalid {
+        let batch = [Op::create(FILES, "f"), Op::put(FILES, "f", "name", "x"), op.clone()];
+        match a.write(&batch) {
+            Err(EngineError::InvalidOp(msg)) => println!("{op:?}: {msg}"),
+            other => panic!("{op:?}: expected InvalidOp, got {other:?}"),
+        }
+        assert_eq!(rec(&a, FILES, "f"), None, "nothing of the batch applied");
+        assert_eq!(a.take_local_changes().unwrap(), None);
+    }
+    // Set members may hold the separator; an empty batch is fine.
+    write(
+        &mut a,
+        &[Op::create(FILES, "f"), Op::set_add(FILES, "f", "tags", "a/b"), Op::set_add(FILES, "f", "tags", "")],
+    );
+    assert_eq!(rec(&a, FILES, "f").unwrap().get("tags"), Some(&set(&["", "a/b"])));
+    a.take_local_changes().unwrap();
+    write(&mut a, &[]);
+    assert_eq!(a.take_local_changes().unwrap(), None);
+}
+
+#[test]
+fn every_engine_has_its_own_client_id() {
+    let a = YrsEngine::new();
+    let b = YrsEngine::default();
+    assert_ne!(a.client_id(), b.client_id());
+    assert!(a.client_id() < 1 << 53);
+    let empty = a.new_empty();
+    assert_eq!(empty.engine_id(), "yrs");
+    assert_eq!(empty.version(), YrsEngine::new().version(), "an empty engine's version is the empty state vector");
+    assert!(empty.collection(FILES).unwrap().is_empty());
+    // Two replicas of one history written by different processes do not collide.
+    let mut first = YrsEngine::new();
+    write(&mut first, &[Op::create(TAGS, "x")]);
+    let mut restarted = YrsEngine::new();
+    restarted.load_snapshot(&first.snapshot().unwrap()).unwrap();
+    write(&mut restarted, &[Op::put(TAGS, "x", "name", "after restart")]);
+    let change = take(&mut restarted);
+    apply(&mut first, &change);
+    assert!(!first.has_pending());
+    assert_eq!(rec(&first, TAGS, "x").unwrap().get("name"), Some(&Value::from("after restart")));
+}
+
+#[test]
+fn version_ignores_apply_order() {
+    let mut writers: Vec<YrsEngine> = (0..5).map(|_| YrsEngine::new()).collect();
+    let changes: Vec<Vec<u8>> = writers
+        .iter_mut()
+        .enumerate()
+        .map(|(i, w)| {
+            write(w, &[Op::create(TAGS, &format!("t{i}"))]);
+            take(w)
+        })
+        .collect();
+    let mut forward = YrsEngine::new();
+    let mut backward = YrsEngine::new();
+    for c in &changes {
+        apply(&mut forward, c);
+    }
+    for c in changes.iter().rev() {
+        apply(&mut backward, c);
+    }
+    assert_eq!(forward.version(), backward.version());
+    assert_ne!(forward.version(), YrsEngine::new().version());
+}
+
+#[test]
+fn semantically_invalid_update_is_corrupt_and_may_apply_partly() {
+    // Client 5, two blocks from clock 0: (1) `true` under key "k" of root map "m" — i.e. record
+    // "k" of collection "m"; (2) a value whose parent is block 1, which is not a type.
+    let bytes = [
+        1, 2, 5, 0, // one client section: 2 blocks of client 5 from clock 0
+        0x28, 1, 1, b'm', 1, b'k', 1, 120, // Any + parent sub, parent root "m", key "k", [true]
+        0x28, 0, 5, 0, 1, b'z', 1, 120, // Any + parent sub, parent id (5, 0), key "z", [true]
+        0,   // empty delete set
+    ];
+    let mut e = YrsEngine::new();
+    assert!(matches!(e.apply_remote(&bytes), Err(EngineError::Corrupt(_))));
+    // The documented gap: yrs integrated block 1 before it failed on block 2. The replica must
+    // rebuild the engine from its store after such an error.
+    assert!(rec(&e, "m", "k").is_some());
+    assert_eq!(e.take_local_changes().unwrap(), None);
+}
