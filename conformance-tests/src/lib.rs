@@ -1,1 +1,292 @@
-//! Work in progress.
+//! # onefolder-conformance
+//!
+//! One suite, written once, that every combination of engine × store × transport must pass.
+//!
+//! - [`EngineFactory`], [`StoreFactory`] and [`TransportFactory`] make one adapter each; the
+//!   adapters available in this build implement them in [`factories`].
+//! - [`Cluster`] runs N devices of one combination on one shared medium.
+//! - [`engine_checks`], [`store_checks`] and [`transport_checks`] check each adapter's trait
+//!   contract, one function per `# Behavior` bullet, instantiated per adapter by
+//!   [`engine_conformance!`], [`store_conformance!`] and [`transport_conformance!`].
+//! - [`scenarios`] holds the end-to-end checks, plain `async fn`s generic over a combination.
+//! - [`conformance!`] instantiates every scenario for one combination as `#[tokio::test]`s in a
+//!   module named after it, so test names carry the combination
+//!   (`yrs_sqlite_folder::concurrent_tag_move`). A new adapter is one line in
+//!   `tests/matrix.rs`.
+
+#![warn(missing_docs)]
+
+pub mod engine_checks;
+pub mod factories;
+pub mod layers;
+pub mod scenarios;
+pub mod store_checks;
+pub mod transport_checks;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use onefolder_core::{Engine, MemoryTransport, OpenMode, Replica, ReplicaConfig, Store, Transport};
+use onefolder_model::Library;
+
+/// Makes empty engines of one kind.
+pub trait EngineFactory: 'static {
+    /// A new, empty engine.
+    fn engine() -> Box<dyn Engine>;
+}
+
+/// Opens stores of one kind.
+pub trait StoreFactory: 'static {
+    /// Opens (or reopens) the store kept in `dir`.
+    fn open(dir: &Path) -> Box<dyn Store>;
+}
+
+/// Opens one device's view of a shared medium of one kind.
+pub trait TransportFactory: 'static {
+    /// A transport on `medium`; every device of a cluster gets its own.
+    fn open(medium: &Medium) -> Arc<dyn Transport>;
+}
+
+/// The shared medium of a cluster: a temporary library folder (for folder-like transports)
+/// and an in-memory medium (for the memory transport).
+pub struct Medium {
+    /// The library folder (the folder a sync client would sync).
+    pub library: PathBuf,
+    /// The in-memory medium.
+    pub memory: MemoryTransport,
+}
+
+/// One combination of engine, store and transport.
+pub struct Combo<E, S, T>(std::marker::PhantomData<(E, S, T)>);
+
+/// The three factories of one combination, as one type parameter.
+pub trait Backend: 'static {
+    /// The engine factory.
+    type E: EngineFactory;
+    /// The store factory.
+    type S: StoreFactory;
+    /// The transport factory.
+    type T: TransportFactory;
+}
+
+impl<E: EngineFactory, S: StoreFactory, T: TransportFactory> Backend for Combo<E, S, T> {
+    type E = E;
+    type S = S;
+    type T = T;
+}
+
+/// Replica settings for tests: short debounce and poll so background loops react quickly.
+pub fn test_config(name: &str) -> ReplicaConfig {
+    ReplicaConfig {
+        device_name: name.to_owned(),
+        mode: OpenMode::CreateOrJoin,
+        debounce: Duration::from_millis(20),
+        max_delay: Duration::from_millis(200),
+        poll_interval: Duration::from_millis(500),
+        compact_every: 50,
+        ..ReplicaConfig::default()
+    }
+}
+
+/// One device of a [`Cluster`].
+pub struct Device {
+    /// Its replica.
+    pub replica: Arc<Replica>,
+    /// The OneFolder library on it.
+    pub lib: Library<Arc<Replica>>,
+    /// Its local state directory.
+    pub state_dir: PathBuf,
+    /// Its transport (possibly wrapped in a layer).
+    pub transport: Arc<dyn Transport>,
+}
+
+/// N devices of one combination sharing one medium.
+pub struct Cluster<B: Backend> {
+    /// The temporary directory holding the medium and every device's state.
+    pub tmp: tempfile::TempDir,
+    /// The shared medium.
+    pub medium: Medium,
+    /// The devices; device 0 created the library.
+    pub devices: Vec<Device>,
+    config: fn(&str) -> ReplicaConfig,
+    _b: std::marker::PhantomData<B>,
+}
+
+impl<B: Backend> Cluster<B> {
+    /// A cluster of `n` devices, each with the plain transport.
+    pub async fn new(n: usize) -> Self {
+        Self::with_layers(n, |_, t| t).await
+    }
+
+    /// A cluster whose device `i` sees the medium through `layer(i, transport)`.
+    pub async fn with_layers(n: usize, layer: impl Fn(usize, Arc<dyn Transport>) -> Arc<dyn Transport>) -> Self {
+        Self::build(n, test_config, layer).await
+    }
+
+    /// A cluster with per-device replica settings and transport layers.
+    pub async fn build(
+        n: usize,
+        config: fn(&str) -> ReplicaConfig,
+        layer: impl Fn(usize, Arc<dyn Transport>) -> Arc<dyn Transport>,
+    ) -> Self {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let library = tmp.path().join("library");
+        std::fs::create_dir_all(&library).expect("library dir");
+        let medium = Medium { library, memory: MemoryTransport::new() };
+        let mut cluster = Cluster { tmp, medium, config, devices: Vec::new(), _b: std::marker::PhantomData };
+        for i in 0..n {
+            let transport = layer(i, B::T::open(&cluster.medium));
+            let dev = cluster.open_device(i, transport).await;
+            cluster.devices.push(dev);
+        }
+        cluster
+    }
+
+    fn state_dir(&self, i: usize) -> PathBuf {
+        self.tmp.path().join(format!("state-{i}"))
+    }
+
+    async fn open_device(&self, i: usize, transport: Arc<dyn Transport>) -> Device {
+        let state_dir = self.state_dir(i);
+        let replica = Replica::open(
+            B::E::engine(),
+            B::S::open(&state_dir),
+            transport.clone(),
+            (self.config)(&format!("device-{i}")),
+        )
+        .await
+        .expect("open replica");
+        let replica = Arc::new(replica);
+        Device { lib: Library::new(replica.clone()), replica, state_dir, transport }
+    }
+
+    /// Device `i`.
+    pub fn dev(&self, i: usize) -> &Device {
+        &self.devices[i]
+    }
+
+    /// Library of device `i`.
+    pub fn lib(&self, i: usize) -> &Library<Arc<Replica>> {
+        &self.devices[i].lib
+    }
+
+    /// Closes device `i` without flushing (as a crash would) and opens it again from its store,
+    /// with the same transport.
+    pub async fn restart(&mut self, i: usize) {
+        let old = self.devices.remove(i);
+        let transport = old.transport.clone();
+        // Every handle on the replica must be gone so the store's lock is released.
+        drop(old);
+        let dev = self.open_device(i, transport).await;
+        self.devices.insert(i, dev);
+    }
+
+    /// Flushes every device, then lets every device ingest, twice (so that everything written
+    /// in the first round is seen by all in the second).
+    pub async fn sync_all(&self) {
+        for _ in 0..2 {
+            for d in &self.devices {
+                d.replica.flush().await.expect("flush");
+            }
+            for d in &self.devices {
+                d.replica.ingest().await.expect("ingest");
+            }
+        }
+    }
+
+    /// Syncs only the listed devices with each other (the rest are offline).
+    pub async fn sync_some(&self, which: &[usize]) {
+        for _ in 0..2 {
+            for &i in which {
+                self.devices[i].replica.flush().await.expect("flush");
+            }
+            for &i in which {
+                self.devices[i].replica.ingest().await.expect("ingest");
+            }
+        }
+    }
+
+    /// Canonical exports of every device.
+    pub fn exports(&self) -> Vec<String> {
+        self.devices.iter().map(|d| d.lib.export().expect("export").to_json()).collect()
+    }
+
+    /// Asserts that every device has the same canonical export; returns it.
+    pub fn assert_converged(&self) -> String {
+        let exports = self.exports();
+        for (i, e) in exports.iter().enumerate().skip(1) {
+            assert_eq!(&exports[0], e, "device {i} differs from device 0");
+        }
+        exports.into_iter().next().expect("at least one device")
+    }
+}
+
+/// Polls `cond` every 20 ms until it holds or `deadline` passes; returns whether it held.
+pub async fn wait_for(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = tokio::time::Instant::now() + deadline;
+    loop {
+        if cond() {
+            return true;
+        }
+        if tokio::time::Instant::now() >= end {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Instantiates every scenario of [`scenarios`] for one combination, as a module of
+/// `#[tokio::test]`s named after it:
+///
+/// ```ignore
+/// conformance!(yrs_sqlite_folder, Yrs, Sqlite, Folder);
+/// ```
+#[macro_export]
+macro_rules! conformance {
+    ($name:ident, $engine:ty, $store:ty, $transport:ty) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            type B = $crate::Combo<$engine, $store, $transport>;
+            $crate::conformance!(@tests B;
+                two_devices_converge,
+                five_devices_converge,
+                same_file_indexed_twice_is_one_record,
+                location_matched_on_second_device,
+                moved_file_keeps_tags,
+                same_tag_created_offline_twice_is_one_tag,
+                rename_and_recolor_both_survive,
+                concurrent_renames_pick_one_name,
+                tag_add_wins_over_concurrent_remove,
+                deleted_tag_leaves_no_dangling_id,
+                concurrent_tag_move_makes_no_cycle,
+                concurrent_siblings_order_the_same,
+                restore_replace_propagates,
+                offline_device_catches_up,
+                duplicated_delivery_is_harmless,
+                out_of_order_delivery_converges,
+                restarted_device_loses_nothing,
+                corrupt_segment_is_skipped,
+                truncated_segment_is_skipped,
+                empty_segment_is_skipped,
+                foreign_library_segment_is_skipped,
+                wrong_engine_segment_is_skipped,
+                impostor_segment_is_skipped,
+                junk_in_shared_folder_is_ignored,
+                background_loop_applies_without_sync_call,
+                one_tag_assignment_is_small,
+                idle_pass_reads_nothing,
+                nothing_written_while_nothing_changes,
+            );
+        }
+    };
+    (@tests $b:ty; $($test:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                $crate::scenarios::$test::<$b>().await;
+            }
+        )*
+    };
+}

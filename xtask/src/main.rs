@@ -1,1 +1,43 @@
-fn main() {}
+//! `cargo xtask`: the project's automation, in Rust (see rust-analyzer's xtask).
+//!
+//! - `cargo xtask ci`: what CI runs — rustfmt check, clippy with warnings denied, the tests.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+fn run(program: &str, args: &[&str]) -> Result<()> {
+    eprintln!("$ {program} {}", args.join(" "));
+    let status = Command::new(program)
+        .args(args)
+        .current_dir(project_root())
+        .status()
+        .with_context(|| format!("running {program}"))?;
+    if !status.success() {
+        bail!("`{program} {}` failed with {status}", args.join(" "));
+    }
+    Ok(())
+}
+
+fn ci() -> Result<()> {
+    run("cargo", &["fmt", "--all", "--", "--check"])?;
+    run("cargo", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
+    run("cargo", &["test", "--workspace"])
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("ci") => ci(),
+        Some(other) => bail!("unknown task {other:?}; tasks: ci"),
+        None => {
+            eprintln!("usage: cargo xtask <task>\n\ntasks:\n  ci    rustfmt check, clippy -D warnings, the test suite");
+            Ok(())
+        }
+    }
+}

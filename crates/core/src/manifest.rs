@@ -38,8 +38,5 @@ pub struct DeviceInfo {
 /// Milliseconds since the Unix epoch by the local clock (advisory values only; correctness
 /// never depends on it).
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }

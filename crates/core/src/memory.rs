@@ -8,7 +8,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use crate::ids::DeviceId;
 use crate::names::DEVICE_FILE;
-use crate::transport::{check_name, Capabilities, ChangeHint, ChangeStream, FileEntry, Transport, TransportError};
+use crate::transport::{Capabilities, ChangeHint, ChangeStream, FileEntry, Transport, TransportError, check_name};
 
 #[derive(Default)]
 struct Medium {

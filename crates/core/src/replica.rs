@@ -14,14 +14,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio::sync::{broadcast, Notify};
+use tokio::sync::{Notify, broadcast};
 use tokio::time::Instant;
 
 use crate::engine::Engine;
 use crate::ids::{DeviceId, LibraryId};
-use crate::manifest::{now_ms, DeviceInfo, LibraryManifest, MANIFEST_VERSION};
-use crate::names::{delta_name, is_temporary, SegmentName, DEVICE_FILE, MANIFEST_FILE};
-use crate::segment::{self, Expect, SegmentKind, HEADER_LEN};
+use crate::manifest::{DeviceInfo, LibraryManifest, MANIFEST_VERSION, now_ms};
+use crate::names::{DEVICE_FILE, MANIFEST_FILE, SegmentName, delta_name, is_temporary};
+use crate::segment::{self, Expect, HEADER_LEN, SegmentKind};
 use crate::store::{AppliedSegment, FlushRecord, Store};
 use crate::transport::{FileEntry, Transport};
 use crate::value::Op;
@@ -417,10 +417,7 @@ impl Replica {
             }
         };
         let next_seq = self.lock().next_seq;
-        let foreign = files
-            .iter()
-            .filter_map(|f| SegmentName::parse(&f.name))
-            .any(|n| n.seq >= next_seq);
+        let foreign = files.iter().filter_map(|f| SegmentName::parse(&f.name)).any(|n| n.seq >= next_seq);
         if !foreign {
             return Ok(());
         }
@@ -652,7 +649,13 @@ impl Replica {
         Ok(report)
     }
 
-    async fn ingest_file(&self, peer: DeviceId, folder: &str, file: FileEntry, report: &mut IngestReport) -> Result<()> {
+    async fn ingest_file(
+        &self,
+        peer: DeviceId,
+        folder: &str,
+        file: FileEntry,
+        report: &mut IngestReport,
+    ) -> Result<()> {
         let cap = self.config.max_payload as u64 + HEADER_LEN as u64;
         if file.size == 0 {
             self.warn(folder, Some(&file.name), "empty file (not downloaded yet?); will retry".into());
@@ -660,7 +663,11 @@ impl Replica {
             return Ok(());
         }
         if file.size > cap {
-            self.warn(folder, Some(&file.name), format!("{} bytes is over the {cap}-byte segment limit; ignored", file.size));
+            self.warn(
+                folder,
+                Some(&file.name),
+                format!("{} bytes is over the {cap}-byte segment limit; ignored", file.size),
+            );
             report.skipped += 1;
             return Ok(());
         }
@@ -715,6 +722,9 @@ impl Replica {
             return Ok(());
         }
         if let Err(e) = st.engine.apply_remote(seg.payload) {
+            // An engine may have integrated part of a payload it then rejected: return to the
+            // stored state so nothing unrecorded stays visible.
+            st.rebuild_engine()?;
             drop(st);
             self.warn(folder, Some(&file.name), format!("engine rejected the payload: {e}; skipped, will retry"));
             report.skipped += 1;

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use onefolder_core::{Document, Op, Value};
 use serde::{Deserialize, Serialize};
 
-use crate::{Library, Result, FILES, LOCATIONS, SEARCHES, TAGS};
+use crate::{FILES, LOCATIONS, Library, Result, SEARCHES, TAGS};
 
 /// A file in the export.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

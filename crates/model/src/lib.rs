@@ -340,8 +340,8 @@ impl<D: Document> Library<D> {
 
     /// Marks a file as vanished from disk (its record and tags stay until removed).
     pub fn mark_missing(&self, id: &str, missing: bool) -> Result<()> {
-        self.require_file(id)?;
-        self.write(&[Op::put(FILES, id, "missing", missing)])
+        let file = self.require_file(id)?;
+        self.write_changed(FILES, id, &file, "missing", Value::from(missing))
     }
 
     /// Moves a file record to a new location-relative path (a move or rename on disk): the
@@ -382,11 +382,19 @@ impl<D: Document> Library<D> {
 
     /// Sets (or with `None` clears) a file's annotations.
     pub fn set_annotations(&self, id: &str, text: Option<&str>) -> Result<()> {
-        self.require_file(id)?;
-        self.write(&[match text {
-            Some(t) => Op::put(FILES, id, "annotations", t),
-            None => Op::clear(FILES, id, "annotations"),
-        }])
+        let file = self.require_file(id)?;
+        self.write_changed(FILES, id, &file, "annotations", Value::from(text.map(str::to_owned)))
+    }
+
+    /// Writes one scalar field only if it differs (`Null` clears it): an edit that changes
+    /// nothing writes nothing to the shared medium.
+    fn write_changed(&self, coll: &str, id: &str, current: &Record, field: &str, value: Value) -> Result<()> {
+        match (current.get(field), &value) {
+            (None, Value::Null) => Ok(()),
+            (Some(_), Value::Null) => self.write(&[Op::clear(coll, id, field)]),
+            (Some(have), v) if have == v => Ok(()),
+            _ => self.write(&[Op::put(coll, id, field, value)]),
+        }
     }
 
     fn require_file(&self, id: &str) -> Result<Record> {
@@ -526,23 +534,20 @@ impl<D: Document> Library<D> {
     /// Renames a tag (its id does not change).
     pub fn rename_tag(&self, id: &str, name: &str) -> Result<()> {
         let name = ids::clean_tag_name(name)?;
-        self.require_tag(id)?;
-        self.write(&[Op::put(TAGS, id, "name", name)])
+        let tag = self.require_tag(id)?;
+        self.write_changed(TAGS, id, &tag, "name", Value::from(name))
     }
 
     /// Sets or clears a tag's colour.
     pub fn set_tag_color(&self, id: &str, color: Option<&str>) -> Result<()> {
-        self.require_tag(id)?;
-        self.write(&[match color {
-            Some(c) => Op::put(TAGS, id, "color", c),
-            None => Op::clear(TAGS, id, "color"),
-        }])
+        let tag = self.require_tag(id)?;
+        self.write_changed(TAGS, id, &tag, "color", Value::from(color.map(str::to_owned)))
     }
 
     /// Hides or shows a tag.
     pub fn set_tag_hidden(&self, id: &str, hidden: bool) -> Result<()> {
-        self.require_tag(id)?;
-        self.write(&[Op::put(TAGS, id, "isHidden", hidden)])
+        let tag = self.require_tag(id)?;
+        self.write_changed(TAGS, id, &tag, "isHidden", Value::from(hidden))
     }
 
     /// Moves a tag under `new_parent` (`None` = root), after its last sibling there. Refuses a

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use onefolder_core::{Collection, Value};
 use serde::Serialize;
 
-use crate::{ids, int_field, str_field, Tag};
+use crate::{Tag, ids, int_field, str_field};
 
 /// A tag with its children, in order.
 #[derive(Clone, Debug, PartialEq, Serialize)]

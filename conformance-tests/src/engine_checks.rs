@@ -1,0 +1,246 @@
+//! Checks of the [`Engine`](onefolder_core::Engine) contract, one per `# Behavior` bullet.
+
+use std::collections::BTreeSet;
+
+use onefolder_core::{Engine, EngineError, Op, Value};
+
+use crate::EngineFactory;
+
+fn pair<E: EngineFactory>() -> (Box<dyn Engine>, Box<dyn Engine>) {
+    (E::engine(), E::engine())
+}
+
+/// Sends `from`'s local changes to `to`.
+fn send(from: &mut dyn Engine, to: &mut dyn Engine) {
+    if let Some(bytes) = from.take_local_changes().unwrap() {
+        to.apply_remote(&bytes).unwrap();
+    }
+}
+
+fn set(members: &[&str]) -> Value {
+    Value::Set(members.iter().map(|m| m.to_string()).collect())
+}
+
+/// `write_then_read`: written fields read back; a record exists only between Create and Delete.
+pub fn write_then_read<E: EngineFactory>() {
+    let mut e = E::engine();
+    e.write(&[
+        Op::create("tags", "t1"),
+        Op::put("tags", "t1", "name", "Cats"),
+        Op::put("tags", "t1", "size", 42i64),
+        Op::put("tags", "t1", "ratio", 0.5f64),
+        Op::put("tags", "t1", "hidden", true),
+        Op::put("tags", "t1", "none", Value::Null),
+        Op::put("tags", "t1", "blob", Value::Bytes(vec![0, 1, 255])),
+        Op::set_add("tags", "t1", "aliases", "kitty"),
+    ])
+    .unwrap();
+    let r = e.record("tags", "t1").unwrap().expect("record exists");
+    assert_eq!(r["name"], Value::from("Cats"));
+    assert_eq!(r["size"], Value::Int(42));
+    assert_eq!(r["ratio"], Value::Float(0.5));
+    assert_eq!(r["hidden"], Value::Bool(true));
+    assert_eq!(r["none"], Value::Null);
+    assert_eq!(r["blob"], Value::Bytes(vec![0, 1, 255]));
+    assert_eq!(r["aliases"], set(&["kitty"]));
+    assert_eq!(e.ids("tags").unwrap(), vec!["t1".to_string()]);
+    e.write(&[Op::clear("tags", "t1", "size"), Op::set_remove("tags", "t1", "aliases", "kitty")]).unwrap();
+    let r = e.record("tags", "t1").unwrap().unwrap();
+    assert!(!r.contains_key("size"));
+    assert_eq!(r.get("aliases").and_then(Value::as_set).map(BTreeSet::len).unwrap_or(0), 0);
+    // Writes to a record that was never created are invisible.
+    e.write(&[Op::put("tags", "ghost", "name", "Boo")]).unwrap();
+    assert!(e.record("tags", "ghost").unwrap().is_none());
+    e.write(&[Op::delete("tags", "t1")]).unwrap();
+    assert!(e.record("tags", "t1").unwrap().is_none());
+    assert!(e.collection("tags").unwrap().is_empty());
+    // A set value cannot be put, and a bad batch changes nothing.
+    let before = e.version();
+    let err = e.write(&[Op::create("tags", "t2"), Op::put("tags", "t2", "x", set(&["a"]))]).unwrap_err();
+    assert!(matches!(err, EngineError::InvalidOp(_)), "{err:?}");
+    assert!(e.record("tags", "t2").unwrap().is_none());
+    assert_eq!(e.version(), before);
+}
+
+/// `fields_merge_independently`: different fields both survive; the same field converges.
+pub fn fields_merge_independently<E: EngineFactory>() {
+    let (mut a, mut b) = pair::<E>();
+    a.write(&[Op::create("tags", "t"), Op::put("tags", "t", "name", "Cats")]).unwrap();
+    send(a.as_mut(), b.as_mut());
+    a.write(&[Op::put("tags", "t", "name", "Kittens"), Op::put("tags", "t", "size", 1i64)]).unwrap();
+    b.write(&[Op::put("tags", "t", "color", "red"), Op::put("tags", "t", "size", 2i64)]).unwrap();
+    send(a.as_mut(), b.as_mut());
+    send(b.as_mut(), a.as_mut());
+    let (ra, rb) = (a.record("tags", "t").unwrap().unwrap(), b.record("tags", "t").unwrap().unwrap());
+    assert_eq!(ra, rb);
+    assert_eq!(ra["name"], Value::from("Kittens"));
+    assert_eq!(ra["color"], Value::from("red"));
+    assert!(ra["size"] == Value::Int(1) || ra["size"] == Value::Int(2));
+}
+
+/// `concurrent_create_merges`: the same record created on two replicas holds both's fields.
+pub fn concurrent_create_merges<E: EngineFactory>() {
+    let (mut a, mut b) = pair::<E>();
+    a.write(&[
+        Op::create("files", "f"),
+        Op::put("files", "f", "name", "x.jpg"),
+        Op::set_add("files", "f", "tags", "t1"),
+    ])
+    .unwrap();
+    b.write(&[Op::create("files", "f"), Op::put("files", "f", "size", 7i64), Op::set_add("files", "f", "tags", "t2")])
+        .unwrap();
+    send(a.as_mut(), b.as_mut());
+    send(b.as_mut(), a.as_mut());
+    let r = a.record("files", "f").unwrap().unwrap();
+    assert_eq!(r, b.record("files", "f").unwrap().unwrap());
+    assert_eq!(r["name"], Value::from("x.jpg"));
+    assert_eq!(r["size"], Value::Int(7));
+    assert_eq!(r["tags"], set(&["t1", "t2"]));
+}
+
+/// `set_add_wins`: concurrent add and remove of one member leaves it present.
+pub fn set_add_wins<E: EngineFactory>() {
+    let (mut a, mut b) = pair::<E>();
+    a.write(&[Op::create("files", "f"), Op::set_add("files", "f", "tags", "t")]).unwrap();
+    send(a.as_mut(), b.as_mut());
+    a.write(&[Op::set_remove("files", "f", "tags", "t")]).unwrap();
+    b.write(&[Op::set_add("files", "f", "tags", "t")]).unwrap();
+    send(a.as_mut(), b.as_mut());
+    send(b.as_mut(), a.as_mut());
+    for e in [&a, &b] {
+        assert_eq!(e.record("files", "f").unwrap().unwrap()["tags"], set(&["t"]));
+    }
+}
+
+/// `take_local_changes_only_local`: remote changes never come back out; `None` when idle.
+pub fn take_local_changes_only_local<E: EngineFactory>() {
+    let (mut a, mut b) = pair::<E>();
+    assert!(a.take_local_changes().unwrap().is_none());
+    a.write(&[Op::create("tags", "a"), Op::put("tags", "a", "name", "from a")]).unwrap();
+    send(a.as_mut(), b.as_mut());
+    assert!(a.take_local_changes().unwrap().is_none(), "taken once");
+    assert!(b.take_local_changes().unwrap().is_none(), "remote changes are not local");
+    b.write(&[Op::create("tags", "b"), Op::put("tags", "b", "name", "from b")]).unwrap();
+    let only_b = b.take_local_changes().unwrap().unwrap();
+    let mut c = E::engine();
+    c.apply_remote(&only_b).unwrap();
+    // Without a's change, b's own record is complete and a's is absent.
+    assert!(c.record("tags", "a").unwrap().is_none());
+    assert_eq!(c.record("tags", "b").unwrap().unwrap()["name"], Value::from("from b"));
+}
+
+/// `apply_idempotent_any_order`: duplicates and reordering converge; missing dependencies wait.
+pub fn apply_idempotent_any_order<E: EngineFactory>() {
+    let mut a = E::engine();
+    let mut changes = Vec::new();
+    a.write(&[Op::create("tags", "t"), Op::put("tags", "t", "name", "one")]).unwrap();
+    changes.push(a.take_local_changes().unwrap().unwrap());
+    a.write(&[Op::put("tags", "t", "name", "two"), Op::set_add("tags", "t", "s", "m")]).unwrap();
+    changes.push(a.take_local_changes().unwrap().unwrap());
+    a.write(&[Op::put("tags", "t", "color", "blue")]).unwrap();
+    changes.push(a.take_local_changes().unwrap().unwrap());
+    let want = a.collection("tags").unwrap();
+
+    let mut b = E::engine();
+    for i in [2, 1] {
+        b.apply_remote(&changes[i]).unwrap();
+    }
+    assert!(b.has_pending(), "later changes wait for the first");
+    b.apply_remote(&changes[0]).unwrap();
+    b.apply_remote(&changes[1]).unwrap();
+    assert!(!b.has_pending());
+    assert_eq!(b.collection("tags").unwrap(), want);
+    assert_eq!(b.version(), a.version());
+}
+
+/// `apply_garbage_is_corrupt`: garbage gives `Corrupt`, never a panic, and changes nothing.
+pub fn apply_garbage_is_corrupt<E: EngineFactory>() {
+    let mut e = E::engine();
+    e.write(&[Op::create("tags", "t"), Op::put("tags", "t", "name", "x")]).unwrap();
+    e.take_local_changes().unwrap();
+    let before = (e.collection("tags").unwrap(), e.version());
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut garbage: Vec<Vec<u8>> =
+        vec![vec![], vec![0], vec![0xff; 4], vec![0x80; 16], b"{\"json\":true}".to_vec(), vec![1, 2, 3, 4]];
+    for len in [5usize, 17, 64, 300] {
+        for _ in 0..25 {
+            garbage.push(
+                (0..len)
+                    .map(|_| {
+                        rng ^= rng << 13;
+                        rng ^= rng >> 7;
+                        rng ^= rng << 17;
+                        rng as u8
+                    })
+                    .collect(),
+            );
+        }
+    }
+    for g in &garbage {
+        // Some inputs are valid empty changes; all that matters is no panic and no damage.
+        if let Err(err) = e.apply_remote(g) {
+            assert!(matches!(err, EngineError::Corrupt(_)), "{err:?}");
+        }
+    }
+    assert_eq!(e.collection("tags").unwrap(), before.0);
+    assert!(e.take_local_changes().unwrap().is_none());
+}
+
+/// `snapshot_round_trip`: a snapshot loaded into an empty engine reproduces every collection.
+pub fn snapshot_round_trip<E: EngineFactory>() {
+    let mut a = E::engine();
+    for i in 0..20 {
+        let id = format!("f{i}");
+        a.write(&[
+            Op::create("files", &id),
+            Op::put("files", &id, "size", i as i64),
+            Op::set_add("files", &id, "tags", "t"),
+        ])
+        .unwrap();
+    }
+    a.write(&[Op::delete("files", "f3")]).unwrap();
+    let snap = a.snapshot().unwrap();
+    let mut b = E::engine();
+    b.load_snapshot(&snap).unwrap();
+    assert_eq!(b.collection("files").unwrap(), a.collection("files").unwrap());
+    assert_eq!(b.collection("files").unwrap().len(), 19);
+    // A snapshot is also valid input for apply_remote (snapshot segments).
+    let mut c = E::engine();
+    c.apply_remote(&snap).unwrap();
+    assert_eq!(c.collection("files").unwrap(), a.collection("files").unwrap());
+}
+
+/// `merge_changes_equivalent`: one merged blob equals applying each change.
+pub fn merge_changes_equivalent<E: EngineFactory>() {
+    let mut a = E::engine();
+    let mut changes = Vec::new();
+    for i in 0..5 {
+        let id = format!("t{i}");
+        a.write(&[Op::create("tags", &id), Op::put("tags", &id, "name", format!("tag {i}"))]).unwrap();
+        changes.push(a.take_local_changes().unwrap().unwrap());
+    }
+    let parts: Vec<&[u8]> = changes.iter().map(Vec::as_slice).collect();
+    let merged = a.merge_changes(&parts).unwrap();
+    let mut b = E::engine();
+    b.apply_remote(&merged).unwrap();
+    assert_eq!(b.collection("tags").unwrap(), a.collection("tags").unwrap());
+}
+
+/// Instantiates every engine check for one engine factory.
+#[macro_export]
+macro_rules! engine_conformance {
+    ($name:ident, $engine:ty) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            $crate::engine_conformance!(@tests $engine;
+                write_then_read, fields_merge_independently, concurrent_create_merges, set_add_wins,
+                take_local_changes_only_local, apply_idempotent_any_order, apply_garbage_is_corrupt,
+                snapshot_round_trip, merge_changes_equivalent,
+            );
+        }
+    };
+    (@tests $e:ty; $($test:ident),* $(,)?) => {
+        $( #[test] fn $test() { $crate::engine_checks::$test::<$e>(); } )*
+    };
+}

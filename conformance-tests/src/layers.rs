@@ -1,0 +1,79 @@
+//! Transport layers used by the scenarios: wrappers that change what one device sees of the
+//! shared medium, never special cases inside adapters.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use onefolder_core::{Capabilities, ChangeStream, DeviceId, FileEntry, Transport, TransportError};
+
+/// Holds back files from the device that reads through it, as a sync client that has not
+/// downloaded them yet would: held files are neither listed nor readable until released.
+pub struct HoldBack {
+    inner: Arc<dyn Transport>,
+    held: Mutex<BTreeSet<(DeviceId, String)>>,
+}
+
+impl HoldBack {
+    /// Wraps a transport; nothing is held at first.
+    pub fn new(inner: Arc<dyn Transport>) -> Arc<Self> {
+        Arc::new(Self { inner, held: Mutex::default() })
+    }
+
+    /// Holds one file.
+    pub fn hold(&self, device: DeviceId, name: &str) {
+        self.held.lock().unwrap().insert((device, name.to_owned()));
+    }
+
+    /// Releases one file.
+    pub fn release(&self, device: DeviceId, name: &str) {
+        self.held.lock().unwrap().remove(&(device, name.to_owned()));
+    }
+
+    /// Releases every held file.
+    pub fn release_all(&self) {
+        self.held.lock().unwrap().clear();
+    }
+
+    fn is_held(&self, device: &DeviceId, name: &str) -> bool {
+        self.held.lock().unwrap().contains(&(*device, name.to_owned()))
+    }
+}
+
+#[async_trait]
+impl Transport for HoldBack {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    async fn read_manifest(&self) -> Result<Option<Vec<u8>>, TransportError> {
+        self.inner.read_manifest().await
+    }
+    async fn create_manifest(&self, bytes: &[u8]) -> Result<bool, TransportError> {
+        self.inner.create_manifest(bytes).await
+    }
+    async fn list_devices(&self) -> Result<Vec<String>, TransportError> {
+        self.inner.list_devices().await
+    }
+    async fn list(&self, device: &DeviceId) -> Result<Vec<FileEntry>, TransportError> {
+        let files = self.inner.list(device).await?;
+        Ok(files.into_iter().filter(|f| !self.is_held(device, &f.name)).collect())
+    }
+    async fn read(&self, device: &DeviceId, name: &str, cap: u64) -> Result<Vec<u8>, TransportError> {
+        if self.is_held(device, name) {
+            return Err(TransportError::NotFound(format!("{device}/{name} (not delivered yet)")));
+        }
+        self.inner.read(device, name, cap).await
+    }
+    async fn write(&self, device: &DeviceId, name: &str, bytes: &[u8]) -> Result<(), TransportError> {
+        self.inner.write(device, name, bytes).await
+    }
+    async fn delete(&self, device: &DeviceId, name: &str) -> Result<(), TransportError> {
+        self.inner.delete(device, name).await
+    }
+    async fn changes(&self) -> Result<Option<ChangeStream>, TransportError> {
+        self.inner.changes().await
+    }
+}

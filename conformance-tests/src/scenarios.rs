@@ -1,0 +1,603 @@
+//! The scenarios, written once and generic over a [`Backend`]. Each is one test per
+//! combination (see [`conformance!`](crate::conformance)).
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use onefolder_core::segment::{self, SegmentKind};
+use onefolder_core::{DeviceId, LibraryId, Op, ReplicaConfig, Transport, names};
+use onefolder_model::{FileMeta, ImportMode};
+
+use crate::layers::HoldBack;
+use crate::{Backend, Cluster, EngineFactory, test_config, wait_for};
+
+/// Generous deadline for background work on a loaded 2-core machine.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn meta(size: i64) -> FileMeta {
+    FileMeta { size, date_modified: 1_700_000_000_000, date_created: 1_700_000_000_000, ..FileMeta::default() }
+}
+
+/// A cluster whose device 0 created the primary location (the library folder) and every
+/// device has seen it.
+async fn cluster_with_location<B: Backend>(n: usize) -> (Cluster<B>, String) {
+    let c = Cluster::<B>::new(n).await;
+    let loc = c.lib(0).add_location("Library", Some("")).unwrap();
+    c.sync_all().await;
+    (c, loc)
+}
+
+/// Two devices edit concurrently (including the same tag) and converge.
+pub async fn two_devices_converge<B: Backend>() {
+    let (c, loc) = cluster_with_location::<B>(2).await;
+    let cats = c.lib(0).create_tag_path("Animals/Cats", Some("orange")).unwrap();
+    let a = c.lib(0).upsert_file(&loc, "pets/tom.jpg", &meta(100)).unwrap();
+    c.lib(0).assign(&a, &cats).unwrap();
+    let places = c.lib(1).create_tag_path("Places", None).unwrap();
+    let b = c.lib(1).upsert_file(&loc, "trips/rome.jpg", &meta(200)).unwrap();
+    c.lib(1).assign(&b, &places).unwrap();
+    c.sync_all().await;
+    // A concurrent edit of the same tag on both.
+    c.lib(0).set_tag_color(&places, Some("blue")).unwrap();
+    c.lib(1).rename_tag(&cats, "Cats & kittens").unwrap();
+    c.sync_all().await;
+    c.assert_converged();
+    let tags = c.lib(1).tags().unwrap();
+    assert_eq!(tags.len(), 3);
+    assert_eq!(tags[&places].color.as_deref(), Some("blue"));
+    assert_eq!(tags[&cats].name, "Cats & kittens");
+    assert_eq!(tags[&cats].color.as_deref(), Some("orange"));
+    assert_eq!(c.lib(1).files_with_tag(&tags[&cats].parent.clone().unwrap(), true).unwrap().len(), 1);
+    assert_eq!(c.lib(0).files().unwrap().len(), 2);
+}
+
+/// Five devices each make edits offline, then converge.
+pub async fn five_devices_converge<B: Backend>() {
+    let (c, loc) = cluster_with_location::<B>(5).await;
+    for i in 0..5 {
+        let lib = c.lib(i);
+        let t = lib.create_tag(None, &format!("Tag {i}"), None).unwrap();
+        let shared = lib.create_tag(None, "Shared", None).unwrap();
+        let f = lib.upsert_file(&loc, &format!("dir/file-{i}.png"), &meta(i as i64)).unwrap();
+        lib.assign(&f, &t).unwrap();
+        lib.assign(&f, &shared).unwrap();
+    }
+    c.sync_all().await;
+    c.assert_converged();
+    let lib = c.lib(3);
+    assert_eq!(lib.tags().unwrap().len(), 6, "five own tags and one shared tag");
+    let shared = lib.tag_by_path("shared").unwrap().unwrap();
+    assert_eq!(lib.files_with_tag(&shared, false).unwrap().len(), 5);
+}
+
+/// DESIGN §5: the same file indexed on two computers is one record, and tags assigned on both
+/// survive.
+pub async fn same_file_indexed_twice_is_one_record<B: Backend>() {
+    let c = Cluster::<B>::new(2).await;
+    let mut ids = Vec::new();
+    for i in 0..2 {
+        let lib = c.lib(i);
+        let loc = lib.add_location("Library", Some("")).unwrap();
+        let t = lib.create_tag(None, &format!("from-{i}"), None).unwrap();
+        let f = lib.upsert_file(&loc, "Photos/IMG_0001.JPG", &meta(4096)).unwrap();
+        lib.assign(&f, &t).unwrap();
+        ids.push(f);
+    }
+    assert_eq!(ids[0], ids[1], "file id does not depend on the computer");
+    c.sync_all().await;
+    c.assert_converged();
+    let files = c.lib(0).files().unwrap();
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[&ids[0]].tags.len(), 2, "both assignments survive the concurrent creation");
+    assert_eq!(files[&ids[0]].extension, "jpg");
+    assert_eq!(c.lib(0).locations().unwrap().len(), 1);
+}
+
+/// DESIGN §5: a location added on a second computer is matched; its absolute path stays local.
+pub async fn location_matched_on_second_device<B: Backend>() {
+    let c = Cluster::<B>::new(2).await;
+    let a = c.lib(0).add_location("Pictures", Some("Pictures")).unwrap();
+    c.dev(0).replica.set_setting(&format!("location/{a}/path"), Some("/home/anna/Drive/Pictures")).unwrap();
+    let b = c.lib(1).add_location("Pictures", Some("./Pictures/")).unwrap();
+    c.dev(1).replica.set_setting(&format!("location/{b}/path"), Some("D:\\Drive\\Pictures")).unwrap();
+    assert_eq!(a, b);
+    c.sync_all().await;
+    let export = c.assert_converged();
+    assert_eq!(c.lib(1).locations().unwrap().len(), 1);
+    assert!(!export.contains("/home/anna") && !export.contains("D:\\\\"), "absolute paths never leave a device");
+    assert_eq!(
+        c.dev(0).replica.setting(&format!("location/{a}/path")).unwrap().as_deref(),
+        Some("/home/anna/Drive/Pictures")
+    );
+}
+
+/// DESIGN §5: a file moved or renamed on disk keeps its tags.
+pub async fn moved_file_keeps_tags<B: Backend>() {
+    let (c, loc) = cluster_with_location::<B>(2).await;
+    let t = c.lib(0).create_tag(None, "Keep", None).unwrap();
+    let f = c.lib(0).upsert_file(&loc, "a/old name.jpg", &meta(10)).unwrap();
+    c.lib(0).assign(&f, &t).unwrap();
+    c.sync_all().await;
+    let moved = c.lib(1).relocate_file(&f, &loc, "b/new name.jpg").unwrap();
+    c.sync_all().await;
+    c.assert_converged();
+    let files = c.lib(0).files().unwrap();
+    assert!(!files.contains_key(&f));
+    assert_eq!(files[&moved].path, "b/new name.jpg");
+    assert_eq!(files[&moved].tags, BTreeSet::from([t]));
+}
+
+/// DESIGN §5: the same tag name created offline under the same parent is one tag.
+pub async fn same_tag_created_offline_twice_is_one_tag<B: Backend>() {
+    let c = Cluster::<B>::new(2).await;
+    let a = c.lib(0).create_tag_path("Animals/Cats", None).unwrap();
+    let b = c.lib(1).create_tag_path(" animals / CATS ", None).unwrap();
+    assert_eq!(a, b);
+    c.sync_all().await;
+    c.assert_converged();
+    assert_eq!(c.lib(1).tags().unwrap().len(), 2);
+    assert_eq!(c.lib(1).tag_by_path("Animals/Cats").unwrap(), Some(a));
+}
+
+async fn synced_tag<B: Backend>(c: &Cluster<B>, name: &str) -> String {
+    let t = c.lib(0).create_tag(None, name, None).unwrap();
+    c.sync_all().await;
+    t
+}
+
+/// DESIGN §5: tag renamed on A, recoloured on B: both survive (field-level merge).
+pub async fn rename_and_recolor_both_survive<B: Backend>() {
+    let c = Cluster::<B>::new(2).await;
+    let t = synced_tag(&c, "Cats").await;
+    c.lib(0).rename_tag(&t, "Kittens").unwrap();
+    c.lib(1).set_tag_color(&t, Some("#ff0000")).unwrap();
+    c.sync_all().await;
+    c.assert_converged();
+    let tag = &c.lib(0).tags().unwrap()[&t];
+    assert_eq!((tag.name.as_str(), tag.color.as_deref()), ("Kittens", Some("#ff0000")));
+}
+
+/// DESIGN §5: tag renamed on A and on B: one name wins, the same everywhere.
+pub async fn concurrent_renames_pick_one_name<B: Backend>() {
+    let c = Cluster::<B>::new(3).await;
+    let t = synced_tag(&c, "Cats").await;
+    c.lib(0).rename_tag(&t, "Name A").unwrap();
+    c.lib(1).rename_tag(&t, "Name B").unwrap();
+    c.sync_all().await;
+    c.assert_converged();
+    let name = c.lib(2).tags().unwrap()[&t].name.clone();
+    assert!(name == "Name A" || name == "Name B", "{name}");
+}
+
+/// DESIGN §5: tag added to a file on A, removed on B, concurrently: added.
+pub async fn tag_add_wins_over_concurrent_remove<B: Backend>() {
+    let (c, loc) = cluster_with_location::<B>(2).await;
+    let t = c.lib(0).create_tag(None, "T", None).unwrap();
+    let f = c.lib(0).upsert_file(&loc, "f.jpg", &meta(1)).unwrap();
+    c.lib(0).assign(&f, &t).unwrap();
+    c.sync_all().await;
+    c.lib(0).unassign(&f, &t).unwrap();
+    c.lib(1).assign(&f, &t).unwrap();
+    c.sync_all().await;
+    c.assert_converged();
+    assert!(c.lib(0).file(&f).unwrap().unwrap().tags.contains(&t), "add wins");
+}
+
+/// DESIGN §5: tag deleted on A while assigned on B: gone everywhere, no dangling id anywhere.
+pub async fn deleted_tag_leaves_no_dangling_id<B: Backend>() {
+    let (c, loc) = cluster_with_location::<B>(2).await;
+    let parent = c.lib(0).create_tag(None, "Doomed", None).unwrap();
+    let child = c.lib(0).create_tag(Some(&parent), "Child", None).unwrap();
+    let f1 = c.lib(0).upsert_file(&loc, "one.jpg", &meta(1)).unwrap();
+    let f2 = c.lib(0).upsert_file(&loc, "two.jpg", &meta(2)).unwrap();
+    c.lib(0).assign(&f1, &parent).unwrap();
+    c.sync_all().await;
+    c.lib(0).delete_tag(&parent).unwrap();
+    c.lib(1).assign(&f2, &parent).unwrap();
+    c.lib(1).assign(&f2, &child).unwrap();
+    let late = c.lib(1).create_tag(Some(&parent), "Created under it meanwhile", None).unwrap();
+    c.sync_all().await;
+    let export = c.assert_converged();
+    assert!(!export.contains(&parent) && !export.contains(&child), "no view shows a deleted tag id");
+    let lib = c.lib(1);
+    assert!(lib.untagged_files().unwrap().len() == 2);
+    // A tag created under the deleted one meanwhile is not lost: it moves to the root.
+    assert_eq!(lib.tags().unwrap()[&late].parent, None);
+}
+
+/// DESIGN §5: X moved under Y on A, Y under X on B: no cycle, same choice everywhere, no tag lost.
+pub async fn concurrent_tag_move_makes_no_cycle<B: Backend>() {
+    let c = Cluster::<B>::new(2).await;
+    let x = c.lib(0).create_tag(None, "X", None).unwrap();
+    let y = c.lib(0).create_tag(None, "Y", None).unwrap();
+    let z = c.lib(0).create_tag(Some(&x), "Z", None).unwrap();
+    c.sync_all().await;
+    c.lib(0).move_tag(&x, Some(&y)).unwrap();
+    c.lib(1).move_tag(&y, Some(&z)).unwrap();
+    c.sync_all().await;
+    c.assert_converged();
+    let tags = c.lib(0).tags().unwrap();
+    assert_eq!(tags.len(), 3, "no tag lost");
+    let tree = c.lib(0).tag_tree().unwrap();
+    fn count(n: &[onefolder_model::TagNode]) -> usize {
+        n.iter().map(|n| 1 + count(&n.children)).sum()
+    }
+    assert_eq!(count(&tree), 3, "every tag reachable from a root: no cycle");
+    assert!(!tree.is_empty());
+}
+
+/// DESIGN §5: sibling order is an order key per tag; concurrent inserts order the same everywhere.
+pub async fn concurrent_siblings_order_the_same<B: Backend>() {
+    let c = Cluster::<B>::new(2).await;
+    let first = synced_tag(&c, "First").await;
+    c.lib(0).create_tag(None, "A1", None).unwrap();
+    c.lib(0).create_tag(None, "A2", None).unwrap();
+    c.lib(1).create_tag(None, "B1", None).unwrap();
+    c.sync_all().await;
+    c.assert_converged();
+    let order = |i: usize| -> Vec<String> { c.lib(i).tag_tree().unwrap().into_iter().map(|n| n.tag.name).collect() };
+    assert_eq!(order(0), order(1));
+    assert_eq!(order(0)[0], "First");
+    let pos = |n: &str| order(0).iter().position(|x| x == n).unwrap();
+    assert!(pos("A1") < pos("A2"));
+    assert_eq!(c.lib(0).tags().unwrap()[&first].parent, None);
+}
+
+/// DESIGN §5: restoring a backup replaces the library everywhere; peers cannot resurrect what
+/// the backup does not hold.
+pub async fn restore_replace_propagates<B: Backend>() {
+    let (c, loc) = cluster_with_location::<B>(2).await;
+    let keep = c.lib(0).create_tag(None, "Keep", None).unwrap();
+    let f = c.lib(0).upsert_file(&loc, "keep.jpg", &meta(1)).unwrap();
+    c.lib(0).assign(&f, &keep).unwrap();
+    c.sync_all().await;
+    let backup = c.lib(0).export().unwrap();
+    // Life goes on after the backup, on both devices.
+    let later = c.lib(1).create_tag(None, "Later", None).unwrap();
+    c.lib(1).assign(&f, &later).unwrap();
+    c.lib(1).rename_tag(&keep, "Renamed later").unwrap();
+    c.lib(0).upsert_file(&loc, "later.jpg", &meta(2)).unwrap();
+    c.sync_all().await;
+    c.lib(0).import(&backup, ImportMode::Replace).unwrap();
+    c.sync_all().await;
+    c.assert_converged();
+    assert_eq!(c.lib(1).export().unwrap(), backup, "the restored state, on the peer too");
+    // A merge import adds without removing.
+    let extra = c.lib(1).create_tag(None, "Extra", None).unwrap();
+    c.lib(1).import(&backup, ImportMode::Merge).unwrap();
+    c.sync_all().await;
+    assert!(c.lib(0).tags().unwrap().contains_key(&extra));
+}
+
+/// A device offline for many edits comes back and everyone converges.
+pub async fn offline_device_catches_up<B: Backend>() {
+    let (c, loc) = cluster_with_location::<B>(3).await;
+    for round in 0..20 {
+        for i in 0..2 {
+            let lib = c.lib(i);
+            let t = lib.create_tag(None, &format!("d{i} r{round}"), None).unwrap();
+            let f = lib.upsert_file(&loc, &format!("d{i}/r{round}.jpg"), &meta(round)).unwrap();
+            lib.assign(&f, &t).unwrap();
+        }
+        c.sync_some(&[0, 1]).await;
+    }
+    for k in 0..30 {
+        c.lib(2).create_tag(None, &format!("offline {k}"), None).unwrap();
+    }
+    c.sync_all().await;
+    c.assert_converged();
+    assert_eq!(c.lib(2).tags().unwrap().len(), 20 * 2 + 30);
+    assert_eq!(c.lib(2).files().unwrap().len(), 40);
+}
+
+/// A segment delivered several times (cloud conflict copies) is applied once and does no harm.
+pub async fn duplicated_delivery_is_harmless<B: Backend>() {
+    let c = Cluster::<B>::new(2).await;
+    c.lib(0).create_tag(None, "Once", None).unwrap();
+    let flushed = c.dev(0).replica.flush().await.unwrap().expect("a flush");
+    let a = c.dev(0).replica.device();
+    let name = names::delta_name(flushed.seq);
+    let bytes = c.dev(0).transport.read(&a, &name, u64::MAX).await.unwrap();
+    let stem = name.trim_end_matches(".seg");
+    for copy in [
+        format!("{stem} (Anna's conflicted copy 2026-11-25).seg"),
+        format!("{stem}-LAPTOP-2.seg"),
+        format!("{stem}.sync-conflict-20261125-101010-ABCDEFG.seg"),
+    ] {
+        c.dev(0).transport.write(&a, &copy, &bytes).await.unwrap();
+    }
+    let report = c.dev(1).replica.ingest().await.unwrap();
+    assert_eq!((report.applied, report.duplicates), (1, 3), "{report:?}");
+    let again = c.dev(1).replica.ingest().await.unwrap();
+    assert_eq!((again.applied, again.duplicates, again.reads), (0, 0, 0));
+    c.sync_all().await;
+    c.assert_converged();
+    assert_eq!(c.lib(1).tags().unwrap().len(), 1);
+}
+
+/// Segments delivered out of order (a later one first) converge once the gap fills.
+pub async fn out_of_order_delivery_converges<B: Backend>() {
+    let hold: Arc<OnceLock<Arc<HoldBack>>> = Arc::new(OnceLock::new());
+    let h = hold.clone();
+    let c = Cluster::<B>::with_layers(2, move |i, t| {
+        if i == 1 {
+            let layer = HoldBack::new(t);
+            h.set(layer.clone()).ok();
+            layer
+        } else {
+            t
+        }
+    })
+    .await;
+    let hold = hold.get().unwrap().clone();
+    let lib = c.lib(0);
+    let a = c.dev(0).replica.device();
+    let loc = lib.add_location("Library", Some("")).unwrap();
+    let t = lib.create_tag(None, "Step 1", None).unwrap();
+    let s1 = c.dev(0).replica.flush().await.unwrap().unwrap().seq;
+    lib.rename_tag(&t, "Step 2").unwrap();
+    let f = lib.upsert_file(&loc, "x.jpg", &meta(1)).unwrap();
+    let s2 = c.dev(0).replica.flush().await.unwrap().unwrap().seq;
+    lib.assign(&f, &t).unwrap();
+    lib.set_tag_color(&t, Some("green")).unwrap();
+    c.dev(0).replica.flush().await.unwrap().unwrap();
+    hold.hold(a, &names::delta_name(s1));
+    hold.hold(a, &names::delta_name(s2));
+    let r = c.dev(1).replica.ingest().await.unwrap();
+    assert_eq!(r.applied, 1, "only the last segment is visible");
+    hold.release(a, &names::delta_name(s2));
+    c.dev(1).replica.ingest().await.unwrap();
+    hold.release_all();
+    c.dev(1).replica.ingest().await.unwrap();
+    c.assert_converged();
+    let tag = &c.lib(1).tags().unwrap()[&t];
+    assert_eq!((tag.name.as_str(), tag.color.as_deref()), ("Step 2", Some("green")));
+    assert!(c.lib(1).file(&f).unwrap().unwrap().tags.contains(&t));
+}
+
+/// A device closed without flushing (as a crash would) reopens from its store with every
+/// acknowledged edit, and then delivers them.
+pub async fn restarted_device_loses_nothing<B: Backend>() {
+    let (mut c, loc) = cluster_with_location::<B>(2).await;
+    let t = c.lib(0).create_tag(None, "Flushed", None).unwrap();
+    c.dev(0).replica.flush().await.unwrap();
+    let f = c.lib(0).upsert_file(&loc, "unflushed.jpg", &meta(3)).unwrap();
+    c.lib(0).assign(&f, &t).unwrap();
+    c.lib(0).create_tag(None, "Unflushed", None).unwrap();
+    // Enough remote data to trigger compaction on device 0 (test_config compacts every 50).
+    for k in 0..60 {
+        c.lib(1).create_tag(None, &format!("peer {k}"), None).unwrap();
+        c.dev(1).replica.flush().await.unwrap();
+    }
+    c.dev(0).replica.ingest().await.unwrap();
+    let before = c.lib(0).export().unwrap();
+    let pending = c.dev(0).replica.status().pending_edits;
+    assert!(pending >= 2, "{pending}");
+    c.restart(0).await;
+    assert_eq!(c.lib(0).export().unwrap(), before, "every acknowledged edit survives a restart");
+    assert_eq!(c.dev(0).replica.status().pending_edits, pending);
+    let device_before = c.dev(0).replica.device();
+    c.sync_all().await;
+    c.assert_converged();
+    assert_eq!(c.dev(0).replica.device(), device_before, "a restart is not a clone");
+    assert!(c.lib(1).file(&f).unwrap().unwrap().tags.contains(&t));
+    assert_eq!(c.lib(1).tags().unwrap().len(), 62);
+}
+
+/// What a bad-input scenario plants: bytes for a file in a fake peer's folder.
+struct Planted {
+    bytes: Vec<u8>,
+    /// The intact segment, to deliver later (proves the file is retried).
+    repaired: Option<Vec<u8>>,
+}
+
+/// Builds a valid segment from a fresh engine of the backend: one tag named `name`.
+fn segment_for<B: Backend>(library: LibraryId, device: DeviceId, engine_id: Option<&str>, name: &str) -> Vec<u8> {
+    let mut engine = B::E::engine();
+    let id = onefolder_model::ids::tag_id(None, name);
+    engine
+        .write(&[Op::create("tags", &id), Op::put("tags", &id, "name", name), Op::put("tags", &id, "order", "80")])
+        .unwrap();
+    let payload = engine.take_local_changes().unwrap().unwrap();
+    let engine_id = engine_id.unwrap_or(engine.engine_id());
+    segment::encode(SegmentKind::Delta, engine_id, library, device, 1, 1, &payload).unwrap()
+}
+
+/// Plants a bad file in a fake peer's folder while a good peer also writes; the good peer is
+/// applied, the bad file is skipped with a warning containing `warning`, the local state is
+/// untouched, and (if `repaired`) the file is applied once intact.
+async fn bad_input<B: Backend>(warning: &str, plant: impl Fn(LibraryId, DeviceId, DeviceId) -> Planted) {
+    let c = Cluster::<B>::new(2).await;
+    let library = c.dev(0).replica.manifest().library_id;
+    let good = c.dev(0).replica.device();
+    let fake = DeviceId::random();
+    let planted = plant(library, fake, good);
+    let name = names::delta_name(1);
+    c.dev(0).transport.write(&fake, &name, &planted.bytes).await.unwrap();
+    c.lib(0).create_tag(None, "Good", None).unwrap();
+    c.dev(0).replica.flush().await.unwrap();
+    let report = c.dev(1).replica.ingest().await.unwrap();
+    assert_eq!((report.applied, report.skipped), (1, 1), "{report:?}");
+    let status = c.dev(1).replica.status();
+    let w = status.warnings.iter().find(|w| w.file.as_deref() == Some(name.as_str())).expect("a warning");
+    assert!(w.message.contains(warning), "warning {:?} should mention {warning:?}", w.message);
+    assert_eq!(c.lib(1).export().unwrap(), c.lib(0).export().unwrap(), "only the good peer was applied");
+    assert!(!c.lib(1).export().unwrap().to_json().contains("Planted"));
+    // Retried on the next pass, still skipped, still one warning.
+    let again = c.dev(1).replica.ingest().await.unwrap();
+    assert_eq!((again.applied, again.skipped), (0, 1));
+    assert_eq!(c.dev(1).replica.status().warnings.len(), 1);
+    // The local store was not touched: a restart shows the same library.
+    let before = c.lib(1).export().unwrap();
+    let mut c = c;
+    c.restart(1).await;
+    assert_eq!(c.lib(1).export().unwrap(), before);
+    if let Some(repaired) = planted.repaired {
+        // The sync client finishes the download: the file is applied on the next pass.
+        c.dev(0).transport.delete(&fake, &name).await.unwrap();
+        c.dev(0).transport.write(&fake, &name, &repaired).await.unwrap();
+        let r = c.dev(1).replica.ingest().await.unwrap();
+        assert_eq!(r.applied, 1, "{r:?}");
+        assert!(c.dev(1).replica.status().warnings.is_empty());
+        assert!(c.lib(1).tag_by_path("Planted").unwrap().is_some());
+    }
+}
+
+/// A segment whose payload was damaged is skipped with a checksum warning.
+pub async fn corrupt_segment_is_skipped<B: Backend>() {
+    bad_input::<B>("checksum", |lib, fake, _| {
+        let good = segment_for::<B>(lib, fake, None, "Planted");
+        let mut bad = good.clone();
+        let last = bad.len() - 1;
+        bad[last] ^= 0x55;
+        Planted { bytes: bad, repaired: Some(good) }
+    })
+    .await;
+}
+
+/// A segment still being downloaded (truncated) is skipped and applied once complete.
+pub async fn truncated_segment_is_skipped<B: Backend>() {
+    bad_input::<B>("truncated", |lib, fake, _| {
+        let good = segment_for::<B>(lib, fake, None, "Planted");
+        Planted { bytes: good[..good.len() - 3].to_vec(), repaired: Some(good) }
+    })
+    .await;
+}
+
+/// A 0-byte placeholder (online-only file) is skipped and applied once downloaded.
+pub async fn empty_segment_is_skipped<B: Backend>() {
+    bad_input::<B>("empty", |lib, fake, _| Planted {
+        bytes: Vec::new(),
+        repaired: Some(segment_for::<B>(lib, fake, None, "Planted")),
+    })
+    .await;
+}
+
+/// A segment of another library is skipped.
+pub async fn foreign_library_segment_is_skipped<B: Backend>() {
+    bad_input::<B>("another library", |_, fake, _| Planted {
+        bytes: segment_for::<B>(LibraryId::random(), fake, None, "Planted"),
+        repaired: None,
+    })
+    .await;
+}
+
+/// A segment written by another engine is skipped.
+pub async fn wrong_engine_segment_is_skipped<B: Backend>() {
+    bad_input::<B>("engine", |lib, fake, _| Planted {
+        bytes: segment_for::<B>(lib, fake, Some("other"), "Planted"),
+        repaired: None,
+    })
+    .await;
+}
+
+/// A segment in one device's folder claiming to be another device's is skipped.
+pub async fn impostor_segment_is_skipped<B: Backend>() {
+    bad_input::<B>("claims", |lib, _, good| Planted {
+        bytes: segment_for::<B>(lib, good, None, "Planted"),
+        repaired: None,
+    })
+    .await;
+}
+
+/// What sync clients and operating systems leave in folders is ignored without harm.
+pub async fn junk_in_shared_folder_is_ignored<B: Backend>() {
+    let c = Cluster::<B>::new(2).await;
+    let peer = c.dev(0).replica.device();
+    for junk in ["desktop.ini", "Thumbs.db", "device.json.bak", "notes.txt"] {
+        c.dev(0).transport.write(&peer, junk, b"junk").await.unwrap();
+    }
+    c.lib(0).create_tag(None, "Real", None).unwrap();
+    c.sync_all().await;
+    c.assert_converged();
+    let status = c.dev(1).replica.status();
+    assert!(status.warnings.is_empty(), "{:?}", status.warnings);
+    assert_eq!(c.lib(1).tags().unwrap().len(), 1);
+}
+
+fn watch_config(name: &str) -> ReplicaConfig {
+    // Polling every hour: only change hints can deliver within the test's deadline.
+    ReplicaConfig { poll_interval: Duration::from_secs(3600), ..test_config(name) }
+}
+
+/// With the background loop running on both devices, an edit on one appears on the other with
+/// no explicit sync call (driven by the transport's change hints).
+pub async fn background_loop_applies_without_sync_call<B: Backend>() {
+    let probe = Cluster::<B>::new(1).await;
+    let watch = probe.dev(0).transport.capabilities().watch;
+    drop(probe);
+    let c = Cluster::<B>::build(2, if watch { watch_config } else { test_config }, |_, t| t).await;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut loops = Vec::new();
+    for d in &c.devices {
+        let replica = d.replica.clone();
+        let mut stop = stop_rx.clone();
+        loops.push(tokio::spawn(async move {
+            replica
+                .run(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await
+        }));
+    }
+    // Let the first poll tick (which fires immediately) pass, so delivery below is by hint.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let t = c.lib(0).create_tag(None, "Live", Some("teal")).unwrap();
+    let arrived = wait_for(DEADLINE, || c.lib(1).tags().unwrap().contains_key(&t)).await;
+    assert!(arrived, "the edit reached the other device through the background loop");
+    let t2 = c.lib(1).create_tag(None, "And back", None).unwrap();
+    assert!(wait_for(DEADLINE, || c.lib(0).tags().unwrap().contains_key(&t2)).await);
+    stop_tx.send(true).unwrap();
+    for l in loops {
+        l.await.unwrap().unwrap();
+    }
+    c.assert_converged();
+}
+
+/// DESIGN §6: one tag assignment writes at most 256 bytes to the shared medium, header included.
+pub async fn one_tag_assignment_is_small<B: Backend>() {
+    let (c, loc) = cluster_with_location::<B>(2).await;
+    let t = c.lib(0).create_tag_path("Animals/Cats", None).unwrap();
+    let f = c.lib(0).upsert_file(&loc, "Pictures/2026/IMG_0001.JPG", &meta(1)).unwrap();
+    c.sync_all().await;
+    c.lib(0).assign(&f, &t).unwrap();
+    let info = c.dev(0).replica.flush().await.unwrap().unwrap();
+    eprintln!("bytes written for one tag assignment: {}", info.bytes);
+    assert!(info.bytes <= 256, "{} bytes", info.bytes);
+    c.lib(1).rename_tag(&t, "Felines").unwrap();
+    let info = c.dev(1).replica.flush().await.unwrap().unwrap();
+    eprintln!("bytes written for one tag rename: {}", info.bytes);
+    assert!(info.bytes <= 256, "{} bytes", info.bytes);
+}
+
+/// DESIGN §6: an idle pass over peers reads no segment.
+pub async fn idle_pass_reads_nothing<B: Backend>() {
+    let c = Cluster::<B>::new(4).await;
+    for i in 0..4 {
+        c.lib(i).create_tag(None, &format!("t{i}"), None).unwrap();
+    }
+    c.sync_all().await;
+    for d in &c.devices {
+        let r = d.replica.ingest().await.unwrap();
+        assert_eq!((r.reads, r.applied), (0, 0), "{r:?}");
+    }
+}
+
+/// DESIGN §6: nothing is written while nothing changes.
+pub async fn nothing_written_while_nothing_changes<B: Backend>() {
+    let c = Cluster::<B>::new(2).await;
+    c.lib(0).create_tag(None, "x", None).unwrap();
+    c.sync_all().await;
+    let me = c.dev(0).replica.device();
+    let before = c.dev(0).transport.list(&me).await.unwrap();
+    for _ in 0..3 {
+        assert!(c.dev(0).replica.flush().await.unwrap().is_none());
+        c.dev(0).replica.ingest().await.unwrap();
+    }
+    // A write that changes nothing is not an edit either.
+    let t = c.lib(0).tag_by_path("x").unwrap().unwrap();
+    c.lib(0).rename_tag(&t, "x").unwrap();
+    c.dev(0).replica.flush().await.unwrap();
+    assert_eq!(c.dev(0).transport.list(&me).await.unwrap().len(), before.len());
+}

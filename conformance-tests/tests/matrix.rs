@@ -1,0 +1,22 @@
+//! The conformance matrix: every adapter passes its trait checks, and every available
+//! engine × store × transport runs every scenario. A new adapter is one line here.
+
+#[allow(unused_imports)]
+use onefolder_conformance::factories::*;
+#[allow(unused_imports)]
+use onefolder_conformance::{conformance, engine_conformance, store_conformance, transport_conformance};
+
+// Trait contracts, per adapter.
+#[cfg(feature = "yrs")]
+engine_conformance!(engine_yrs, Yrs);
+#[cfg(feature = "sqlite")]
+store_conformance!(store_sqlite, Sqlite);
+transport_conformance!(transport_memory, Memory);
+#[cfg(feature = "folder")]
+transport_conformance!(transport_folder, Folder);
+
+// End-to-end scenarios, per combination.
+#[cfg(all(feature = "yrs", feature = "sqlite"))]
+conformance!(yrs_sqlite_memory, Yrs, Sqlite, Memory);
+#[cfg(all(feature = "yrs", feature = "sqlite", feature = "folder"))]
+conformance!(yrs_sqlite_folder, Yrs, Sqlite, Folder);
