@@ -51,7 +51,7 @@ pub enum EngineError {
 /// - `merge_changes_equivalent`: applying [`Engine::merge_changes`] of several changes equals
 ///   applying each change.
 pub trait Engine: Send {
-    /// The engine id written in `library.json` and segment headers (ASCII, at most 8 bytes),
+    /// The engine id written in `library.json` and segment headers (ASCII, at most 16 bytes),
     /// e.g. `"yrs"`.
     fn engine_id(&self) -> &'static str;
 

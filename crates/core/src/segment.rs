@@ -6,15 +6,15 @@
 //!      4    2 format version (u16 LE) = 1
 //!      6    1 kind: 0 delta, 1 snapshot
 //!      7    1 flags (0; reserved for compression)
-//!      8    8 engine id, ASCII, NUL padded
-//!     16   16 library id (UUID bytes)
-//!     32   16 device id (UUID bytes)
-//!     48    8 first seq covered (u64 LE)
-//!     56    8 last seq covered (u64 LE)
-//!     64    4 payload length (u32 LE)
-//!     68    4 payload CRC-32 (IEEE)
-//!     72    4 header CRC-32 over bytes 0..72
-//!     76    … payload (engine bytes)
+//!      8   16 engine id, ASCII, NUL padded
+//!     24   16 library id (UUID bytes)
+//!     40   16 device id (UUID bytes)
+//!     56    8 first seq covered (u64 LE)
+//!     64    8 last seq covered (u64 LE)
+//!     72    4 payload length (u32 LE)
+//!     76    4 payload CRC-32 (IEEE)
+//!     80    4 header CRC-32 over bytes 0..80
+//!     84    … payload (engine bytes)
 //! ```
 //! Decoding checks lengths before anything else is trusted and checksums before the payload is
 //! handed out, so an engine only ever sees bytes that arrived intact.
@@ -26,7 +26,10 @@ pub const MAGIC: [u8; 4] = *b"OFSG";
 /// The segment format version this build writes and reads.
 pub const FORMAT_VERSION: u16 = 1;
 /// Size of the fixed header.
-pub const HEADER_LEN: usize = 76;
+pub const HEADER_LEN: usize = 84;
+/// Longest engine id a header can hold.
+pub const MAX_ENGINE_ID: usize = 16;
+const HEADER_CRC_AT: usize = HEADER_LEN - 4;
 /// Default cap on a payload (64 MiB); larger segments are rejected before reading.
 pub const DEFAULT_MAX_PAYLOAD: u32 = 64 * 1024 * 1024;
 
@@ -140,7 +143,7 @@ pub struct Segment<'a> {
 }
 
 /// Encodes a segment. Fails with [`SegmentError::TooLarge`] when the payload does not fit in
-/// a `u32`, or [`SegmentError::Malformed`] for an engine id longer than 8 bytes or a reversed
+/// a `u32`, or [`SegmentError::Malformed`] for an engine id longer than 16 bytes or a reversed
 /// seq range.
 #[allow(clippy::too_many_arguments)]
 pub fn encode(
@@ -152,8 +155,8 @@ pub fn encode(
     seq_end: u64,
     payload: &[u8],
 ) -> Result<Vec<u8>, SegmentError> {
-    if engine.is_empty() || engine.len() > 8 || !engine.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(SegmentError::Malformed("engine id must be 1-8 printable ASCII bytes"));
+    if engine.is_empty() || engine.len() > MAX_ENGINE_ID || !engine.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(SegmentError::Malformed("engine id must be 1-16 printable ASCII bytes"));
     }
     if seq_start > seq_end {
         return Err(SegmentError::Malformed("seq range reversed"));
@@ -168,7 +171,7 @@ pub fn encode(
         SegmentKind::Snapshot => 1,
     });
     out.push(0);
-    let mut engine_bytes = [0u8; 8];
+    let mut engine_bytes = [0u8; MAX_ENGINE_ID];
     engine_bytes[..engine.len()].copy_from_slice(engine.as_bytes());
     out.extend_from_slice(&engine_bytes);
     out.extend_from_slice(library.as_bytes());
@@ -213,7 +216,7 @@ pub fn decode_header(bytes: &[u8]) -> Result<SegmentHeader, SegmentError> {
     if bytes.len() < HEADER_LEN {
         return Err(SegmentError::Truncated { have: bytes.len(), need: HEADER_LEN });
     }
-    if crc32fast::hash(&bytes[..72]) != u32_at(bytes, 72) {
+    if crc32fast::hash(&bytes[..HEADER_CRC_AT]) != u32_at(bytes, HEADER_CRC_AT) {
         return Err(SegmentError::HeaderChecksum);
     }
     let kind = match bytes[6] {
@@ -224,8 +227,8 @@ pub fn decode_header(bytes: &[u8]) -> Result<SegmentHeader, SegmentError> {
     if bytes[7] != 0 {
         return Err(SegmentError::Malformed("unknown flags"));
     }
-    let engine_raw = &bytes[8..16];
-    let engine_len = engine_raw.iter().position(|&b| b == 0).unwrap_or(8);
+    let engine_raw = &bytes[8..8 + MAX_ENGINE_ID];
+    let engine_len = engine_raw.iter().position(|&b| b == 0).unwrap_or(MAX_ENGINE_ID);
     let engine = &engine_raw[..engine_len];
     if engine.is_empty()
         || !engine.iter().all(|b| b.is_ascii_graphic())
@@ -233,8 +236,8 @@ pub fn decode_header(bytes: &[u8]) -> Result<SegmentHeader, SegmentError> {
     {
         return Err(SegmentError::Malformed("bad engine id"));
     }
-    let seq_start = u64_at(bytes, 48);
-    let seq_end = u64_at(bytes, 56);
+    let seq_start = u64_at(bytes, 56);
+    let seq_end = u64_at(bytes, 64);
     if seq_start > seq_end {
         return Err(SegmentError::Malformed("seq range reversed"));
     }
@@ -242,12 +245,12 @@ pub fn decode_header(bytes: &[u8]) -> Result<SegmentHeader, SegmentError> {
         version,
         kind,
         engine: String::from_utf8_lossy(engine).into_owned(),
-        library: LibraryId::from_bytes(bytes[16..32].try_into().expect("16 bytes")),
-        device: DeviceId::from_bytes(bytes[32..48].try_into().expect("16 bytes")),
+        library: LibraryId::from_bytes(bytes[24..40].try_into().expect("16 bytes")),
+        device: DeviceId::from_bytes(bytes[40..56].try_into().expect("16 bytes")),
         seq_start,
         seq_end,
-        payload_len: u32_at(bytes, 64),
-        payload_crc: u32_at(bytes, 68),
+        payload_len: u32_at(bytes, 72),
+        payload_crc: u32_at(bytes, 76),
     })
 }
 
@@ -319,14 +322,14 @@ mod tests {
         v[4] = 9;
         assert!(matches!(decode(&v, &e), Err(SegmentError::UnsupportedVersion(9))));
         let mut h = bytes.clone();
-        h[50] ^= 1;
+        h[58] ^= 1;
         assert!(matches!(decode(&h, &e), Err(SegmentError::HeaderChecksum)));
         let mut p = bytes.clone();
         *p.last_mut().unwrap() ^= 1;
         assert!(matches!(decode(&p, &e), Err(SegmentError::PayloadChecksum)));
         let other = Expect { library: LibraryId::random(), ..e.clone() };
         assert!(matches!(decode(&bytes, &other), Err(SegmentError::WrongLibrary { .. })));
-        let auto = Expect { engine: "automerg", ..e.clone() };
+        let auto = Expect { engine: "automerge", ..e.clone() };
         assert!(matches!(decode(&bytes, &auto), Err(SegmentError::WrongEngine { .. })));
         let small = Expect { max_payload: 4, ..e };
         assert!(matches!(decode(&bytes, &small), Err(SegmentError::TooLarge { .. })));
@@ -336,9 +339,9 @@ mod tests {
     fn huge_declared_length_is_rejected_without_allocating() {
         let (lib, dev, _) = sample();
         let mut bytes = encode(SegmentKind::Delta, "yrs", lib, dev, 1, 1, b"").unwrap();
-        bytes[64..68].copy_from_slice(&u32::MAX.to_le_bytes());
-        let crc = crc32fast::hash(&bytes[..72]);
-        bytes[72..76].copy_from_slice(&crc.to_le_bytes());
+        bytes[72..76].copy_from_slice(&u32::MAX.to_le_bytes());
+        let crc = crc32fast::hash(&bytes[..HEADER_CRC_AT]);
+        bytes[HEADER_CRC_AT..HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
         assert!(matches!(decode(&bytes, &expect(lib)), Err(SegmentError::TooLarge { .. })));
     }
 
@@ -346,7 +349,7 @@ mod tests {
     fn encode_rejects_bad_arguments() {
         let (lib, dev, _) = sample();
         assert!(encode(SegmentKind::Delta, "", lib, dev, 1, 1, b"").is_err());
-        assert!(encode(SegmentKind::Delta, "ninechars", lib, dev, 1, 1, b"").is_err());
+        assert!(encode(SegmentKind::Delta, "seventeen-chars-x", lib, dev, 1, 1, b"").is_err());
         assert!(encode(SegmentKind::Delta, "yrs", lib, dev, 2, 1, b"").is_err());
     }
 
