@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use onefolder_core::fault::{FaultConfig, FaultLayer};
 use onefolder_core::{Engine, MemoryTransport, OpenMode, Replica, ReplicaConfig, Store, Transport};
 use onefolder_model::Library;
 
@@ -76,6 +77,24 @@ impl<E: EngineFactory, S: StoreFactory, T: TransportFactory> Backend for Combo<E
     type T = T;
 }
 
+/// How a scenario's cluster sees the shared medium.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Env {
+    /// `Some(seed)`: every device reads through a [`FaultLayer`] with
+    /// [`FaultConfig::chaos`]; [`Cluster::sync_all`] syncs under faults, then turns them off
+    /// and settles, so scenarios check that devices converge once the faults stop.
+    pub faults: Option<u64>,
+}
+
+impl Env {
+    /// The plain medium.
+    pub const PLAIN: Env = Env { faults: None };
+    /// The medium under the fault layer, seeded.
+    pub fn faulty(seed: u64) -> Env {
+        Env { faults: Some(seed) }
+    }
+}
+
 /// Replica settings for tests: short debounce and poll so background loops react quickly.
 pub fn test_config(name: &str) -> ReplicaConfig {
     ReplicaConfig {
@@ -110,22 +129,29 @@ pub struct Cluster<B: Backend> {
     /// The devices; device 0 created the library.
     pub devices: Vec<Device>,
     config: fn(&str) -> ReplicaConfig,
+    faults: Vec<Arc<FaultLayer>>,
     _b: std::marker::PhantomData<B>,
 }
 
 impl<B: Backend> Cluster<B> {
-    /// A cluster of `n` devices, each with the plain transport.
-    pub async fn new(n: usize) -> Self {
-        Self::with_layers(n, |_, t| t).await
+    /// A cluster of `n` devices seeing the medium as `env` says.
+    pub async fn start(env: Env, n: usize) -> Self {
+        Self::with_layers(env, n, |_, t| t).await
     }
 
-    /// A cluster whose device `i` sees the medium through `layer(i, transport)`.
-    pub async fn with_layers(n: usize, layer: impl Fn(usize, Arc<dyn Transport>) -> Arc<dyn Transport>) -> Self {
-        Self::build(n, test_config, layer).await
+    /// A cluster whose device `i` sees the medium through `layer(i, transport)` (under the
+    /// fault layer when `env` asks for it).
+    pub async fn with_layers(
+        env: Env,
+        n: usize,
+        layer: impl Fn(usize, Arc<dyn Transport>) -> Arc<dyn Transport>,
+    ) -> Self {
+        Self::build(env, n, test_config, layer).await
     }
 
     /// A cluster with per-device replica settings and transport layers.
     pub async fn build(
+        env: Env,
         n: usize,
         config: fn(&str) -> ReplicaConfig,
         layer: impl Fn(usize, Arc<dyn Transport>) -> Arc<dyn Transport>,
@@ -134,9 +160,16 @@ impl<B: Backend> Cluster<B> {
         let library = tmp.path().join("library");
         std::fs::create_dir_all(&library).expect("library dir");
         let medium = Medium { library, memory: MemoryTransport::new() };
-        let mut cluster = Cluster { tmp, medium, config, devices: Vec::new(), _b: std::marker::PhantomData };
+        let mut cluster =
+            Cluster { tmp, medium, config, devices: Vec::new(), faults: Vec::new(), _b: std::marker::PhantomData };
         for i in 0..n {
-            let transport = layer(i, B::T::open(&cluster.medium));
+            let mut transport = B::T::open(&cluster.medium);
+            if let Some(seed) = env.faults {
+                let faulty = FaultLayer::new(transport, FaultConfig::chaos(seed.wrapping_add(i as u64)));
+                cluster.faults.push(faulty.clone());
+                transport = faulty;
+            }
+            let transport = layer(i, transport);
             let dev = cluster.open_device(i, transport).await;
             cluster.devices.push(dev);
         }
@@ -183,20 +216,27 @@ impl<B: Backend> Cluster<B> {
     }
 
     /// Flushes every device, then lets every device ingest, twice (so that everything written
-    /// in the first round is seen by all in the second).
+    /// in the first round is seen by all in the second). Under faults: three rounds with faults
+    /// (errors expected and ignored), then the faults stop and two clean rounds settle.
     pub async fn sync_all(&self) {
-        for _ in 0..2 {
-            for d in &self.devices {
-                d.replica.flush().await.expect("flush");
-            }
-            for d in &self.devices {
-                d.replica.ingest().await.expect("ingest");
-            }
-        }
+        let all: Vec<usize> = (0..self.devices.len()).collect();
+        self.sync_some(&all).await;
     }
 
     /// Syncs only the listed devices with each other (the rest are offline).
     pub async fn sync_some(&self, which: &[usize]) {
+        if !self.faults.is_empty() {
+            for _ in 0..3 {
+                for &i in which {
+                    self.devices[i].replica.flush().await.expect("own writes are never faulted");
+                }
+                for &i in which {
+                    // Listing errors are injected: the pass fails and is retried, as in `run`.
+                    let _ = self.devices[i].replica.ingest().await;
+                }
+            }
+            self.faults.iter().for_each(|f| f.set_active(false));
+        }
         for _ in 0..2 {
             for &i in which {
                 self.devices[i].replica.flush().await.expect("flush");
@@ -204,6 +244,15 @@ impl<B: Backend> Cluster<B> {
             for &i in which {
                 self.devices[i].replica.ingest().await.expect("ingest");
             }
+        }
+        self.faults.iter().for_each(|f| f.set_active(true));
+    }
+
+    /// One ingest pass on device `i` (failures are expected under faults and ignored there).
+    pub async fn ingest(&self, i: usize) {
+        let result = self.devices[i].replica.ingest().await;
+        if self.faults.is_empty() {
+            result.expect("ingest");
         }
     }
 
@@ -249,7 +298,7 @@ macro_rules! conformance {
             #[allow(unused_imports)]
             use super::*;
             type B = $crate::Combo<$engine, $store, $transport>;
-            $crate::conformance!(@tests B;
+            $crate::conformance!(@tests B, $crate::Env::PLAIN;
                 two_devices_converge,
                 five_devices_converge,
                 same_file_indexed_twice_is_one_record,
@@ -279,13 +328,38 @@ macro_rules! conformance {
                 idle_pass_reads_nothing,
                 nothing_written_while_nothing_changes,
             );
+            /// The same scenarios with every device reading through the fault layer; each
+            /// checks convergence and no lost edit once the faults stop. (Scenarios that
+            /// count exact deliveries or warnings run on the plain medium only.)
+            mod faults {
+                #[allow(unused_imports)]
+                use super::*;
+                $crate::conformance!(@tests B, $crate::Env::faulty(0x5eed);
+                    two_devices_converge,
+                    five_devices_converge,
+                    same_file_indexed_twice_is_one_record,
+                    location_matched_on_second_device,
+                    moved_file_keeps_tags,
+                    same_tag_created_offline_twice_is_one_tag,
+                    rename_and_recolor_both_survive,
+                    concurrent_renames_pick_one_name,
+                    tag_add_wins_over_concurrent_remove,
+                    deleted_tag_leaves_no_dangling_id,
+                    concurrent_tag_move_makes_no_cycle,
+                    concurrent_siblings_order_the_same,
+                    restore_replace_propagates,
+                    offline_device_catches_up,
+                    restarted_device_loses_nothing,
+                    one_tag_assignment_is_small,
+                );
+            }
         }
     };
-    (@tests $b:ty; $($test:ident),* $(,)?) => {
+    (@tests $b:ty, $env:expr; $($test:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $test() {
-                $crate::scenarios::$test::<$b>().await;
+                $crate::scenarios::$test::<$b>($env).await;
             }
         )*
     };

@@ -10,7 +10,7 @@ use onefolder_core::{DeviceId, LibraryId, Op, ReplicaConfig, Transport, names};
 use onefolder_model::{FileMeta, ImportMode};
 
 use crate::layers::HoldBack;
-use crate::{Backend, Cluster, EngineFactory, test_config, wait_for};
+use crate::{Backend, Cluster, EngineFactory, Env, test_config, wait_for};
 
 /// Generous deadline for background work on a loaded 2-core machine.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -21,16 +21,16 @@ fn meta(size: i64) -> FileMeta {
 
 /// A cluster whose device 0 created the primary location (the library folder) and every
 /// device has seen it.
-async fn cluster_with_location<B: Backend>(n: usize) -> (Cluster<B>, String) {
-    let c = Cluster::<B>::new(n).await;
+async fn cluster_with_location<B: Backend>(env: Env, n: usize) -> (Cluster<B>, String) {
+    let c = Cluster::<B>::start(env, n).await;
     let loc = c.lib(0).add_location("Library", Some("")).unwrap();
     c.sync_all().await;
     (c, loc)
 }
 
 /// Two devices edit concurrently (including the same tag) and converge.
-pub async fn two_devices_converge<B: Backend>() {
-    let (c, loc) = cluster_with_location::<B>(2).await;
+pub async fn two_devices_converge<B: Backend>(env: Env) {
+    let (c, loc) = cluster_with_location::<B>(env, 2).await;
     let cats = c.lib(0).create_tag_path("Animals/Cats", Some("orange")).unwrap();
     let a = c.lib(0).upsert_file(&loc, "pets/tom.jpg", &meta(100)).unwrap();
     c.lib(0).assign(&a, &cats).unwrap();
@@ -53,8 +53,8 @@ pub async fn two_devices_converge<B: Backend>() {
 }
 
 /// Five devices each make edits offline, then converge.
-pub async fn five_devices_converge<B: Backend>() {
-    let (c, loc) = cluster_with_location::<B>(5).await;
+pub async fn five_devices_converge<B: Backend>(env: Env) {
+    let (c, loc) = cluster_with_location::<B>(env, 5).await;
     for i in 0..5 {
         let lib = c.lib(i);
         let t = lib.create_tag(None, &format!("Tag {i}"), None).unwrap();
@@ -73,8 +73,8 @@ pub async fn five_devices_converge<B: Backend>() {
 
 /// DESIGN §5: the same file indexed on two computers is one record, and tags assigned on both
 /// survive.
-pub async fn same_file_indexed_twice_is_one_record<B: Backend>() {
-    let c = Cluster::<B>::new(2).await;
+pub async fn same_file_indexed_twice_is_one_record<B: Backend>(env: Env) {
+    let c = Cluster::<B>::start(env, 2).await;
     let mut ids = Vec::new();
     for i in 0..2 {
         let lib = c.lib(i);
@@ -95,8 +95,8 @@ pub async fn same_file_indexed_twice_is_one_record<B: Backend>() {
 }
 
 /// DESIGN §5: a location added on a second computer is matched; its absolute path stays local.
-pub async fn location_matched_on_second_device<B: Backend>() {
-    let c = Cluster::<B>::new(2).await;
+pub async fn location_matched_on_second_device<B: Backend>(env: Env) {
+    let c = Cluster::<B>::start(env, 2).await;
     let a = c.lib(0).add_location("Pictures", Some("Pictures")).unwrap();
     c.dev(0).replica.set_setting(&format!("location/{a}/path"), Some("/home/anna/Drive/Pictures")).unwrap();
     let b = c.lib(1).add_location("Pictures", Some("./Pictures/")).unwrap();
@@ -113,8 +113,8 @@ pub async fn location_matched_on_second_device<B: Backend>() {
 }
 
 /// DESIGN §5: a file moved or renamed on disk keeps its tags.
-pub async fn moved_file_keeps_tags<B: Backend>() {
-    let (c, loc) = cluster_with_location::<B>(2).await;
+pub async fn moved_file_keeps_tags<B: Backend>(env: Env) {
+    let (c, loc) = cluster_with_location::<B>(env, 2).await;
     let t = c.lib(0).create_tag(None, "Keep", None).unwrap();
     let f = c.lib(0).upsert_file(&loc, "a/old name.jpg", &meta(10)).unwrap();
     c.lib(0).assign(&f, &t).unwrap();
@@ -129,8 +129,8 @@ pub async fn moved_file_keeps_tags<B: Backend>() {
 }
 
 /// DESIGN §5: the same tag name created offline under the same parent is one tag.
-pub async fn same_tag_created_offline_twice_is_one_tag<B: Backend>() {
-    let c = Cluster::<B>::new(2).await;
+pub async fn same_tag_created_offline_twice_is_one_tag<B: Backend>(env: Env) {
+    let c = Cluster::<B>::start(env, 2).await;
     let a = c.lib(0).create_tag_path("Animals/Cats", None).unwrap();
     let b = c.lib(1).create_tag_path(" animals / CATS ", None).unwrap();
     assert_eq!(a, b);
@@ -147,8 +147,8 @@ async fn synced_tag<B: Backend>(c: &Cluster<B>, name: &str) -> String {
 }
 
 /// DESIGN §5: tag renamed on A, recoloured on B: both survive (field-level merge).
-pub async fn rename_and_recolor_both_survive<B: Backend>() {
-    let c = Cluster::<B>::new(2).await;
+pub async fn rename_and_recolor_both_survive<B: Backend>(env: Env) {
+    let c = Cluster::<B>::start(env, 2).await;
     let t = synced_tag(&c, "Cats").await;
     c.lib(0).rename_tag(&t, "Kittens").unwrap();
     c.lib(1).set_tag_color(&t, Some("#ff0000")).unwrap();
@@ -159,8 +159,8 @@ pub async fn rename_and_recolor_both_survive<B: Backend>() {
 }
 
 /// DESIGN §5: tag renamed on A and on B: one name wins, the same everywhere.
-pub async fn concurrent_renames_pick_one_name<B: Backend>() {
-    let c = Cluster::<B>::new(3).await;
+pub async fn concurrent_renames_pick_one_name<B: Backend>(env: Env) {
+    let c = Cluster::<B>::start(env, 3).await;
     let t = synced_tag(&c, "Cats").await;
     c.lib(0).rename_tag(&t, "Name A").unwrap();
     c.lib(1).rename_tag(&t, "Name B").unwrap();
@@ -171,8 +171,8 @@ pub async fn concurrent_renames_pick_one_name<B: Backend>() {
 }
 
 /// DESIGN §5: tag added to a file on A, removed on B, concurrently: added.
-pub async fn tag_add_wins_over_concurrent_remove<B: Backend>() {
-    let (c, loc) = cluster_with_location::<B>(2).await;
+pub async fn tag_add_wins_over_concurrent_remove<B: Backend>(env: Env) {
+    let (c, loc) = cluster_with_location::<B>(env, 2).await;
     let t = c.lib(0).create_tag(None, "T", None).unwrap();
     let f = c.lib(0).upsert_file(&loc, "f.jpg", &meta(1)).unwrap();
     c.lib(0).assign(&f, &t).unwrap();
@@ -185,8 +185,8 @@ pub async fn tag_add_wins_over_concurrent_remove<B: Backend>() {
 }
 
 /// DESIGN §5: tag deleted on A while assigned on B: gone everywhere, no dangling id anywhere.
-pub async fn deleted_tag_leaves_no_dangling_id<B: Backend>() {
-    let (c, loc) = cluster_with_location::<B>(2).await;
+pub async fn deleted_tag_leaves_no_dangling_id<B: Backend>(env: Env) {
+    let (c, loc) = cluster_with_location::<B>(env, 2).await;
     let parent = c.lib(0).create_tag(None, "Doomed", None).unwrap();
     let child = c.lib(0).create_tag(Some(&parent), "Child", None).unwrap();
     let f1 = c.lib(0).upsert_file(&loc, "one.jpg", &meta(1)).unwrap();
@@ -207,8 +207,8 @@ pub async fn deleted_tag_leaves_no_dangling_id<B: Backend>() {
 }
 
 /// DESIGN §5: X moved under Y on A, Y under X on B: no cycle, same choice everywhere, no tag lost.
-pub async fn concurrent_tag_move_makes_no_cycle<B: Backend>() {
-    let c = Cluster::<B>::new(2).await;
+pub async fn concurrent_tag_move_makes_no_cycle<B: Backend>(env: Env) {
+    let c = Cluster::<B>::start(env, 2).await;
     let x = c.lib(0).create_tag(None, "X", None).unwrap();
     let y = c.lib(0).create_tag(None, "Y", None).unwrap();
     let z = c.lib(0).create_tag(Some(&x), "Z", None).unwrap();
@@ -228,8 +228,8 @@ pub async fn concurrent_tag_move_makes_no_cycle<B: Backend>() {
 }
 
 /// DESIGN §5: sibling order is an order key per tag; concurrent inserts order the same everywhere.
-pub async fn concurrent_siblings_order_the_same<B: Backend>() {
-    let c = Cluster::<B>::new(2).await;
+pub async fn concurrent_siblings_order_the_same<B: Backend>(env: Env) {
+    let c = Cluster::<B>::start(env, 2).await;
     let first = synced_tag(&c, "First").await;
     c.lib(0).create_tag(None, "A1", None).unwrap();
     c.lib(0).create_tag(None, "A2", None).unwrap();
@@ -246,8 +246,8 @@ pub async fn concurrent_siblings_order_the_same<B: Backend>() {
 
 /// DESIGN §5: restoring a backup replaces the library everywhere; peers cannot resurrect what
 /// the backup does not hold.
-pub async fn restore_replace_propagates<B: Backend>() {
-    let (c, loc) = cluster_with_location::<B>(2).await;
+pub async fn restore_replace_propagates<B: Backend>(env: Env) {
+    let (c, loc) = cluster_with_location::<B>(env, 2).await;
     let keep = c.lib(0).create_tag(None, "Keep", None).unwrap();
     let f = c.lib(0).upsert_file(&loc, "keep.jpg", &meta(1)).unwrap();
     c.lib(0).assign(&f, &keep).unwrap();
@@ -271,8 +271,8 @@ pub async fn restore_replace_propagates<B: Backend>() {
 }
 
 /// A device offline for many edits comes back and everyone converges.
-pub async fn offline_device_catches_up<B: Backend>() {
-    let (c, loc) = cluster_with_location::<B>(3).await;
+pub async fn offline_device_catches_up<B: Backend>(env: Env) {
+    let (c, loc) = cluster_with_location::<B>(env, 3).await;
     for round in 0..20 {
         for i in 0..2 {
             let lib = c.lib(i);
@@ -292,8 +292,8 @@ pub async fn offline_device_catches_up<B: Backend>() {
 }
 
 /// A segment delivered several times (cloud conflict copies) is applied once and does no harm.
-pub async fn duplicated_delivery_is_harmless<B: Backend>() {
-    let c = Cluster::<B>::new(2).await;
+pub async fn duplicated_delivery_is_harmless<B: Backend>(env: Env) {
+    let c = Cluster::<B>::start(env, 2).await;
     c.lib(0).create_tag(None, "Once", None).unwrap();
     let flushed = c.dev(0).replica.flush().await.unwrap().expect("a flush");
     let a = c.dev(0).replica.device();
@@ -317,10 +317,10 @@ pub async fn duplicated_delivery_is_harmless<B: Backend>() {
 }
 
 /// Segments delivered out of order (a later one first) converge once the gap fills.
-pub async fn out_of_order_delivery_converges<B: Backend>() {
+pub async fn out_of_order_delivery_converges<B: Backend>(env: Env) {
     let hold: Arc<OnceLock<Arc<HoldBack>>> = Arc::new(OnceLock::new());
     let h = hold.clone();
-    let c = Cluster::<B>::with_layers(2, move |i, t| {
+    let c = Cluster::<B>::with_layers(env, 2, move |i, t| {
         if i == 1 {
             let layer = HoldBack::new(t);
             h.set(layer.clone()).ok();
@@ -358,8 +358,8 @@ pub async fn out_of_order_delivery_converges<B: Backend>() {
 
 /// A device closed without flushing (as a crash would) reopens from its store with every
 /// acknowledged edit, and then delivers them.
-pub async fn restarted_device_loses_nothing<B: Backend>() {
-    let (mut c, loc) = cluster_with_location::<B>(2).await;
+pub async fn restarted_device_loses_nothing<B: Backend>(env: Env) {
+    let (mut c, loc) = cluster_with_location::<B>(env, 2).await;
     let t = c.lib(0).create_tag(None, "Flushed", None).unwrap();
     c.dev(0).replica.flush().await.unwrap();
     let f = c.lib(0).upsert_file(&loc, "unflushed.jpg", &meta(3)).unwrap();
@@ -370,7 +370,7 @@ pub async fn restarted_device_loses_nothing<B: Backend>() {
         c.lib(1).create_tag(None, &format!("peer {k}"), None).unwrap();
         c.dev(1).replica.flush().await.unwrap();
     }
-    c.dev(0).replica.ingest().await.unwrap();
+    c.ingest(0).await;
     let before = c.lib(0).export().unwrap();
     let pending = c.dev(0).replica.status().pending_edits;
     assert!(pending >= 2, "{pending}");
@@ -407,8 +407,8 @@ fn segment_for<B: Backend>(library: LibraryId, device: DeviceId, engine_id: Opti
 /// Plants a bad file in a fake peer's folder while a good peer also writes; the good peer is
 /// applied, the bad file is skipped with a warning containing `warning`, the local state is
 /// untouched, and (if `repaired`) the file is applied once intact.
-async fn bad_input<B: Backend>(warning: &str, plant: impl Fn(LibraryId, DeviceId, DeviceId) -> Planted) {
-    let c = Cluster::<B>::new(2).await;
+async fn bad_input<B: Backend>(env: Env, warning: &str, plant: impl Fn(LibraryId, DeviceId, DeviceId) -> Planted) {
+    let c = Cluster::<B>::start(env, 2).await;
     let library = c.dev(0).replica.manifest().library_id;
     let good = c.dev(0).replica.device();
     let fake = DeviceId::random();
@@ -445,8 +445,8 @@ async fn bad_input<B: Backend>(warning: &str, plant: impl Fn(LibraryId, DeviceId
 }
 
 /// A segment whose payload was damaged is skipped with a checksum warning.
-pub async fn corrupt_segment_is_skipped<B: Backend>() {
-    bad_input::<B>("checksum", |lib, fake, _| {
+pub async fn corrupt_segment_is_skipped<B: Backend>(env: Env) {
+    bad_input::<B>(env, "checksum", |lib, fake, _| {
         let good = segment_for::<B>(lib, fake, None, "Planted");
         let mut bad = good.clone();
         let last = bad.len() - 1;
@@ -457,8 +457,8 @@ pub async fn corrupt_segment_is_skipped<B: Backend>() {
 }
 
 /// A segment still being downloaded (truncated) is skipped and applied once complete.
-pub async fn truncated_segment_is_skipped<B: Backend>() {
-    bad_input::<B>("truncated", |lib, fake, _| {
+pub async fn truncated_segment_is_skipped<B: Backend>(env: Env) {
+    bad_input::<B>(env, "truncated", |lib, fake, _| {
         let good = segment_for::<B>(lib, fake, None, "Planted");
         Planted { bytes: good[..good.len() - 3].to_vec(), repaired: Some(good) }
     })
@@ -466,8 +466,8 @@ pub async fn truncated_segment_is_skipped<B: Backend>() {
 }
 
 /// A 0-byte placeholder (online-only file) is skipped and applied once downloaded.
-pub async fn empty_segment_is_skipped<B: Backend>() {
-    bad_input::<B>("empty", |lib, fake, _| Planted {
+pub async fn empty_segment_is_skipped<B: Backend>(env: Env) {
+    bad_input::<B>(env, "empty", |lib, fake, _| Planted {
         bytes: Vec::new(),
         repaired: Some(segment_for::<B>(lib, fake, None, "Planted")),
     })
@@ -475,8 +475,8 @@ pub async fn empty_segment_is_skipped<B: Backend>() {
 }
 
 /// A segment of another library is skipped.
-pub async fn foreign_library_segment_is_skipped<B: Backend>() {
-    bad_input::<B>("another library", |_, fake, _| Planted {
+pub async fn foreign_library_segment_is_skipped<B: Backend>(env: Env) {
+    bad_input::<B>(env, "another library", |_, fake, _| Planted {
         bytes: segment_for::<B>(LibraryId::random(), fake, None, "Planted"),
         repaired: None,
     })
@@ -484,8 +484,8 @@ pub async fn foreign_library_segment_is_skipped<B: Backend>() {
 }
 
 /// A segment written by another engine is skipped.
-pub async fn wrong_engine_segment_is_skipped<B: Backend>() {
-    bad_input::<B>("engine", |lib, fake, _| Planted {
+pub async fn wrong_engine_segment_is_skipped<B: Backend>(env: Env) {
+    bad_input::<B>(env, "engine", |lib, fake, _| Planted {
         bytes: segment_for::<B>(lib, fake, Some("other"), "Planted"),
         repaired: None,
     })
@@ -493,8 +493,8 @@ pub async fn wrong_engine_segment_is_skipped<B: Backend>() {
 }
 
 /// A segment in one device's folder claiming to be another device's is skipped.
-pub async fn impostor_segment_is_skipped<B: Backend>() {
-    bad_input::<B>("claims", |lib, _, good| Planted {
+pub async fn impostor_segment_is_skipped<B: Backend>(env: Env) {
+    bad_input::<B>(env, "claims", |lib, _, good| Planted {
         bytes: segment_for::<B>(lib, good, None, "Planted"),
         repaired: None,
     })
@@ -502,8 +502,8 @@ pub async fn impostor_segment_is_skipped<B: Backend>() {
 }
 
 /// What sync clients and operating systems leave in folders is ignored without harm.
-pub async fn junk_in_shared_folder_is_ignored<B: Backend>() {
-    let c = Cluster::<B>::new(2).await;
+pub async fn junk_in_shared_folder_is_ignored<B: Backend>(env: Env) {
+    let c = Cluster::<B>::start(env, 2).await;
     let peer = c.dev(0).replica.device();
     for junk in ["desktop.ini", "Thumbs.db", "device.json.bak", "notes.txt"] {
         c.dev(0).transport.write(&peer, junk, b"junk").await.unwrap();
@@ -523,11 +523,11 @@ fn watch_config(name: &str) -> ReplicaConfig {
 
 /// With the background loop running on both devices, an edit on one appears on the other with
 /// no explicit sync call (driven by the transport's change hints).
-pub async fn background_loop_applies_without_sync_call<B: Backend>() {
-    let probe = Cluster::<B>::new(1).await;
+pub async fn background_loop_applies_without_sync_call<B: Backend>(env: Env) {
+    let probe = Cluster::<B>::start(env, 1).await;
     let watch = probe.dev(0).transport.capabilities().watch;
     drop(probe);
-    let c = Cluster::<B>::build(2, if watch { watch_config } else { test_config }, |_, t| t).await;
+    let c = Cluster::<B>::build(env, 2, if watch { watch_config } else { test_config }, |_, t| t).await;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut loops = Vec::new();
     for d in &c.devices {
@@ -556,8 +556,8 @@ pub async fn background_loop_applies_without_sync_call<B: Backend>() {
 }
 
 /// DESIGN §6: one tag assignment writes at most 256 bytes to the shared medium, header included.
-pub async fn one_tag_assignment_is_small<B: Backend>() {
-    let (c, loc) = cluster_with_location::<B>(2).await;
+pub async fn one_tag_assignment_is_small<B: Backend>(env: Env) {
+    let (c, loc) = cluster_with_location::<B>(env, 2).await;
     let t = c.lib(0).create_tag_path("Animals/Cats", None).unwrap();
     let f = c.lib(0).upsert_file(&loc, "Pictures/2026/IMG_0001.JPG", &meta(1)).unwrap();
     c.sync_all().await;
@@ -572,8 +572,8 @@ pub async fn one_tag_assignment_is_small<B: Backend>() {
 }
 
 /// DESIGN §6: an idle pass over peers reads no segment.
-pub async fn idle_pass_reads_nothing<B: Backend>() {
-    let c = Cluster::<B>::new(4).await;
+pub async fn idle_pass_reads_nothing<B: Backend>(env: Env) {
+    let c = Cluster::<B>::start(env, 4).await;
     for i in 0..4 {
         c.lib(i).create_tag(None, &format!("t{i}"), None).unwrap();
     }
@@ -585,8 +585,8 @@ pub async fn idle_pass_reads_nothing<B: Backend>() {
 }
 
 /// DESIGN §6: nothing is written while nothing changes.
-pub async fn nothing_written_while_nothing_changes<B: Backend>() {
-    let c = Cluster::<B>::new(2).await;
+pub async fn nothing_written_while_nothing_changes<B: Backend>(env: Env) {
+    let c = Cluster::<B>::start(env, 2).await;
     c.lib(0).create_tag(None, "x", None).unwrap();
     c.sync_all().await;
     let me = c.dev(0).replica.device();

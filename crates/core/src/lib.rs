@@ -12,6 +12,7 @@
 #![warn(missing_docs)]
 
 pub mod engine;
+pub mod fault;
 pub mod ids;
 pub mod manifest;
 pub mod memory;
