@@ -215,6 +215,32 @@ impl<B: Backend> Cluster<B> {
         self.devices.insert(i, dev);
     }
 
+    /// Copies device `i`'s local state aside (a disk image), closing the device while copying
+    /// and reopening it afterwards. Open the copy with [`Cluster::open_copy`].
+    pub async fn copy_state(&mut self, i: usize) -> PathBuf {
+        let old = self.devices.remove(i);
+        let transport = old.transport.clone();
+        let source = old.state_dir.clone();
+        drop(old);
+        let target = self.tmp.path().join(format!("copy-{}", crate::unique_suffix()));
+        copy_dir(&source, &target);
+        let dev = self.open_device(i, transport).await;
+        self.devices.insert(i, dev);
+        target
+    }
+
+    /// Opens a copied local state as a new device (the restored image on another computer);
+    /// returns its index.
+    pub async fn open_copy(&mut self, state: PathBuf) -> usize {
+        let transport = B::T::open(&self.medium);
+        let replica = Replica::open(B::E::engine(), B::S::open(&state), transport.clone(), (self.config)("copy"))
+            .await
+            .expect("open copied state");
+        let replica = Arc::new(replica);
+        self.devices.push(Device { lib: Library::new(replica.clone()), replica, state_dir: state, transport });
+        self.devices.len() - 1
+    }
+
     /// Flushes every device, then lets every device ingest, twice (so that everything written
     /// in the first round is seen by all in the second). Under faults: three rounds with faults
     /// (errors expected and ignored), then the faults stop and two clean rounds settle.
@@ -268,6 +294,24 @@ impl<B: Backend> Cluster<B> {
             assert_eq!(&exports[0], e, "device {i} differs from device 0");
         }
         exports.into_iter().next().expect("at least one device")
+    }
+}
+
+fn unique_suffix() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create copy");
+    for entry in std::fs::read_dir(from).expect("read state dir") {
+        let entry = entry.expect("dir entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy state file");
+        }
     }
 }
 
@@ -327,6 +371,7 @@ macro_rules! conformance {
                 one_tag_assignment_is_small,
                 idle_pass_reads_nothing,
                 nothing_written_while_nothing_changes,
+                cloned_device_takes_new_id,
             );
             /// The same scenarios with every device reading through the fault layer; each
             /// checks convergence and no lost edit once the faults stop. (Scenarios that

@@ -601,3 +601,40 @@ pub async fn nothing_written_while_nothing_changes<B: Backend>(env: Env) {
     c.dev(0).replica.flush().await.unwrap();
     assert_eq!(c.dev(0).transport.list(&me).await.unwrap().len(), before.len());
 }
+
+/// A device whose local state was copied to a second computer is detected — at open when
+/// the original wrote on since the copy, or at the first colliding flush — and the copy takes
+/// a new device id; no edit of either copy is lost.
+pub async fn cloned_device_takes_new_id<B: Backend>(env: Env) {
+    let (mut c, loc) = cluster_with_location::<B>(env, 2).await;
+    let t = c.lib(0).create_tag(None, "Before the copy", None).unwrap();
+    c.sync_all().await;
+    let original = c.dev(0).replica.device();
+
+    // Copied while idle: both copies write their next segment under the same name.
+    let image = c.copy_state(0).await;
+    let copy = c.open_copy(image).await;
+    assert_eq!(c.dev(copy).replica.device(), original, "nothing tells them apart yet");
+    let a = c.lib(0).create_tag(None, "Original after the copy", None).unwrap();
+    c.dev(0).replica.flush().await.unwrap().unwrap();
+    let f = c.lib(copy).upsert_file(&loc, "copy.jpg", &meta(5)).unwrap();
+    c.lib(copy).assign(&f, &t).unwrap();
+    c.dev(copy).replica.flush().await.unwrap().unwrap();
+    assert_ne!(c.dev(copy).replica.device(), original, "the colliding copy took a new id");
+    assert_eq!(c.dev(0).replica.device(), original);
+
+    // Copied, then the original wrote on: the copy notices when it opens.
+    let image = c.copy_state(0).await;
+    c.lib(0).create_tag(None, "Original, later still", None).unwrap();
+    c.dev(0).replica.flush().await.unwrap().unwrap();
+    let late = c.open_copy(image).await;
+    assert_ne!(c.dev(late).replica.device(), original, "detected at open");
+
+    c.sync_all().await;
+    c.assert_converged();
+    let lib = c.lib(1);
+    assert!(lib.tags().unwrap().contains_key(&a));
+    assert!(lib.file(&f).unwrap().unwrap().tags.contains(&t));
+    let ids: BTreeSet<DeviceId> = c.devices.iter().map(|d| d.replica.device()).collect();
+    assert_eq!(ids.len(), c.devices.len(), "every device has its own id");
+}

@@ -23,7 +23,7 @@ use crate::manifest::{DeviceInfo, LibraryManifest, MANIFEST_VERSION, now_ms};
 use crate::names::{DEVICE_FILE, MANIFEST_FILE, SegmentName, delta_name, is_temporary};
 use crate::segment::{self, Expect, HEADER_LEN, SegmentKind};
 use crate::store::{AppliedSegment, FlushRecord, Store};
-use crate::transport::{FileEntry, Transport};
+use crate::transport::{FileEntry, Transport, TransportError};
 use crate::value::Op;
 use crate::{Error, Result};
 
@@ -219,6 +219,14 @@ impl Document for Mutex<Box<dyn Engine>> {
 }
 
 type ContentKey = (DeviceId, u64, u64, u32);
+
+/// A segment ready to be written by [`Replica::flush`].
+struct PendingFlush {
+    device: DeviceId,
+    bytes: Vec<u8>,
+    record: FlushRecord,
+    changes: usize,
+}
 
 struct State {
     engine: Box<dyn Engine>,
@@ -421,16 +429,25 @@ impl Replica {
         if !foreign {
             return Ok(());
         }
+        self.take_new_device_id("its folder holds segments this device did not write")?;
+        Ok(())
+    }
+
+    /// Takes a fresh device id: this local state was copied (a restored disk image, a cloned
+    /// virtual machine), and both copies would otherwise write different segments under the
+    /// same names. The old folder becomes an ordinary peer, so nothing written there is lost;
+    /// unflushed edits go out under the new id.
+    fn take_new_device_id(&self, why: &str) -> Result<()> {
         let new = DeviceId::random();
-        {
+        let old = {
             let mut st = self.lock();
+            // The seq keeps counting: seqs only need to be unique per folder, and the flush
+            // history in the store stays keyed by seq.
             st.store.set_meta(META_DEVICE_ID, Some(new.to_string().as_bytes()))?;
-            st.store.set_meta(META_NEXT_SEQ, Some(&1u64.to_le_bytes()))?;
-            st.device = new;
-            st.next_seq = 1;
-        }
-        tracing::warn!(old = %device, new = %new, "own folder holds segments this device did not write; taking a new device id");
-        let _ = self.events.send(StatusEvent::NewDeviceId { old: device, new });
+            std::mem::replace(&mut st.device, new)
+        };
+        tracing::warn!(%old, %new, "this device's local state was copied ({why}); taking a new device id");
+        let _ = self.events.send(StatusEvent::NewDeviceId { old, new });
         Ok(())
     }
 
@@ -547,52 +564,75 @@ impl Replica {
     /// when there was nothing to write (nothing is written while nothing changes).
     pub async fn flush(&self) -> Result<Option<FlushInfo>> {
         let _flushing = self.flush_lock.lock().await;
-        let (device, seq, name, bytes, upto, changes, checksum) = {
-            let mut st = self.lock();
-            let entries = st.store.unflushed()?;
-            let Some(last) = entries.last() else {
+        let mut collided = false;
+        loop {
+            let Some(pending) = self.prepare_flush()? else {
                 return Ok(None);
             };
-            let upto = last.id;
-            let payload = match entries.as_slice() {
-                [one] => one.payload.clone(),
-                many => {
-                    let parts: Vec<&[u8]> = many.iter().map(|e| e.payload.as_slice()).collect();
-                    st.engine.merge_changes(&parts)?
+            match self.transport.write(&pending.device, &pending.record.file_name, &pending.bytes).await {
+                Ok(()) => return self.finish_flush(pending).map(Some),
+                Err(TransportError::AlreadyExists(_)) if !collided => {
+                    // Our own folder already holds this seq: another copy of this local state
+                    // wrote it. Become a new device and write the same changes under its id.
+                    collided = true;
+                    self.take_new_device_id("its next segment name was already taken")?;
+                    self.write_device_info().await;
                 }
-            };
-            // The seq is consumed before the write: a write that failed half-way (or a crash
-            // after it became visible) must never be followed by different bytes under the
-            // same name.
-            let seq = st.next_seq;
-            st.store.set_meta(META_NEXT_SEQ, Some(&(seq + 1).to_le_bytes()))?;
-            st.next_seq = seq + 1;
-            let bytes = segment::encode(
-                SegmentKind::Delta,
-                &self.manifest.engine,
-                self.manifest.library_id,
-                st.device,
-                seq,
-                seq,
-                &payload,
-            )?;
-            (st.device, seq, delta_name(seq), bytes, upto, entries.len(), crc32fast::hash(&payload))
-        };
-        if let Err(e) = self.transport.write(&device, &name, &bytes).await {
-            let _ = self.events.send(StatusEvent::Error { message: format!("flush of {name} failed: {e}") });
-            return Err(e.into());
+                Err(e) => {
+                    let message = format!("flush of {} failed: {e}", pending.record.file_name);
+                    let _ = self.events.send(StatusEvent::Error { message });
+                    return Err(e.into());
+                }
+            }
         }
-        let info = FlushInfo { seq, bytes: bytes.len() as u64, changes, at_ms: now_ms() };
+    }
+
+    /// Merges the unflushed local changes into a segment and consumes its seq. The seq is
+    /// consumed before the write: a write that failed half-way (or a crash after it became
+    /// visible) must never be followed by different bytes under the same name.
+    fn prepare_flush(&self) -> Result<Option<PendingFlush>> {
+        let mut st = self.lock();
+        let entries = st.store.unflushed()?;
+        let Some(last) = entries.last() else {
+            return Ok(None);
+        };
+        let upto = last.id;
+        let payload = match entries.as_slice() {
+            [one] => one.payload.clone(),
+            many => {
+                let parts: Vec<&[u8]> = many.iter().map(|e| e.payload.as_slice()).collect();
+                st.engine.merge_changes(&parts)?
+            }
+        };
+        let seq = st.next_seq;
+        st.store.set_meta(META_NEXT_SEQ, Some(&(seq + 1).to_le_bytes()))?;
+        st.next_seq = seq + 1;
+        let bytes = segment::encode(
+            SegmentKind::Delta,
+            &self.manifest.engine,
+            self.manifest.library_id,
+            st.device,
+            seq,
+            seq,
+            &payload,
+        )?;
+        let record = FlushRecord {
+            seq,
+            upto,
+            file_name: delta_name(seq),
+            checksum: crc32fast::hash(&payload),
+            size: bytes.len() as u64,
+            at_ms: now_ms(),
+        };
+        Ok(Some(PendingFlush { device: st.device, bytes, record, changes: entries.len() }))
+    }
+
+    fn finish_flush(&self, pending: PendingFlush) -> Result<FlushInfo> {
+        let PendingFlush { record, changes, .. } = pending;
+        let info = FlushInfo { seq: record.seq, bytes: record.size, changes, at_ms: record.at_ms };
         {
             let mut st = self.lock();
-            st.store.commit_flush(&FlushRecord {
-                seq,
-                upto,
-                file_name: name,
-                checksum,
-                size: bytes.len() as u64,
-                at_ms: info.at_ms,
-            })?;
+            st.store.commit_flush(&record)?;
             st.pending_edits = st.pending_edits.saturating_sub(changes);
             if st.pending_edits == 0 {
                 st.first_pending = None;
@@ -600,9 +640,9 @@ impl Replica {
             }
             st.last_flush = Some(info.clone());
         }
-        tracing::debug!(seq, bytes = info.bytes, changes, "flushed");
+        tracing::debug!(seq = info.seq, bytes = info.bytes, changes, "flushed");
         let _ = self.events.send(StatusEvent::Flushed(info.clone()));
-        Ok(Some(info))
+        Ok(info)
     }
 
     /// One pass over every peer folder: applies every segment not applied yet. Files that fail
