@@ -372,6 +372,9 @@ macro_rules! conformance {
                 idle_pass_reads_nothing,
                 nothing_written_while_nothing_changes,
                 cloned_device_takes_new_id,
+                unusable_manifest_is_refused,
+                huge_length_claim_is_skipped,
+                hostile_folder_names_are_ignored,
             );
             /// The same scenarios with every device reading through the fault layer; each
             /// checks convergence and no lost edit once the faults stop. (Scenarios that

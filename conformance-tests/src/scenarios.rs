@@ -10,7 +10,7 @@ use onefolder_core::{DeviceId, LibraryId, Op, ReplicaConfig, Transport, names};
 use onefolder_model::{FileMeta, ImportMode};
 
 use crate::layers::HoldBack;
-use crate::{Backend, Cluster, EngineFactory, Env, test_config, wait_for};
+use crate::{Backend, Cluster, EngineFactory, Env, StoreFactory, TransportFactory, test_config, wait_for};
 
 /// Generous deadline for background work on a loaded 2-core machine.
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -637,4 +637,76 @@ pub async fn cloned_device_takes_new_id<B: Backend>(env: Env) {
     assert!(lib.file(&f).unwrap().unwrap().tags.contains(&t));
     let ids: BTreeSet<DeviceId> = c.devices.iter().map(|d| d.replica.device()).collect();
     assert_eq!(ids.len(), c.devices.len(), "every device has its own id");
+}
+
+/// A library.json naming another engine, a newer format or garbage: opening refuses with a
+/// clear error and writes nothing.
+pub async fn unusable_manifest_is_refused<B: Backend>(_env: Env) {
+    let cases: [(&[u8], &str); 3] = [
+        (br#"{"library_id":"6f1c2a4e-2b1f-4c3a-9d7e-0a1b2c3d4e5f","engine":"other","format_version":1,"created_ms":0}"#, "engine"),
+        (br#"{"library_id":"6f1c2a4e-2b1f-4c3a-9d7e-0a1b2c3d4e5f","engine":"x","format_version":99,"created_ms":0}"#, "newer"),
+        (b"\x00\x01 not json", "not valid"),
+    ];
+    for (manifest, expected) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        let medium =
+            crate::Medium { library: tmp.path().join("library"), memory: onefolder_core::MemoryTransport::new() };
+        std::fs::create_dir_all(&medium.library).unwrap();
+        let transport = B::T::open(&medium);
+        assert!(transport.create_manifest(manifest).await.unwrap());
+        let err = onefolder_core::Replica::open(
+            B::E::engine(),
+            B::S::open(&tmp.path().join("state")),
+            transport.clone(),
+            test_config("refused"),
+        )
+        .await
+        .expect_err("an unusable manifest is refused");
+        let text = err.to_string();
+        assert!(text.contains(expected), "{text:?} should mention {expected:?}");
+        assert!(transport.list_devices().await.unwrap().is_empty(), "nothing written");
+    }
+}
+
+/// A segment header claiming a payload far over the cap is rejected before anything is
+/// allocated or read beyond the file.
+pub async fn huge_length_claim_is_skipped<B: Backend>(env: Env) {
+    bad_input::<B>(env, "limit", |lib, fake, _| {
+        let mut bytes = segment_for::<B>(lib, fake, None, "Planted");
+        bytes[72..76].copy_from_slice(&u32::MAX.to_le_bytes());
+        // Recompute the header checksum so that only the length claim is wrong.
+        let crc = crc32fast::hash(&bytes[..segment::HEADER_LEN - 4]);
+        bytes[segment::HEADER_LEN - 4..segment::HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
+        Planted { bytes, repaired: None }
+    })
+    .await;
+}
+
+/// Folder names that are not device ids (`..`, junk, a symbolic link out of the library on
+/// the folder medium) are never read from; the real peers still sync.
+pub async fn hostile_folder_names_are_ignored<B: Backend>(env: Env) {
+    let c = Cluster::<B>::start(env, 2).await;
+    let library = c.dev(0).replica.manifest().library_id;
+    let seg = segment_for::<B>(library, DeviceId::random(), None, "Planted");
+    // The same hostile layout on both kinds of medium (only one is in use per backend).
+    for folder in ["not-a-device", "..", "Icon\r"] {
+        c.medium.memory.plant(folder, &names::delta_name(1), &seg);
+    }
+    let database = c.medium.library.join("onefolder_tags").join("database");
+    std::fs::create_dir_all(database.join("not-a-device")).unwrap();
+    std::fs::write(database.join("not-a-device").join(names::delta_name(1)), &seg).unwrap();
+    #[cfg(unix)]
+    {
+        let outside = c.tmp.path().join("outside");
+        let fake = DeviceId::random();
+        std::fs::create_dir_all(&outside).unwrap();
+        std::fs::write(outside.join(names::delta_name(1)), segment_for::<B>(library, fake, None, "Planted")).unwrap();
+        std::os::unix::fs::symlink(&outside, database.join(fake.to_string())).unwrap();
+    }
+    c.lib(0).create_tag(None, "Real", None).unwrap();
+    c.sync_all().await;
+    c.assert_converged();
+    let lib = c.lib(1);
+    assert!(lib.tag_by_path("Real").unwrap().is_some());
+    assert!(lib.tag_by_path("Planted").unwrap().is_none(), "nothing from a hostile folder was applied");
 }
