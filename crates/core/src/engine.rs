@@ -45,7 +45,9 @@ pub enum EngineError {
 ///   order, gives the same state; changes whose dependencies are missing wait inside the engine
 ///   and integrate once the dependencies arrive.
 /// - `apply_garbage_is_corrupt`: bytes that are not a valid change give
-///   [`EngineError::Corrupt`], never a panic, and leave the state unchanged.
+///   [`EngineError::Corrupt`], never a panic, and leave the state unchanged. (Bytes crafted to
+///   decode and then fail half-way through integration may leave part behind; the Replica
+///   rebuilds the engine from its store after every rejected payload.)
 /// - `snapshot_round_trip`: [`Engine::load_snapshot`] of [`Engine::snapshot`] on an empty engine
 ///   reproduces every collection.
 /// - `merge_changes_equivalent`: applying [`Engine::merge_changes`] of several changes equals
