@@ -1,6 +1,6 @@
 //! Factories for the adapters compiled into this build (cargo features, all on by default).
 
-#[cfg(feature = "sqlite")]
+#[cfg(any(feature = "sqlite", feature = "lmdb"))]
 use std::path::Path;
 use std::sync::Arc;
 
@@ -37,6 +37,18 @@ impl crate::StoreFactory for Sqlite {
     fn open(dir: &Path) -> Box<dyn onefolder_core::Store> {
         let options = onefolder_store_sqlite::SqliteOptions::default();
         Box::new(onefolder_store_sqlite::SqliteStore::open(dir, options).expect("open sqlite store"))
+    }
+}
+
+/// The LMDB store.
+#[cfg(feature = "lmdb")]
+pub struct Lmdb;
+
+#[cfg(feature = "lmdb")]
+impl crate::StoreFactory for Lmdb {
+    fn open(dir: &Path) -> Box<dyn onefolder_core::Store> {
+        let options = onefolder_store_lmdb::LmdbOptions::default();
+        Box::new(onefolder_store_lmdb::LmdbStore::open(dir, options).expect("open lmdb store"))
     }
 }
 

@@ -375,6 +375,7 @@ macro_rules! conformance {
                 unusable_manifest_is_refused,
                 huge_length_claim_is_skipped,
                 hostile_folder_names_are_ignored,
+                clock_skew_does_not_matter,
             );
             /// The same scenarios with every device reading through the fault layer; each
             /// checks convergence and no lost edit once the faults stop. (Scenarios that
@@ -399,6 +400,7 @@ macro_rules! conformance {
                     offline_device_catches_up,
                     restarted_device_loses_nothing,
                     one_tag_assignment_is_small,
+                    clock_skew_does_not_matter,
                 );
             }
         }

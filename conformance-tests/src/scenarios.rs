@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use onefolder_core::segment::{self, SegmentKind};
-use onefolder_core::{DeviceId, LibraryId, Op, ReplicaConfig, Transport, names};
+use onefolder_core::{Clock, DeviceId, LibraryId, Op, ReplicaConfig, Transport, names};
 use onefolder_model::{FileMeta, ImportMode};
 
 use crate::layers::HoldBack;
@@ -709,4 +709,50 @@ pub async fn hostile_folder_names_are_ignored<B: Backend>(env: Env) {
     let lib = c.lib(1);
     assert!(lib.tag_by_path("Real").unwrap().is_some());
     assert!(lib.tag_by_path("Planted").unwrap().is_none(), "nothing from a hostile folder was applied");
+}
+
+fn skewed_config(name: &str) -> ReplicaConfig {
+    const HOUR: i64 = 3_600_000;
+    let clock = match name {
+        // Five hours behind.
+        "device-1" => Clock::from_fn(|| onefolder_core::manifest::now_ms() - 5 * HOUR),
+        // Three hours ahead, and running backwards by a minute at every reading.
+        "device-2" => {
+            let t = std::sync::atomic::AtomicI64::new(onefolder_core::manifest::now_ms() + 3 * HOUR);
+            Clock::from_fn(move || t.fetch_sub(60_000, std::sync::atomic::Ordering::SeqCst))
+        }
+        _ => Clock::system(),
+    };
+    ReplicaConfig { clock, ..test_config(name) }
+}
+
+/// Devices whose clocks differ by hours, or run backwards, converge to the same result, and
+/// a causally later edit wins even when its clock says it is older: correctness never depends
+/// on wall-clock time.
+pub async fn clock_skew_does_not_matter<B: Backend>(env: Env) {
+    let c = Cluster::<B>::build(env, 3, skewed_config, |_, t| t).await;
+    let loc = c.lib(0).add_location("Library", Some("")).unwrap();
+    let t = c.lib(0).create_tag(None, "Original", None).unwrap();
+    let f = c.lib(0).upsert_file(&loc, "a.jpg", &meta(1)).unwrap();
+    c.sync_all().await;
+    // Each rename is made after seeing the previous one, on ever "older" clocks.
+    c.lib(1).rename_tag(&t, "Second").unwrap();
+    c.sync_all().await;
+    c.lib(2).rename_tag(&t, "Third").unwrap();
+    c.lib(2).assign(&f, &t).unwrap();
+    c.sync_all().await;
+    c.lib(1).unassign(&f, &t).unwrap();
+    c.sync_all().await;
+    // Concurrent edits on all three.
+    for i in 0..3 {
+        c.lib(i).create_tag(Some(&t), &format!("child {i}"), None).unwrap();
+        c.lib(i).set_tag_color(&t, Some(["red", "green", "blue"][i])).unwrap();
+    }
+    c.sync_all().await;
+    c.assert_converged();
+    let tag = &c.lib(0).tags().unwrap()[&t];
+    assert_eq!(tag.name, "Third", "the causally last rename wins, whatever its clock said");
+    assert!(!c.lib(0).file(&f).unwrap().unwrap().tags.contains(&t), "the causally last unassign wins");
+    assert_eq!(c.lib(0).files_with_tag(&t, true).unwrap().len(), 0);
+    assert_eq!(c.lib(0).tag_tree().unwrap()[0].children.len(), 3);
 }

@@ -60,6 +60,43 @@ pub struct ReplicaConfig {
     pub max_payload: u32,
     /// Log entries after which the store is compacted into a snapshot (default 1000).
     pub compact_every: usize,
+    /// The wall clock, in ms since the Unix epoch. Only advisory timestamps come from it
+    /// (dates shown to users, status); merging never depends on it, so a device whose clock
+    /// is wrong or jumps back still converges. Tests inject skewed clocks here.
+    pub clock: Clock,
+}
+
+/// A source of wall-clock time in ms since the Unix epoch.
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> i64 + Send + Sync>);
+
+impl Clock {
+    /// The system clock.
+    pub fn system() -> Self {
+        Clock(Arc::new(now_ms))
+    }
+
+    /// A clock computed by `f` (e.g. the system clock shifted by hours, or one that jumps back).
+    pub fn from_fn(f: impl Fn() -> i64 + Send + Sync + 'static) -> Self {
+        Clock(Arc::new(f))
+    }
+
+    /// The current time.
+    pub fn now_ms(&self) -> i64 {
+        (self.0)()
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::system()
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Clock({})", self.now_ms())
+    }
 }
 
 impl Default for ReplicaConfig {
@@ -72,6 +109,7 @@ impl Default for ReplicaConfig {
             poll_interval: Duration::from_secs(30),
             max_payload: segment::DEFAULT_MAX_PAYLOAD,
             compact_every: 1000,
+            clock: Clock::system(),
         }
     }
 }
@@ -202,6 +240,10 @@ pub trait Document {
     fn read<R>(&self, f: impl FnOnce(&dyn Engine) -> R) -> R;
     /// Applies a batch in one transaction; returns once it is durable.
     fn write(&self, ops: &[Op]) -> Result<()>;
+    /// Wall-clock time for advisory dates written into records (ms since the Unix epoch).
+    fn now_ms(&self) -> i64 {
+        now_ms()
+    }
 }
 
 impl Document for Mutex<Box<dyn Engine>> {
@@ -325,7 +367,7 @@ impl Replica {
             None => {
                 let id = DeviceId::random();
                 store.set_meta(META_DEVICE_ID, Some(id.to_string().as_bytes()))?;
-                store.set_meta(META_CREATED, Some(now_ms().to_string().as_bytes()))?;
+                store.set_meta(META_CREATED, Some(config.clock.now_ms().to_string().as_bytes()))?;
                 id
             }
         };
@@ -460,13 +502,13 @@ impl Replica {
             .ok()
             .flatten()
             .and_then(|b| String::from_utf8_lossy(&b).parse().ok())
-            .unwrap_or_else(now_ms);
+            .unwrap_or_else(|| self.config.clock.now_ms());
         let info = DeviceInfo {
             device_id: device,
             name: self.config.device_name.clone(),
             created_ms,
             app_version: env!("CARGO_PKG_VERSION").to_owned(),
-            last_seen_ms: now_ms(),
+            last_seen_ms: self.config.clock.now_ms(),
         };
         let bytes = serde_json::to_vec_pretty(&info).expect("device info serializes");
         if let Err(e) = self.transport.write(&device, DEVICE_FILE, &bytes).await {
@@ -622,7 +664,7 @@ impl Replica {
             file_name: delta_name(seq),
             checksum: crc32fast::hash(&payload),
             size: bytes.len() as u64,
-            at_ms: now_ms(),
+            at_ms: self.config.clock.now_ms(),
         };
         Ok(Some(PendingFlush { device: st.device, bytes, record, changes: entries.len() }))
     }
@@ -749,7 +791,7 @@ impl Replica {
             seq_end: seg.header.seq_end,
             checksum: seg.header.payload_crc,
             size: bytes.len() as u64,
-            applied_at_ms: now_ms(),
+            applied_at_ms: self.config.clock.now_ms(),
         };
         let key = (peer, applied.seq_start, applied.seq_end, applied.checksum);
         let mut st = self.lock();
@@ -905,6 +947,9 @@ impl Document for Replica {
     fn write(&self, ops: &[Op]) -> Result<()> {
         self.edit(ops)
     }
+    fn now_ms(&self) -> i64 {
+        self.config.clock.now_ms()
+    }
 }
 
 impl<D: Document> Document for Arc<D> {
@@ -913,6 +958,9 @@ impl<D: Document> Document for Arc<D> {
     }
     fn write(&self, ops: &[Op]) -> Result<()> {
         (**self).write(ops)
+    }
+    fn now_ms(&self) -> i64 {
+        (**self).now_ms()
     }
 }
 

@@ -184,10 +184,6 @@ pub(crate) fn set_field(r: &Record, f: &str) -> BTreeSet<String> {
     r.get(f).and_then(Value::as_set).cloned().unwrap_or_default()
 }
 
-fn now_ms() -> i64 {
-    onefolder_core::manifest::now_ms()
-}
-
 /// The OneFolder library on a [`Document`] (a [`onefolder_core::Replica`], or a bare engine).
 #[derive(Debug)]
 pub struct Library<D> {
@@ -233,7 +229,7 @@ impl<D: Document> Library<D> {
         let mut ops = vec![
             Op::create(LOCATIONS, &id),
             Op::put(LOCATIONS, &id, "name", name),
-            Op::put(LOCATIONS, &id, "dateAdded", now_ms()),
+            Op::put(LOCATIONS, &id, "dateAdded", self.doc.now_ms()),
         ];
         if let Some(rel) = rel {
             ops.push(Op::put(LOCATIONS, &id, "relPath", rel));
@@ -319,13 +315,13 @@ impl<D: Document> Library<D> {
         match &existing {
             None => {
                 ops.push(Op::create(FILES, &id));
-                wanted.push(("dateAdded", now_ms().into()));
+                wanted.push(("dateAdded", self.doc.now_ms().into()));
             }
             Some(r) => {
                 // A record that was deleted concurrently and created again keeps its old
                 // dateAdded; a fresh one gets now.
                 if !r.contains_key("dateAdded") {
-                    wanted.push(("dateAdded", now_ms().into()));
+                    wanted.push(("dateAdded", self.doc.now_ms().into()));
                 }
             }
         }
@@ -496,7 +492,7 @@ impl<D: Document> Library<D> {
             Op::put(TAGS, &id, "name", name.as_str()),
             Op::put(TAGS, &id, "parent", Value::from(parent.map(str::to_owned))),
             Op::put(TAGS, &id, "order", order),
-            Op::put(TAGS, &id, "dateAdded", now_ms()),
+            Op::put(TAGS, &id, "dateAdded", self.doc.now_ms()),
         ];
         if let Some(c) = color {
             ops.push(Op::put(TAGS, &id, "color", c));
