@@ -11,6 +11,8 @@ use onefolder_conformance::{conformance, engine_conformance, store_conformance, 
 engine_conformance!(engine_yrs, Yrs);
 #[cfg(feature = "sqlite")]
 store_conformance!(store_sqlite, Sqlite);
+#[cfg(feature = "lmdb")]
+store_conformance!(store_lmdb, Lmdb);
 transport_conformance!(transport_memory, Memory);
 #[cfg(feature = "folder")]
 transport_conformance!(transport_folder, Folder);
@@ -20,3 +22,7 @@ transport_conformance!(transport_folder, Folder);
 conformance!(yrs_sqlite_memory, Yrs, Sqlite, Memory);
 #[cfg(all(feature = "yrs", feature = "sqlite", feature = "folder"))]
 conformance!(yrs_sqlite_folder, Yrs, Sqlite, Folder);
+#[cfg(all(feature = "yrs", feature = "lmdb"))]
+conformance!(yrs_lmdb_memory, Yrs, Lmdb, Memory);
+#[cfg(all(feature = "yrs", feature = "lmdb", feature = "folder"))]
+conformance!(yrs_lmdb_folder, Yrs, Lmdb, Folder);
