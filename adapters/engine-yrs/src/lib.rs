@@ -98,6 +98,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use onefolder_core::{Collection, Engine, EngineError, Op, Record, Value};
 use tracing::{debug, trace, warn};
 use yrs::updates::decoder::Decode;
+use yrs::updates::encoder::Encode;
 use yrs::{Any, Doc, Map, MapRef, Origin, Out, ReadTxn, StateVector, Transact, TransactionMut, Update, WriteTxn};
 
 use crate::codec::Stored;
@@ -170,8 +171,10 @@ impl YrsEngine {
     }
 
     /// Pre-checks, decodes and integrates v1 update bytes (a change or a snapshot).
-    fn integrate(&mut self, bytes: &[u8], what: &str) -> Result<(), EngineError> {
-        let update = decode_update(bytes, what)?;
+    /// `untrusted` bytes (a peer's change) must also survive re-encoding; a snapshot from this
+    /// device's own store skips that check, which would double the cost of a cold open.
+    fn integrate(&mut self, bytes: &[u8], what: &str, untrusted: bool) -> Result<(), EngineError> {
+        let update = decode_update(bytes, what, untrusted)?;
         let doc = &self.doc;
         let applied = catch_unwind(AssertUnwindSafe(|| {
             let mut txn = doc.transact_mut_with(REMOTE_ORIGIN);
@@ -215,16 +218,30 @@ fn panic_message(panic: &Box<dyn StdAny + Send>) -> String {
 }
 
 /// Pre-checks and decodes v1 update bytes; any failure (or yrs panic) is `Corrupt`.
-fn decode_update(bytes: &[u8], what: &str) -> Result<Update, EngineError> {
+fn decode_update(bytes: &[u8], what: &str, untrusted: bool) -> Result<Update, EngineError> {
     precheck::check_update_v1(bytes).map_err(|e| {
         debug!(error = %e, bytes = bytes.len(), what, "rejected by the pre-check");
         EngineError::Corrupt(format!("{what}: {e}"))
     })?;
-    match catch_unwind(|| Update::decode_v1(bytes)) {
-        Ok(Ok(update)) => Ok(update),
-        Ok(Err(e)) => Err(EngineError::Corrupt(format!("{what}: {e}"))),
-        Err(panic) => Err(EngineError::Corrupt(format!("{what}: yrs panicked: {}", panic_message(&panic)))),
+    let update = match catch_unwind(|| Update::decode_v1(bytes)) {
+        Ok(Ok(update)) => update,
+        Ok(Err(e)) => return Err(EngineError::Corrupt(format!("{what}: {e}"))),
+        Err(panic) => {
+            return Err(EngineError::Corrupt(format!("{what}: yrs panicked: {}", panic_message(&panic))));
+        }
+    };
+    // yrs keeps blocks whose dependencies are missing as a pending update and re-encodes them
+    // whenever the state is encoded; an update that decodes but does not survive its own
+    // re-encoding would make every later snapshot panic (found by fuzzing). Refuse it now,
+    // before it touches the document.
+    if !untrusted {
+        return Ok(update);
     }
+    let round_trip = catch_unwind(AssertUnwindSafe(|| Update::decode_v1(&update.encode_v1()).is_ok()));
+    if !matches!(round_trip, Ok(true)) {
+        return Err(EngineError::Corrupt(format!("{what}: the update does not survive re-encoding")));
+    }
+    Ok(update)
 }
 
 fn record_root(collection: &str, id: &str) -> String {
@@ -442,15 +459,17 @@ impl Engine for YrsEngine {
     }
 
     fn apply_remote(&mut self, bytes: &[u8]) -> Result<(), EngineError> {
-        self.integrate(bytes, "remote change")
+        self.integrate(bytes, "remote change", true)
     }
 
     fn snapshot(&self) -> Result<Vec<u8>, EngineError> {
-        Ok(self.doc.transact().encode_state_as_update_v1(&StateVector::default()))
+        // Encoding re-encodes pending blocks; never let a yrs panic there escape.
+        catch_unwind(AssertUnwindSafe(|| self.doc.transact().encode_state_as_update_v1(&StateVector::default())))
+            .map_err(|panic| EngineError::Corrupt(format!("snapshot: yrs panicked: {}", panic_message(&panic))))
     }
 
     fn load_snapshot(&mut self, bytes: &[u8]) -> Result<(), EngineError> {
-        self.integrate(bytes, "snapshot")
+        self.integrate(bytes, "snapshot", false)
     }
 
     /// The state vector in lib0 v1 encoding, with clients sorted so that equal states give

@@ -710,3 +710,17 @@ fn semantically_invalid_update_is_corrupt_and_may_apply_partly() {
     assert!(rec(&e, "m", "k").is_some());
     assert_eq!(e.take_local_changes().unwrap(), None);
 }
+
+/// Found by `cargo fuzz` (engine_yrs_apply): 14 bytes that decode, park a block as pending,
+/// and then made every later snapshot panic inside yrs. Now refused before they touch the doc.
+#[test]
+fn fuzz_crash_pending_block_that_does_not_reencode() {
+    let input = [0x01, 0x01, 0x52, 0x52, 0x52, 0x52, 0x02, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00];
+    let mut e = YrsEngine::new();
+    e.write(&[Op::create("tags", "t"), Op::put("tags", "t", "name", "seed")]).unwrap();
+    let before = e.snapshot().unwrap();
+    let err = e.apply_remote(&input).unwrap_err();
+    assert!(matches!(err, EngineError::Corrupt(_)), "{err:?}");
+    assert!(!e.has_pending());
+    assert_eq!(e.snapshot().unwrap(), before);
+}
