@@ -1,46 +1,134 @@
-//! Opening a replica with the adapters compiled into this build.
+//! The one place that maps names (`yrs`, `sqlite`, …) to adapters, behind cargo features.
+//!
+//! Every engine and store the program *knows* is listed in [`KNOWN_ENGINES`] / [`KNOWN_STORES`],
+//! so that `--engine automerge` is accepted and answered with a clear "not compiled into this
+//! build" instead of "unknown". The cargo features `automerge` and `lmdb` already exist (off by
+//! default); wiring an adapter in is its match arm in [`engine_maker`] / [`store_opener`]
+//! (plus adding the feature to `default` in `Cargo.toml`):
+//!
+//! ```text
+//! #[cfg(feature = "automerge")] "automerge" => Some(|| Box::new(onefolder_engine_automerge::AutomergeEngine::new())),
+//! #[cfg(feature = "lmdb")] "lmdb" => Some(|dir| Ok(Box::new(onefolder_store_lmdb::LmdbStore::open(dir, Default::default())?))),
+//! ```
 
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use onefolder_core::{Engine, Replica, ReplicaConfig, Store, Transport};
+use onefolder_core::{Engine, Replica, ReplicaConfig, Store, StoreError, Transport};
 
-/// An empty engine of the named kind.
-pub fn engine(name: &str) -> Result<Box<dyn Engine>> {
+use crate::error::user;
+
+/// Every engine this program knows, compiled in or not.
+pub const KNOWN_ENGINES: &[&str] = &["yrs", "automerge"];
+/// Every store this program knows, compiled in or not.
+pub const KNOWN_STORES: &[&str] = &["sqlite", "lmdb"];
+
+/// The engine used when `init` is given none.
+pub const DEFAULT_ENGINE: &str = "yrs";
+/// The store used when `init` / `join` are given none.
+pub const DEFAULT_STORE: &str = "sqlite";
+
+type MakeEngine = fn() -> Box<dyn Engine>;
+type OpenStore = fn(&Path) -> Result<Box<dyn Store>, StoreError>;
+
+/// How to make an empty engine of the named kind, if it is compiled in.
+fn engine_maker(name: &str) -> Option<MakeEngine> {
     match name {
         #[cfg(feature = "yrs")]
-        "yrs" => Ok(Box::new(onefolder_engine_yrs::YrsEngine::new())),
-        other => anyhow::bail!("unknown engine {other:?} (this build has: {})", ENGINES.join(", ")),
+        "yrs" => Some(|| Box::new(onefolder_engine_yrs::YrsEngine::new())),
+        _ => None,
+    }
+}
+
+/// How to open a store of the named kind in a state directory, if it is compiled in.
+fn store_opener(name: &str) -> Option<OpenStore> {
+    match name {
+        #[cfg(feature = "sqlite")]
+        "sqlite" => Some(|dir| {
+            let options = onefolder_store_sqlite::SqliteOptions::default();
+            Ok(Box::new(onefolder_store_sqlite::SqliteStore::open(dir, options)?))
+        }),
+        _ => None,
+    }
+}
+
+fn missing(kind: &str, name: &str, known: &[&str], compiled: &[&str]) -> anyhow::Error {
+    if known.contains(&name) {
+        user(format!(
+            "the {name} {kind} is not compiled into this build of onefolder-sync (this build has: {}); \
+             rebuild with `--features {name}` or use another {kind}",
+            compiled.join(", ")
+        ))
+    } else {
+        user(format!("unknown {kind} {name:?} (known: {})", known.join(", ")))
     }
 }
 
 /// Engines compiled in.
-pub const ENGINES: &[&str] = &[
-    #[cfg(feature = "yrs")]
-    "yrs",
-];
+pub fn engines() -> Vec<&'static str> {
+    KNOWN_ENGINES.iter().copied().filter(|n| engine_maker(n).is_some()).collect()
+}
 
-/// Opens the store of the named kind in `dir`.
-pub fn store(name: &str, dir: &Path) -> Result<Box<dyn Store>> {
-    match name {
-        #[cfg(feature = "sqlite")]
-        "sqlite" => Ok(Box::new(
-            onefolder_store_sqlite::SqliteStore::open(dir, onefolder_store_sqlite::SqliteOptions::default())
-                .with_context(|| format!("opening the local state in {}", dir.display()))?,
-        )),
-        other => anyhow::bail!("unknown store {other:?}"),
+/// Stores compiled in.
+pub fn stores() -> Vec<&'static str> {
+    KNOWN_STORES.iter().copied().filter(|n| store_opener(n).is_some()).collect()
+}
+
+/// An empty engine of the named kind.
+pub fn engine(name: &str) -> Result<Box<dyn Engine>> {
+    match engine_maker(name) {
+        Some(make) => Ok(make()),
+        None => Err(missing("engine", name, KNOWN_ENGINES, &engines())),
     }
 }
 
-/// The folder transport on a library folder.
-#[cfg(feature = "folder")]
-pub fn folder_transport(library: &Path) -> Arc<dyn Transport> {
-    Arc::new(onefolder_transport_folder::FolderTransport::for_library(library))
+/// Checks that the named engine is compiled in, without building one.
+pub fn check_engine(name: &str) -> Result<()> {
+    engine_maker(name).map(drop).ok_or_else(|| missing("engine", name, KNOWN_ENGINES, &engines()))
 }
 
+/// Checks that the named store is compiled in, without opening one.
+pub fn check_store(name: &str) -> Result<()> {
+    store_opener(name).map(drop).ok_or_else(|| missing("store", name, KNOWN_STORES, &stores()))
+}
+
+/// Turns "the state is locked" into a message that says what to do.
+fn locked_hint(e: StoreError) -> anyhow::Error {
+    match e {
+        StoreError::Locked { path } => user(format!(
+            "the local state in {path} is in use by another onefolder-sync process \
+             (a running `onefolder-sync sync --watch`?); stop it first, or pass another --state"
+        )),
+        other => other.into(),
+    }
+}
+
+/// Opens the store of the named kind in the state directory `dir`.
+pub fn store(name: &str, dir: &Path) -> Result<Box<dyn Store>> {
+    let open = store_opener(name).ok_or_else(|| missing("store", name, KNOWN_STORES, &stores()))?;
+    let store =
+        open(dir).map_err(locked_hint).with_context(|| format!("opening the local state in {}", dir.display()))?;
+    Ok(store)
+}
+
+/// The folder transport on a library folder (`<library>/onefolder_tags`).
+pub fn transport(library: &Path) -> Result<Arc<dyn Transport>> {
+    #[cfg(feature = "folder")]
+    {
+        Ok(Arc::new(onefolder_transport_folder::FolderTransport::for_library(library)))
+    }
+    #[cfg(not(feature = "folder"))]
+    {
+        let _ = library;
+        Err(user("the folder transport is not compiled into this build of onefolder-sync"))
+    }
+}
+
+/// Name of the folder a library keeps its database in, inside the library folder.
+pub const TAGS_DIR: &str = "onefolder_tags";
+
 /// Opens a replica: engine + store (in `state`) + folder transport on `library`.
-#[cfg(feature = "folder")]
 pub async fn open(
     engine_name: &str,
     store_name: &str,
@@ -48,8 +136,39 @@ pub async fn open(
     library: &Path,
     config: ReplicaConfig,
 ) -> Result<Replica> {
-    let replica = Replica::open(engine(engine_name)?, store(store_name, state)?, folder_transport(library), config)
+    let replica = Replica::open(engine(engine_name)?, store(store_name, state)?, transport(library)?, config)
         .await
         .with_context(|| format!("opening the library in {}", library.display()))?;
     Ok(replica)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_adapters_not_compiled_in_say_so() {
+        for (known, compiled, check) in
+            [(KNOWN_ENGINES, engines(), check_engine as fn(&str) -> Result<()>), (KNOWN_STORES, stores(), check_store)]
+        {
+            assert!(!compiled.is_empty());
+            for name in known {
+                match check(name) {
+                    Ok(()) => assert!(compiled.contains(name)),
+                    Err(e) => {
+                        assert!(!compiled.contains(name));
+                        assert!(e.to_string().contains("not compiled into this build"), "{e}");
+                        assert_eq!(crate::error::exit_code(&e), crate::error::EXIT_USER);
+                    }
+                }
+            }
+            assert!(check("nosuch").unwrap_err().to_string().starts_with("unknown"));
+        }
+    }
+
+    #[cfg(feature = "folder")]
+    #[test]
+    fn tags_dir_matches_the_folder_transport() {
+        assert_eq!(TAGS_DIR, onefolder_transport_folder::TAGS_DIR);
+    }
 }

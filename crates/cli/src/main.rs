@@ -1,17 +1,51 @@
 //! `onefolder-sync`: keeps a OneFolder tag library in sync between computers through a folder
 //! that a sync client (Google Drive, Dropbox, OneDrive, Syncthing) already shares.
+//!
+//! Exit codes: 0 success, 1 a user error (the one-line message says what to do), 2 corruption
+//! found (a damaged segment or local store).
 
 mod backend;
+mod cmd;
+mod criteria;
 mod demo;
+mod error;
+mod out;
+mod session;
+mod state;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::cmd::{data, devices, index, inspect, location, search, setup, sync, tags};
+use crate::session::Global;
+
+const AFTER_HELP: &str = "\
+Getting started (the library folder is one your sync client shares):
+  onefolder-sync init ~/Dropbox/Pictures       # on the first computer
+  onefolder-sync index                         # add the pictures to the library
+  onefolder-sync tag create Animals/Cats --color orange
+  onefolder-sync tag add 2026/tom.jpg Animals/Cats
+  onefolder-sync sync --once                   # share the edits
+  onefolder-sync join ~/Dropbox/Pictures       # on every other computer
+
+Exit codes: 0 success, 1 user error, 2 corruption found.";
+
 /// Sync a OneFolder tag library between computers through a shared folder — no server.
 #[derive(Parser, Debug)]
-#[command(name = "onefolder-sync", version, about, long_about = None)]
+#[command(name = "onefolder-sync", version, about, long_about = None, after_help = AFTER_HELP)]
 struct Cli {
+    /// This computer's local state for one library (default: the current library's state in
+    /// the OS data directory). Two --state folders on one machine act as two computers.
+    #[arg(long, global = true, env = "ONEFOLDER_SYNC_STATE", value_name = "DIR")]
+    state: Option<PathBuf>,
+
+    /// Use the library in FOLDER (its default local state on this computer); also tells a
+    /// state where its library folder moved to.
+    #[arg(long, global = true, env = "ONEFOLDER_SYNC_LIBRARY", value_name = "FOLDER")]
+    library: Option<PathBuf>,
+
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -26,14 +60,48 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Create a library in a folder your sync client shares, with this computer as its first device.
+    Init(setup::InitArgs),
+    /// Use on this computer a library created on another one (once the folder has synced here).
+    Join(setup::JoinArgs),
+    /// Manage the folders whose files are in the library.
+    #[command(subcommand)]
+    Location(location::LocationCommand),
+    /// Add new files, update changed ones, follow moves and renames, mark vanished files.
+    Index(index::IndexArgs),
+    /// Create, rename, move, delete, merge and colour tags; tag and untag files.
+    #[command(subcommand)]
+    Tag(tags::TagCommand),
+    /// List the tags.
+    Tags(tags::TagsArgs),
+    /// List files, optionally only those with a tag, or without any.
+    Files(tags::FilesArgs),
+    /// Saved searches.
+    #[command(subcommand)]
+    Search(search::SearchCommand),
+    /// Share this computer's edits and apply the other computers' (once, or continuously).
+    Sync(sync::SyncArgs),
+    /// Pending edits, the last flush, what was applied from each computer, skipped files.
+    Status,
+    /// The computers of this library.
+    Devices(devices::DevicesArgs),
+    /// Print the whole library as canonical JSON (the same bytes on converged computers).
+    Export(data::ExportArgs),
+    /// Restore an export: the library becomes equal to it, on every computer.
+    Import(data::ImportArgs),
+    /// Show library.json, the device folders, every segment and its check, document statistics.
+    Inspect(inspect::InspectArgs),
+    /// Check every segment and the local store; exit code 2 if anything is corrupt.
+    Verify,
     /// Two simulated computers edit one library (concurrently, too) through a temporary shared
     /// folder, sync, and show that they converge.
     Demo(demo::DemoArgs),
 }
 
 fn init_logging(verbose: u8) {
+    // Sync problems are reported by the commands themselves; logging is for diagnosis.
     let default = match verbose {
-        0 => "warn",
+        0 => "error",
         1 => "info",
         _ => "debug",
     };
@@ -42,26 +110,48 @@ fn init_logging(verbose: u8) {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
+async fn dispatch(command: Command, global: &Global) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Init(args) => setup::init(args, global).await?,
+        Command::Join(args) => setup::join(args, global).await?,
+        Command::Location(cmd) => location::run(cmd, global).await?,
+        Command::Index(args) => index::run(args, global).await?,
+        Command::Tag(cmd) => tags::run(cmd, global).await?,
+        Command::Tags(args) => tags::list(args, global).await?,
+        Command::Files(args) => tags::files(args, global).await?,
+        Command::Search(cmd) => search::run(cmd, global).await?,
+        Command::Sync(args) => sync::run(args, global).await?,
+        Command::Status => devices::status(global).await?,
+        Command::Devices(args) => devices::run(args, global).await?,
+        Command::Export(args) => data::export(args, global).await?,
+        Command::Import(args) => data::import(args, global).await?,
+        Command::Inspect(args) => inspect::inspect(args, global).await?,
+        Command::Verify => inspect::verify(global).await?,
+        Command::Demo(args) => return demo::run(args, global.json).await,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and --version succeed; a usage mistake is a user error (1), not clap's 2.
+            let _ = e.print();
+            return if e.exit_code() == 0 { ExitCode::SUCCESS } else { ExitCode::from(error::EXIT_USER) };
+        }
+    };
     init_logging(cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
+            return ExitCode::from(error::EXIT_USER);
         }
     };
-    let result = runtime.block_on(async {
-        match cli.command {
-            Command::Demo(args) => demo::run(args, cli.json).await,
-        }
-    });
-    match result {
+    let global = Global { state: cli.state, library: cli.library, json: cli.json };
+    match runtime.block_on(dispatch(cli.command, &global)) {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(1)
-        }
+        Err(e) => error::report(&e),
     }
 }

@@ -1,0 +1,11 @@
+//! One module per group of commands.
+
+pub mod data;
+pub mod devices;
+pub mod index;
+pub mod inspect;
+pub mod location;
+pub mod search;
+pub mod setup;
+pub mod sync;
+pub mod tags;

@@ -1,0 +1,242 @@
+//! `sync --once` and `sync --watch`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::Args;
+use onefolder_core::{DeviceId, FlushInfo, Replica, StatusEvent, SyncReport, Warning};
+use serde::Serialize;
+
+use crate::error::user;
+use crate::out::{self, outln};
+use crate::session::{Global, Session};
+
+/// The per-device setting where the last flush is remembered for `status`.
+pub const LAST_FLUSH_SETTING: &str = "cli/last_flush";
+
+/// Remembers a flush for `status` (the replica only knows the flushes of its own process).
+pub fn record_flush(replica: &Replica, info: &FlushInfo) -> Result<()> {
+    replica.set_setting(LAST_FLUSH_SETTING, Some(&serde_json::to_string(info)?))?;
+    Ok(())
+}
+
+/// The last flush remembered by [`record_flush`].
+pub fn last_flush(replica: &Replica) -> Result<Option<FlushInfo>> {
+    let Some(text) = replica.setting(LAST_FLUSH_SETTING)? else {
+        return Ok(None);
+    };
+    #[derive(serde::Deserialize)]
+    struct Stored {
+        seq: u64,
+        bytes: u64,
+        changes: usize,
+        at_ms: i64,
+    }
+    Ok(serde_json::from_str::<Stored>(&text).ok().map(|s| FlushInfo {
+        seq: s.seq,
+        bytes: s.bytes,
+        changes: s.changes,
+        at_ms: s.at_ms,
+    }))
+}
+
+/// Options of `sync`.
+#[derive(Args, Debug)]
+#[command(group = clap::ArgGroup::new("mode").required(true).args(["once", "watch"]))]
+pub struct SyncArgs {
+    /// Write this computer's pending edits to the shared folder, apply everything new from the
+    /// other computers, and exit.
+    #[arg(long)]
+    pub once: bool,
+    /// Keep syncing until Ctrl-C: edits are written after a quiet moment, the other computers'
+    /// changes are applied as the sync client brings them, and each one is printed. Ctrl-C
+    /// writes what is pending before exiting.
+    #[arg(long)]
+    pub watch: bool,
+    /// With --watch: seconds of quiet after an edit before it is written.
+    #[arg(long, value_name = "SECONDS", default_value_t = 2.0, requires = "watch")]
+    pub debounce: f64,
+    /// With --watch: seconds between two looks at the shared folder when the file system gives
+    /// no change notifications (network drives).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0, requires = "watch")]
+    pub poll: f64,
+}
+
+fn seconds(v: f64, what: &str) -> Result<Duration> {
+    Duration::try_from_secs_f64(v).map_err(|_| user(format!("--{what} must be a number of seconds ≥ 0")))
+}
+
+/// Runs `sync`.
+pub async fn run(args: SyncArgs, global: &Global) -> Result<()> {
+    if args.watch { watch(args, global).await } else { once(global).await }
+}
+
+fn print_warnings(warnings: &[Warning]) {
+    for w in warnings {
+        let file = w.file.as_deref().map(|f| format!("/{f}")).unwrap_or_default();
+        eprintln!("warning: {}{file}: {}", w.folder, w.message);
+    }
+}
+
+#[derive(Serialize)]
+struct OnceReport<'a> {
+    #[serde(flatten)]
+    report: &'a SyncReport,
+    pending_edits: usize,
+    warnings: Vec<Warning>,
+}
+
+async fn once(global: &Global) -> Result<()> {
+    let s = Session::open(global).await?;
+    let report = s.replica.sync_once().await?;
+    if let Some(f) = &report.flushed {
+        record_flush(&s.replica, f)?;
+    }
+    let status = s.replica.status();
+    if global.json {
+        return out::json(&OnceReport {
+            report: &report,
+            pending_edits: status.pending_edits,
+            warnings: status.warnings,
+        });
+    }
+    match &report.flushed {
+        Some(f) => outln!("wrote {} edits to the shared folder (segment {}, {})", f.changes, f.seq, out::size(f.bytes)),
+        None => outln!("no edits to write"),
+    }
+    let i = &report.ingest;
+    if i.applied == 0 {
+        outln!("nothing new from the other computers");
+    } else {
+        outln!("applied {} segments from the other computers", i.applied);
+    }
+    if i.skipped > 0 {
+        outln!("skipped {} files (retried on the next sync; see the warnings)", i.skipped);
+    }
+    print_warnings(&status.warnings);
+    Ok(())
+}
+
+/// Prints the events of `sync --watch` and remembers each flush.
+struct Printer {
+    replica: std::sync::Arc<Replica>,
+    json: bool,
+    names: BTreeMap<DeviceId, String>,
+}
+
+impl Printer {
+    async fn name_of(&mut self, device: DeviceId) -> String {
+        if !self.names.contains_key(&device) {
+            let info = crate::cmd::devices::device_info(self.replica.transport().as_ref(), &device).await;
+            self.names.insert(device, info.map(|i| i.name).unwrap_or_default());
+        }
+        match self.names.get(&device).filter(|n| !n.is_empty()) {
+            Some(name) => format!("{name} ({device})"),
+            None => device.to_string(),
+        }
+    }
+
+    async fn handle(&mut self, event: StatusEvent) {
+        if let StatusEvent::Flushed(f) = &event {
+            if let Err(e) = record_flush(&self.replica, f) {
+                eprintln!("warning: could not remember the last flush: {e}");
+            }
+        }
+        if self.json {
+            if let Ok(text) = serde_json::to_string(&event) {
+                out::line(text);
+            }
+            return;
+        }
+        match event {
+            StatusEvent::Applied { device, file, seq, bytes } => {
+                let who = self.name_of(device).await;
+                outln!("applied {file} from {who}: seq {seq}, {}", out::size(bytes));
+            }
+            StatusEvent::Flushed(f) => {
+                outln!("wrote {} edits to the shared folder (segment {}, {})", f.changes, f.seq, out::size(f.bytes))
+            }
+            StatusEvent::NewDeviceId { old, new } => {
+                outln!("this local state was copied from another computer: device {old} is now {new}")
+            }
+            StatusEvent::Warning(w) => print_warnings(std::slice::from_ref(&w)),
+            StatusEvent::Error { message } => eprintln!("warning: {message} (retrying)"),
+            StatusEvent::Edited { .. } => {}
+        }
+    }
+}
+
+async fn watch(args: SyncArgs, global: &Global) -> Result<()> {
+    let debounce = seconds(args.debounce, "debounce")?;
+    let poll = seconds(args.poll, "poll")?.max(Duration::from_millis(100));
+    let s = Session::open_with(global, |rc| {
+        rc.debounce = debounce;
+        rc.max_delay = rc.max_delay.max(debounce);
+        rc.poll_interval = poll;
+    })
+    .await?;
+    let mut events = s.replica.subscribe();
+    let mut printer = Printer { replica: s.replica.clone(), json: global.json, names: BTreeMap::new() };
+    let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let printing = tokio::spawn(async move {
+        use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+        loop {
+            tokio::select! {
+                event = events.recv() => match event {
+                    Ok(event) => printer.handle(event).await,
+                    Err(RecvError::Lagged(n)) => eprintln!("warning: {n} sync events were not shown (too many at once)"),
+                    Err(RecvError::Closed) => return,
+                },
+                _ = &mut stop_rx => break,
+            }
+        }
+        // The loop has stopped: show what it sent last (the final flush).
+        loop {
+            match events.try_recv() {
+                Ok(event) => printer.handle(event).await,
+                Err(TryRecvError::Lagged(_)) => continue,
+                Err(_) => return,
+            }
+        }
+    });
+    eprintln!("watching {} as {} (Ctrl-C to stop)", s.config.library.display(), s.config.device_name);
+    if global.json {
+        let hello =
+            serde_json::json!({ "event": "watching", "library": s.config.library, "device": s.replica.device() });
+        out::line(hello.to_string());
+    } else {
+        outln!("watching {}", s.config.library.display());
+    }
+    let result = s.replica.run(shutdown_signal()).await;
+    let _ = stop_tx.send(());
+    let _ = printing.await;
+    result?;
+    if !global.json {
+        outln!("stopped");
+    }
+    Ok(())
+}
+
+/// Completes on Ctrl-C (SIGINT) or, on Unix, SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

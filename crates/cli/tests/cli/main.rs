@@ -1,0 +1,9 @@
+//! End-to-end tests of the `onefolder-sync` binary: two simulated computers (two copies of
+//! the library folder, two `--state` directories, a sync client copying files between them).
+
+mod common;
+mod defaults;
+mod errors;
+mod scenario;
+mod verify;
+mod watch;

@@ -1,0 +1,163 @@
+//! `sync --watch` as a long-running child: it applies the other computer's changes as the sync
+//! client brings them, prints each one, and on Ctrl-C writes what is pending and exits 0.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::common::{Computer, World, converge, exchange, pair};
+
+/// Generous: the watcher normally reacts within 100 ms; a loaded CI machine may be slow.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A running `sync --watch` with its stdout read line by line on a thread.
+pub struct Watch {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    pub seen: Vec<String>,
+}
+
+impl Watch {
+    pub fn start(c: &Computer, extra: &[&str]) -> Watch {
+        let mut child = c
+            .std_cmd()
+            .args(["sync", "--watch"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start sync --watch");
+        let (tx, lines) = mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Watch { child, lines, seen: Vec::new() }
+    }
+
+    /// Waits (up to the deadline) for a stdout line containing `needle`.
+    #[track_caller]
+    pub fn wait_for(&mut self, needle: &str) -> String {
+        let end = Instant::now() + DEADLINE;
+        if let Some(l) = self.seen.iter().find(|l| l.contains(needle)) {
+            return l.clone();
+        }
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no line with {needle:?} within {DEADLINE:?}; saw {:?}", self.seen),
+            }
+        }
+    }
+
+    /// Sends SIGINT (Ctrl-C) and waits for the exit; returns the exit code and the rest of stdout.
+    pub fn interrupt(mut self) -> (Option<i32>, Vec<String>) {
+        #[cfg(unix)]
+        {
+            // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
+            let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
+            assert_eq!(rc, 0, "kill(SIGINT)");
+        }
+        #[cfg(not(unix))]
+        self.child.kill().unwrap();
+        let end = Instant::now() + DEADLINE;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < end, "sync --watch did not exit after Ctrl-C");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let rest: Vec<String> = self.lines.iter().collect();
+        self.seen.extend(rest);
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            use std::io::Read;
+            let _ = e.read_to_string(&mut err);
+        }
+        assert!(!err.contains("panicked"), "{err}");
+        (status.code(), std::mem::take(&mut self.seen))
+    }
+
+    /// Stops it and checks it exited cleanly.
+    pub fn stop(self) {
+        let (code, seen) = self.interrupt();
+        assert_eq!(code, Some(0), "{seen:?}");
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        // A failed assertion must not leave the child running.
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+#[test]
+fn watch_applies_changes_as_they_arrive_and_flushes_on_ctrl_c() {
+    let w = World::new();
+    let (laptop, desktop) = pair(&w);
+    converge(&laptop, &desktop);
+    // An edit waiting on the laptop; the long debounce keeps it pending until Ctrl-C.
+    laptop.ok(&["tag", "create", "Written on exit"]);
+    let own = laptop.json(&["status"])["device"].as_str().unwrap().to_owned();
+    let own_folder = laptop.library.join("onefolder_tags/database").join(&own);
+    let segments = |dir: &std::path::Path| {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".seg"))
+            .count()
+    };
+    let before = segments(&own_folder);
+
+    let mut watch = Watch::start(&laptop, &["--debounce", "600"]);
+    watch.wait_for("watching");
+    // The desktop edits and syncs; the sync client brings its files over.
+    desktop.ok(&["tag", "create", "From the desktop"]);
+    desktop.ok(&["tag", "add", "2026/rex.png", "From the desktop"]);
+    desktop.ok(&["sync", "--once"]);
+    exchange(&laptop, &desktop);
+    let line = watch.wait_for("applied");
+    assert!(line.contains("from desktop"), "{line}");
+
+    let (code, lines) = watch.interrupt();
+    assert_eq!(code, Some(0), "{lines:?}");
+    assert!(lines.iter().any(|l| l.starts_with("wrote 1 edits")), "flushed on Ctrl-C: {lines:?}");
+    assert_eq!(lines.last().map(String::as_str), Some("stopped"));
+    assert_eq!(segments(&own_folder), before + 1);
+    assert_eq!(laptop.json(&["status"])["pendingEdits"], 0);
+    assert_eq!(laptop.tags_of("2026/rex.png"), ["From the desktop"]);
+    let export = converge(&laptop, &desktop);
+    assert!(export.contains("Written on exit") && export.contains("From the desktop"));
+}
+
+#[test]
+fn watch_prints_json_events() {
+    let w = World::new();
+    let (laptop, desktop) = pair(&w);
+    converge(&laptop, &desktop);
+    let mut watch = Watch::start(&laptop, &["--json"]);
+    watch.wait_for("\"watching\"");
+    desktop.ok(&["tag", "create", "Json"]);
+    desktop.ok(&["sync", "--once"]);
+    exchange(&laptop, &desktop);
+    let line = watch.wait_for("\"applied\"");
+    let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(event["event"], "applied");
+    assert!(event["seq"].as_u64().unwrap() >= 1);
+    watch.stop();
+}
