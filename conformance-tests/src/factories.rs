@@ -28,6 +28,17 @@ impl crate::EngineFactory for Yrs {
     }
 }
 
+/// The automerge engine.
+#[cfg(feature = "automerge")]
+pub struct Automerge;
+
+#[cfg(feature = "automerge")]
+impl crate::EngineFactory for Automerge {
+    fn engine() -> Box<dyn onefolder_core::Engine> {
+        Box::new(onefolder_engine_automerge::AutomergeEngine::new())
+    }
+}
+
 /// The SQLite store.
 #[cfg(feature = "sqlite")]
 pub struct Sqlite;

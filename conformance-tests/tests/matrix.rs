@@ -9,6 +9,8 @@ use onefolder_conformance::{conformance, engine_conformance, store_conformance, 
 // Trait contracts, per adapter.
 #[cfg(feature = "yrs")]
 engine_conformance!(engine_yrs, Yrs);
+#[cfg(feature = "automerge")]
+engine_conformance!(engine_automerge, Automerge);
 #[cfg(feature = "sqlite")]
 store_conformance!(store_sqlite, Sqlite);
 #[cfg(feature = "lmdb")]
@@ -22,6 +24,10 @@ transport_conformance!(transport_folder, Folder);
 conformance!(yrs_sqlite_memory, Yrs, Sqlite, Memory);
 #[cfg(all(feature = "yrs", feature = "sqlite", feature = "folder"))]
 conformance!(yrs_sqlite_folder, Yrs, Sqlite, Folder);
+#[cfg(all(feature = "automerge", feature = "sqlite"))]
+conformance!(automerge_sqlite_memory, Automerge, Sqlite, Memory);
+#[cfg(all(feature = "automerge", feature = "sqlite", feature = "folder"))]
+conformance!(automerge_sqlite_folder, Automerge, Sqlite, Folder);
 #[cfg(all(feature = "yrs", feature = "lmdb"))]
 conformance!(yrs_lmdb_memory, Yrs, Lmdb, Memory);
 #[cfg(all(feature = "yrs", feature = "lmdb", feature = "folder"))]
