@@ -28,6 +28,10 @@ conformance!(yrs_sqlite_folder, Yrs, Sqlite, Folder);
 conformance!(automerge_sqlite_memory, Automerge, Sqlite, Memory);
 #[cfg(all(feature = "automerge", feature = "sqlite", feature = "folder"))]
 conformance!(automerge_sqlite_folder, Automerge, Sqlite, Folder);
+#[cfg(all(feature = "automerge", feature = "lmdb"))]
+conformance!(automerge_lmdb_memory, Automerge, Lmdb, Memory);
+#[cfg(all(feature = "automerge", feature = "lmdb", feature = "folder"))]
+conformance!(automerge_lmdb_folder, Automerge, Lmdb, Folder);
 #[cfg(all(feature = "yrs", feature = "lmdb"))]
 conformance!(yrs_lmdb_memory, Yrs, Lmdb, Memory);
 #[cfg(all(feature = "yrs", feature = "lmdb", feature = "folder"))]
