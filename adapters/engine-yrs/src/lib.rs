@@ -178,7 +178,16 @@ impl YrsEngine {
         let doc = &self.doc;
         let applied = catch_unwind(AssertUnwindSafe(|| {
             let mut txn = doc.transact_mut_with(REMOTE_ORIGIN);
-            txn.apply_update(update)
+            txn.apply_update(update).map_err(|e| e.to_string())?;
+            // Blocks parked as pending are re-encoded by every later snapshot; a pending update
+            // that cannot be re-encoded and merged would make those panic (found by fuzzing).
+            if untrusted && txn.has_missing_updates() {
+                if let Some(pending) = txn.store().pending_update() {
+                    yrs::merge_updates_v1([pending.update.encode_v1()])
+                        .map_err(|e| format!("the pending part does not re-encode: {e}"))?;
+                }
+            }
+            Ok::<(), String>(())
         }));
         match applied {
             Ok(Ok(())) => {
