@@ -123,6 +123,11 @@ pub fn day_start(ms: i64) -> i64 {
 /// The length of a day in ms.
 pub const DAY: i64 = DAY_MS;
 
+/// `1 file`, `3 files`: a count with its noun (English plural with `s`).
+pub fn n(count: usize, noun: &str) -> String {
+    if count == 1 { format!("1 {noun}") } else { format!("{count} {noun}s") }
+}
+
 /// `1.2 MB`-style size for people.
 pub fn size(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];

@@ -131,16 +131,16 @@ async fn list(global: &Global) -> Result<()> {
         let this = if r.this_device { "  (this computer)" } else { "" };
         outln!("{}  {name}{this}", r.id);
         outln!(
-            "    last seen {}, {} segments in its folder (up to seq {})",
+            "    last seen {}, {} in its folder (up to seq {})",
             out::time(r.last_seen_ms.unwrap_or(0)),
-            r.segments,
+            out::n(r.segments, "segment"),
             r.available_seq
         );
         if let Some(a) = &r.applied {
             outln!(
-                "    applied here up to seq {} ({} segments), last at {}",
+                "    applied here up to seq {} ({}), last at {}",
                 a.last_seq,
-                a.segments,
+                out::n(a.segments, "segment"),
                 out::time(a.last_applied_ms)
             );
         } else if !r.this_device {
@@ -291,14 +291,17 @@ pub async fn status(global: &Global) -> Result<()> {
     if report.pending_edits == 0 {
         outln!("pending      no local edits waiting");
     } else {
-        outln!("pending      {} local edits not shared yet (run `onefolder-sync sync --once`)", report.pending_edits);
+        outln!(
+            "pending      {} not shared yet (run `onefolder-sync sync --once`)",
+            out::n(report.pending_edits, "local edit")
+        );
     }
     match &report.last_flush {
         Some(f) => outln!(
-            "last flush   segment {} at {}, {} edits, {}",
+            "last flush   segment {} at {}, {}, {}",
             f.seq,
             out::time(f.at_ms),
-            f.changes,
+            out::n(f.changes, "edit"),
             out::size(f.bytes)
         ),
         None => outln!("last flush   never"),
@@ -310,8 +313,11 @@ pub async fn status(global: &Global) -> Result<()> {
     }
     for d in &report.devices {
         let name = d.name.as_deref().unwrap_or("(unknown name)");
-        let waiting =
-            if d.waiting > 0 { format!(", {} new segments waiting (run sync)", d.waiting) } else { String::new() };
+        let waiting = if d.waiting > 0 {
+            format!(", {} waiting (run `onefolder-sync sync --once`)", out::n(d.waiting, "new segment"))
+        } else {
+            String::new()
+        };
         outln!(
             "  {name} ({}): applied up to seq {} at {}, its folder has up to seq {}{waiting}",
             d.id,

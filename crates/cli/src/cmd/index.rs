@@ -347,7 +347,7 @@ pub async fn run(args: IndexArgs, global: &Global) -> Result<()> {
     for l in &report.locations {
         match &l.note {
             Some(note) => outln!("{}: {note}", l.name),
-            None => outln!("{}: {} files", l.name, l.files),
+            None => outln!("{}: {}", l.name, out::n(l.files, "file")),
         }
     }
     outln!(
@@ -363,11 +363,11 @@ pub async fn run(args: IndexArgs, global: &Global) -> Result<()> {
         outln!("  moved {} -> {} (tags kept)", m.from, m.to);
     }
     if !report.skipped.is_empty() {
-        outln!("{} entries skipped (see `onefolder-sync status`)", report.skipped.len());
+        outln!("{} skipped (see `onefolder-sync status`)", out::n(report.skipped.len(), "file"));
     }
     let pending = s.replica.status().pending_edits;
     if pending > 0 {
-        outln!("{pending} local edits pending: `onefolder-sync sync --once` shares them");
+        outln!("{} pending (`onefolder-sync sync --once` shares local edits)", out::n(pending, "local edit"));
     }
     Ok(())
 }

@@ -273,7 +273,7 @@ pub async fn inspect(args: InspectArgs, global: &Global) -> Result<()> {
             let name = d.name.as_deref().unwrap_or("(no device.json)");
             let this = if d.this_device { ", this computer" } else { "" };
             let bytes: u64 = d.segments.iter().map(|s| s.size).sum();
-            outln!("  {}  {name}{this}: {} segments, {}", d.folder, d.segments.len(), out::size(bytes));
+            outln!("  {}  {name}{this}: {}, {}", d.folder, out::n(d.segments.len(), "segment"), out::size(bytes));
             for s in &d.segments {
                 let seq = s.header.as_ref().map_or_else(
                     || "?".to_owned(),
@@ -299,22 +299,21 @@ pub async fn inspect(args: InspectArgs, global: &Global) -> Result<()> {
         let st = &report.store;
         outln!("document");
         for (c, n) in &st.records {
-            outln!("  {c:<10} {n} records");
+            outln!("  {c:<10} {}", out::n(*n, "record"));
         }
         outln!("  engine     {} bytes as a snapshot", st.engine_bytes);
         outln!("local store");
+        outln!("  snapshot {} bytes, log of {}", st.snapshot_bytes, out::n(st.log_entries, "change"));
+        outln!("  {} not shared yet", out::n(st.unflushed_local, "local edit"));
         outln!(
-            "  snapshot {} bytes, {} log entries ({} local edits not yet shared), {} peer segments applied, {} own segments written",
-            st.snapshot_bytes,
-            st.log_entries,
-            st.unflushed_local,
-            st.applied_segments,
-            st.own_flushes
+            "  {} applied, {} written",
+            out::n(st.applied_segments, "peer segment"),
+            out::n(st.own_flushes, "own segment")
         );
         outln!("  check    {}", st.problem.as_deref().unwrap_or("ok"));
     }
     if bad > 0 {
-        return Err(corrupt(format!("{bad} corrupt items found (run `onefolder-sync verify` for the list)")));
+        return Err(corrupt(format!("{} (run `onefolder-sync verify` for the list)", out::n(bad, "corrupt item"))));
     }
     Ok(())
 }
@@ -418,11 +417,11 @@ pub async fn verify(global: &Global) -> Result<()> {
             outln!("warning  {w}");
         }
         outln!(
-            "{} segments checked, {} corrupt; local store {}",
-            report.segments,
+            "{} checked, {} corrupt; local store {}",
+            out::n(report.segments, "segment"),
             report.corrupt.iter().filter(|c| !c.starts_with("local store")).count(),
             if report.store.ok { "ok" } else { "CORRUPT" }
         );
     }
-    if report.ok { Ok(()) } else { Err(corrupt(format!("{} corrupt items found", report.corrupt.len()))) }
+    if report.ok { Ok(()) } else { Err(corrupt(format!("{} found", out::n(report.corrupt.len(), "corrupt item")))) }
 }

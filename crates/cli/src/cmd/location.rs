@@ -192,7 +192,7 @@ fn list(s: &Session, json: bool) -> Result<()> {
             (None, None) => format!("not on this computer (map it: `onefolder-sync location add DIR --as {}`)", r.id),
         };
         let missing = if r.missing > 0 { format!(", {} missing", r.missing) } else { String::new() };
-        outln!("{}  {}: {place}, {} files{missing}", r.id, r.name, r.files);
+        outln!("{}  {}: {place}, {}{missing}", r.id, r.name, out::n(r.files, "file"));
     }
     Ok(())
 }
@@ -208,6 +208,6 @@ fn remove(s: &Session, arg: &str, json: bool) -> Result<()> {
     if json {
         return out::json(&serde_json::json!({ "removed": l.id, "name": l.name, "files": files }));
     }
-    outln!("removed location {} ({}) and its {files} file records", l.name, l.id);
+    outln!("removed location {} ({}) and its {}", l.name, l.id, out::n(files, "file record"));
     Ok(())
 }

@@ -262,7 +262,15 @@ async fn setup(
     );
     outln!("Local state: {}", report.state.display());
     outln!();
-    outln!("Next: `onefolder-sync index` adds the pictures to the library; `onefolder-sync sync --once` shares");
-    outln!("your edits. On another computer, once the folder has synced there: `onefolder-sync join FOLDER`.");
+    match mode {
+        OpenMode::Create => {
+            outln!("Next: `onefolder-sync index` adds the pictures; `onefolder-sync sync --once` shares your edits.");
+            outln!("On another computer, once the folder has synced there: `onefolder-sync join FOLDER`.");
+        }
+        _ => {
+            outln!("Next: `onefolder-sync index` checks this computer's copy of the pictures;");
+            outln!("`onefolder-sync sync --watch` keeps the library in sync while it runs.");
+        }
+    }
     Ok(())
 }

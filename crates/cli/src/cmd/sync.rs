@@ -102,17 +102,22 @@ async fn once(global: &Global) -> Result<()> {
         });
     }
     match &report.flushed {
-        Some(f) => outln!("wrote {} edits to the shared folder (segment {}, {})", f.changes, f.seq, out::size(f.bytes)),
+        Some(f) => outln!(
+            "wrote {} to the shared folder (segment {}, {})",
+            out::n(f.changes, "edit"),
+            f.seq,
+            out::size(f.bytes)
+        ),
         None => outln!("no edits to write"),
     }
     let i = &report.ingest;
     if i.applied == 0 {
         outln!("nothing new from the other computers");
     } else {
-        outln!("applied {} segments from the other computers", i.applied);
+        outln!("applied {} from the other computers", out::n(i.applied, "segment"));
     }
     if i.skipped > 0 {
-        outln!("skipped {} files (retried on the next sync; see the warnings)", i.skipped);
+        outln!("skipped {} (retried on the next sync; see the warnings)", out::n(i.skipped, "file"));
     }
     print_warnings(&status.warnings);
     Ok(())
@@ -155,7 +160,12 @@ impl Printer {
                 outln!("applied {file} from {who}: seq {seq}, {}", out::size(bytes));
             }
             StatusEvent::Flushed(f) => {
-                outln!("wrote {} edits to the shared folder (segment {}, {})", f.changes, f.seq, out::size(f.bytes))
+                outln!(
+                    "wrote {} to the shared folder (segment {}, {})",
+                    out::n(f.changes, "edit"),
+                    f.seq,
+                    out::size(f.bytes)
+                )
             }
             StatusEvent::NewDeviceId { old, new } => {
                 outln!("this local state was copied from another computer: device {old} is now {new}")
@@ -200,6 +210,7 @@ async fn watch(args: SyncArgs, global: &Global) -> Result<()> {
             }
         }
     });
+    let shutdown = shutdown_signal()?;
     eprintln!("watching {} as {} (Ctrl-C to stop)", s.config.library.display(), s.config.device_name);
     if global.json {
         let hello =
@@ -208,7 +219,7 @@ async fn watch(args: SyncArgs, global: &Global) -> Result<()> {
     } else {
         outln!("watching {}", s.config.library.display());
     }
-    let result = s.replica.run(shutdown_signal()).await;
+    let result = s.replica.run(shutdown).await;
     let _ = stop_tx.send(());
     let _ = printing.await;
     result?;
@@ -218,25 +229,26 @@ async fn watch(args: SyncArgs, global: &Global) -> Result<()> {
     Ok(())
 }
 
-/// Completes on Ctrl-C (SIGINT) or, on Unix, SIGTERM.
-async fn shutdown_signal() {
+/// A future that completes on Ctrl-C (SIGINT) or, on Unix, SIGTERM. On Unix the handlers are
+/// installed here, before the future is first polled, so a signal sent as soon as `watching`
+/// is printed is never missed.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        let mut terminate = signal(SignalKind::terminate())?;
+        Ok(async move {
+            tokio::select! {
+                _ = interrupt.recv() => {}
+                _ = terminate.recv() => {}
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
+        })
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        Ok(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
     }
 }

@@ -162,8 +162,8 @@ pub async fn run(cmd: TagCommand, global: &Global) -> Result<()> {
                 return out::json(&serde_json::json!({ "deleted": doomed, "path": shown, "files": files }));
             }
             let below = doomed.len() - 1;
-            let below = if below > 0 { format!(" and {below} tags below it") } else { String::new() };
-            outln!("deleted tag {shown}{below}; removed from {files} files");
+            let below = if below > 0 { format!(" and {} below it", out::n(below, "tag")) } else { String::new() };
+            outln!("deleted tag {shown}{below}; removed from {}", out::n(files, "file"));
             Ok(())
         }
         TagCommand::Merge { from, into } => {
@@ -177,7 +177,7 @@ pub async fn run(cmd: TagCommand, global: &Global) -> Result<()> {
             if json {
                 return out::json(&serde_json::json!({ "merged": from_id, "into": into_id, "files": files }));
             }
-            outln!("merged {from} into {} ({files} files retagged)", tag_paths(&s.lib.tags()?)[&into_id]);
+            outln!("merged {from} into {} ({} retagged)", tag_paths(&s.lib.tags()?)[&into_id], out::n(files, "file"));
             Ok(())
         }
         TagCommand::Color { path, color } => {
@@ -286,7 +286,7 @@ pub async fn list(args: TagsArgs, global: &Global) -> Result<()> {
         let r = row(n, &paths, &counts, false);
         let color = r.color.map(|c| format!(" [{c}]")).unwrap_or_default();
         let label = if args.tree { format!("{}{}", "  ".repeat(depth), r.name) } else { r.path };
-        outln!("{label}{color}  ({} files)", r.files);
+        outln!("{label}{color}  ({})", out::n(r.files, "file"));
     }
     Ok(())
 }

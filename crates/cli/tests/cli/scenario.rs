@@ -283,7 +283,7 @@ fn status_and_devices_report_each_computer() {
     assert_eq!(status["deviceName"], "laptop");
     assert!(status["lastFlush"]["seq"].as_u64().is_some(), "{status:#}");
     let text = laptop.ok(&["status"]);
-    assert!(text.contains("1 local edits not shared yet"), "{text}");
+    assert!(text.contains("1 local edit not shared yet"), "{text}");
 
     laptop.ok(&["sync", "--once"]);
     exchange(&laptop, &desktop);

@@ -136,7 +136,7 @@ fn watch_applies_changes_as_they_arrive_and_flushes_on_ctrl_c() {
 
     let (code, lines) = watch.interrupt();
     assert_eq!(code, Some(0), "{lines:?}");
-    assert!(lines.iter().any(|l| l.starts_with("wrote 1 edits")), "flushed on Ctrl-C: {lines:?}");
+    assert!(lines.iter().any(|l| l.starts_with("wrote 1 edit to the shared folder")), "flushed on Ctrl-C: {lines:?}");
     assert_eq!(lines.last().map(String::as_str), Some("stopped"));
     assert_eq!(segments(&own_folder), before + 1);
     assert_eq!(laptop.json(&["status"])["pendingEdits"], 0);
