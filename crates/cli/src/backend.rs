@@ -128,6 +128,11 @@ pub fn transport(library: &Path) -> Result<Arc<dyn Transport>> {
 /// Name of the folder a library keeps its database in, inside the library folder.
 pub const TAGS_DIR: &str = "onefolder_tags";
 
+/// The folder of one device on the shared folder (`<library>/onefolder_tags/database/<id>`).
+pub fn device_folder(library: &Path, device: &onefolder_core::DeviceId) -> std::path::PathBuf {
+    library.join(TAGS_DIR).join("database").join(device.to_string())
+}
+
 /// Opens a replica: engine + store (in `state`) + folder transport on `library`.
 pub async fn open(
     engine_name: &str,
@@ -168,7 +173,10 @@ mod tests {
 
     #[cfg(feature = "folder")]
     #[test]
-    fn tags_dir_matches_the_folder_transport() {
+    fn layout_matches_the_folder_transport() {
         assert_eq!(TAGS_DIR, onefolder_transport_folder::TAGS_DIR);
+        let device = onefolder_core::DeviceId::random();
+        let transport = onefolder_transport_folder::FolderTransport::for_library("/lib");
+        assert_eq!(device_folder(Path::new("/lib"), &device), transport.device_dir(&device));
     }
 }

@@ -6,13 +6,13 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use onefolder_core::names::{DEVICE_FILE, SegmentName};
-use onefolder_core::{DeviceId, DeviceInfo, FlushInfo, LibraryId, PeerStatus, Transport};
+use onefolder_core::{DeviceId, DeviceInfo, LibraryId, Transport};
 use serde::Serialize;
 
 use crate::backend;
 use crate::cmd::index::{SkippedFile, skipped_files};
 use crate::cmd::inspect::check_segment;
-use crate::cmd::sync::last_flush;
+use crate::cmd::sync::{Flushed, last_flush};
 use crate::error::user;
 use crate::out::{self, outln};
 use crate::session::{Global, Session};
@@ -55,8 +55,20 @@ struct DeviceRow {
     segments: usize,
     /// Highest seq in its folder.
     available_seq: u64,
-    /// What this computer applied (peers only).
-    applied: Option<PeerStatus>,
+    /// What this computer applied of it (other devices only).
+    applied: Option<Applied>,
+}
+
+/// What this computer applied of another device's segments.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Applied {
+    /// Highest seq applied.
+    last_seq: u64,
+    /// Segment files applied (conflict copies included).
+    segments: usize,
+    /// When the last one was applied, ms since the epoch.
+    last_applied_ms: i64,
 }
 
 /// A file of the shared folder that sync skips, and why.
@@ -104,7 +116,11 @@ async fn rows(s: &Session) -> Result<Vec<DeviceRow>> {
             app_version: info.map(|i| i.app_version),
             segments: seqs.len(),
             available_seq: seqs.iter().copied().max().unwrap_or(0),
-            applied: status.peers.get(&id).cloned(),
+            applied: status.peers.get(&id).map(|p| Applied {
+                last_seq: p.last_seq,
+                segments: p.segments,
+                last_applied_ms: p.last_applied_ms,
+            }),
         });
     }
     // This device first, then by name.
@@ -169,7 +185,7 @@ async fn forget(arg: &str, global: &Global) -> Result<()> {
     if device == status.device {
         return Err(user(format!("{device} is this computer; only other devices can be forgotten")));
     }
-    let folder = s.config.library.join(backend::TAGS_DIR).join("database").join(device.to_string());
+    let folder = backend::device_folder(&s.config.library, &device);
     let still_there = folder.is_dir();
     let (dir, store_name) = (s.dir.clone(), s.config.store.clone());
     // The replica holds the store: close it, then edit the store directly.
@@ -201,7 +217,7 @@ struct StatusReport {
     device: DeviceId,
     device_name: String,
     pending_edits: usize,
-    last_flush: Option<FlushInfo>,
+    last_flush: Option<Flushed>,
     devices: Vec<PeerRow>,
     skipped_segments: Vec<SkippedSegment>,
     skipped_files: Vec<SkippedFile>,

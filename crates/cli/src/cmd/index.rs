@@ -10,10 +10,10 @@
 //!   a rename: the record is relocated and keeps its tags. Other vanished files are marked
 //!   missing (their tags stay); a file that comes back is unmarked.
 //! - Ignored: `onefolder_tags/`, hidden files and folders (`.DS_Store`, `.dropbox*`,
-//!   `.stfolder`, `.stversions`, …), `desktop.ini`, `Thumbs.db`, `Icon\r`, temporary files
-//!   (`*.tmp`, `~$…`, `*.partial`, `*.crdownload`), symbolic links (not followed), and the
-//!   folders of other locations (the innermost location owns a file). Cloud conflict copies of
-//!   pictures are ordinary pictures and are indexed.
+//!   `.stfolder`, `.stversions`, …), `desktop.ini`, `Thumbs.db`, `Icon\r`, Synology's `@eaDir`
+//!   and `#recycle`, temporary files (`*.tmp`, `~$…`, `*.partial`, `*.crdownload`), symbolic
+//!   links (not followed), and the folders of other locations (the innermost location owns a
+//!   file). Cloud conflict copies of pictures are ordinary pictures and are indexed.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{Read, Seek, SeekFrom};
@@ -65,7 +65,8 @@ pub struct IndexArgs {
 
 /// Whether a directory entry is never indexed.
 pub fn ignored(name: &str) -> bool {
-    const NAMES: &[&str] = &["onefolder_tags", "desktop.ini", "thumbs.db", "ehthumbs.db", "icon\r", "$recycle.bin"];
+    const NAMES: &[&str] =
+        &["onefolder_tags", "desktop.ini", "thumbs.db", "ehthumbs.db", "icon\r", "$recycle.bin", "@eadir", "#recycle"];
     name.starts_with('.') || NAMES.contains(&name.to_lowercase().as_str()) || onefolder_core::names::is_temporary(name)
 }
 
@@ -537,6 +538,7 @@ mod tests {
             "desktop.ini",
             "Thumbs.db",
             "Icon\r",
+            "@eaDir",
             "photo.jpg.tmp",
             "~$draft.docx",
             "big.jpg.partial",

@@ -96,6 +96,12 @@ fn add(s: &Session, dir: &std::path::Path, map_to: Option<&str>, new: bool, json
             return Err(user("--as and --new are for folders outside the library folder"));
         }
         let rel = rel_string(rel).ok_or_else(|| user(format!("{}: the path is not valid UTF-8", abs.display())))?;
+        if rel.split('/').any(crate::cmd::index::ignored) {
+            return Err(user(format!(
+                "{} is inside a folder that `index` ignores (onefolder_tags, hidden or system folders)",
+                abs.display()
+            )));
+        }
         let id = ids::library_location_id(&rel)?;
         let outcome = if existing.contains_key(&id) { "matched" } else { "created" };
         let id = s.lib.add_location(&name, Some(&rel))?;

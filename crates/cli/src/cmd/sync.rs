@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
-use onefolder_core::{DeviceId, FlushInfo, Replica, StatusEvent, SyncReport, Warning};
-use serde::Serialize;
+use onefolder_core::{DeviceId, FlushInfo, Replica, StatusEvent, Warning};
+use serde::{Deserialize, Serialize};
 
 use crate::error::user;
 use crate::out::{self, outln};
@@ -15,30 +15,35 @@ use crate::session::{Global, Session};
 /// The per-device setting where the last flush is remembered for `status`.
 pub const LAST_FLUSH_SETTING: &str = "cli/last_flush";
 
+/// A flush of this computer's edits to the shared folder, as commands report it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Flushed {
+    /// The segment's seq.
+    pub seq: u64,
+    /// Its size in bytes, header included.
+    pub bytes: u64,
+    /// Local edits it carried.
+    pub changes: usize,
+    /// When, in ms since the epoch (this computer's clock).
+    pub at_ms: i64,
+}
+
+impl From<&FlushInfo> for Flushed {
+    fn from(f: &FlushInfo) -> Self {
+        Flushed { seq: f.seq, bytes: f.bytes, changes: f.changes, at_ms: f.at_ms }
+    }
+}
+
 /// Remembers a flush for `status` (the replica only knows the flushes of its own process).
 pub fn record_flush(replica: &Replica, info: &FlushInfo) -> Result<()> {
-    replica.set_setting(LAST_FLUSH_SETTING, Some(&serde_json::to_string(info)?))?;
+    replica.set_setting(LAST_FLUSH_SETTING, Some(&serde_json::to_string(&Flushed::from(info))?))?;
     Ok(())
 }
 
 /// The last flush remembered by [`record_flush`].
-pub fn last_flush(replica: &Replica) -> Result<Option<FlushInfo>> {
-    let Some(text) = replica.setting(LAST_FLUSH_SETTING)? else {
-        return Ok(None);
-    };
-    #[derive(serde::Deserialize)]
-    struct Stored {
-        seq: u64,
-        bytes: u64,
-        changes: usize,
-        at_ms: i64,
-    }
-    Ok(serde_json::from_str::<Stored>(&text).ok().map(|s| FlushInfo {
-        seq: s.seq,
-        bytes: s.bytes,
-        changes: s.changes,
-        at_ms: s.at_ms,
-    }))
+pub fn last_flush(replica: &Replica) -> Result<Option<Flushed>> {
+    Ok(replica.setting(LAST_FLUSH_SETTING)?.and_then(|text| serde_json::from_str(&text).ok()))
 }
 
 /// Options of `sync`.
@@ -80,9 +85,15 @@ fn print_warnings(warnings: &[Warning]) {
 }
 
 #[derive(Serialize)]
-struct OnceReport<'a> {
-    #[serde(flatten)]
-    report: &'a SyncReport,
+#[serde(rename_all = "camelCase")]
+struct OnceReport {
+    /// The flush, if there was anything to write.
+    flushed: Option<Flushed>,
+    /// Segments applied, copies of applied ones recognised, files skipped, files read.
+    applied: usize,
+    duplicates: usize,
+    skipped: usize,
+    reads: usize,
     pending_edits: usize,
     warnings: Vec<Warning>,
 }
@@ -95,8 +106,13 @@ async fn once(global: &Global) -> Result<()> {
     }
     let status = s.replica.status();
     if global.json {
+        let i = &report.ingest;
         return out::json(&OnceReport {
-            report: &report,
+            flushed: report.flushed.as_ref().map(Flushed::from),
+            applied: i.applied,
+            duplicates: i.duplicates,
+            skipped: i.skipped,
+            reads: i.reads,
             pending_edits: status.pending_edits,
             warnings: status.warnings,
         });

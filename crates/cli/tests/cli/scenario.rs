@@ -109,6 +109,9 @@ fn locations_are_matched_not_duplicated() {
     let w = World::new();
     let (laptop, desktop) = pair(&w);
 
+    // The database folder is never a location.
+    let msg = laptop.fails(&["location", "add", &laptop.library.join("onefolder_tags").display().to_string()], 1);
+    assert!(msg.contains("ignores"), "{msg}");
     // A folder inside the library folder: the same location everywhere.
     laptop.write("Scans/receipt.jpg", b"paper");
     let added = laptop.json(&["location", "add", &laptop.library.join("Scans").display().to_string()]);
@@ -313,7 +316,7 @@ fn status_and_devices_report_each_computer() {
     assert_eq!(list[0]["thisDevice"], true);
     assert_eq!(list[0]["name"], "desktop");
     assert_eq!(list[1]["name"], "laptop");
-    assert!(list[1]["applied"]["last_seq"].as_u64().unwrap() >= 1);
+    assert!(list[1]["applied"]["lastSeq"].as_u64().unwrap() >= 1);
     desktop.fails(&["devices", "forget", list[0]["id"].as_str().unwrap()], 1);
     desktop.fails(&["devices", "forget", "ffffffff"], 1);
     let forgot = desktop.json(&["devices", "forget", &laptop_id[..8]]);
