@@ -339,7 +339,9 @@ pub async fn run(args: IndexArgs, global: &Global) -> Result<()> {
     }
     spinner.finish_and_clear();
 
-    reconcile(&s, found, &walked, &unreadable, &mut report, global.json)?;
+    let location_roots: BTreeMap<String, PathBuf> =
+        locations.iter().filter_map(|(l, p)| p.clone().map(|p| (l.id.clone(), p))).collect();
+    reconcile(&s, found, &location_roots, &walked, &unreadable, &mut report, global.json)?;
     s.replica.set_setting(SKIPPED_SETTING, Some(&serde_json::to_string(&report.skipped)?))?;
 
     if global.json {
@@ -377,9 +379,12 @@ fn under_any(rel: &str, prefixes: &[String]) -> bool {
     prefixes.iter().any(|p| p.is_empty() || rel == p || rel.starts_with(&format!("{p}/")))
 }
 
+/// Brings the records up to date with what the walk found. `roots` maps every location
+/// available on this computer to its folder; `walked` names the locations walked this time.
 fn reconcile(
     s: &Session,
     found: Vec<Found>,
+    roots: &BTreeMap<String, PathBuf>,
     walked: &BTreeSet<String>,
     unreadable: &BTreeMap<String, Vec<String>>,
     report: &mut IndexReport,
@@ -440,16 +445,27 @@ fn reconcile(
                 || r.missing
         })
         .collect();
+    // New files (no record yet) sorted by path, so that every computer pairs them the same way.
+    let mut new_files: Vec<usize> =
+        (0..found.len()).filter(|i| !records.contains_key(&ids_by_index[*i]) && prints[*i].is_some()).collect();
+    new_files.sort_by(|a, b| (&found[*a].location, &found[*a].rel).cmp(&(&found[*b].location, &found[*b].rel)));
     let mut by_print: BTreeMap<&str, Vec<&File>> = BTreeMap::new();
     for r in &vanished {
         if let Some(p) = r.fingerprint.as_deref() {
             by_print.entry(p).or_default().push(r);
         }
     }
-    // New files (no record yet) sorted by path, so that every computer pairs them the same way.
-    let mut new_files: Vec<usize> =
-        (0..found.len()).filter(|i| !records.contains_key(&ids_by_index[*i]) && prints[*i].is_some()).collect();
-    new_files.sort_by(|a, b| (&found[*a].location, &found[*a].rel).cmp(&(&found[*b].location, &found[*b].rel)));
+    // A move out of a location that was not walked this time (`index --location`) is a move
+    // too when its old file is gone from disk; the disk is asked only about records whose
+    // fingerprint equals a new file's.
+    let new_prints: BTreeSet<&str> = new_files.iter().filter_map(|i| prints[*i].as_deref()).collect();
+    for r in records.values().filter(|r| !walked.contains(&r.location) && !r.missing) {
+        let Some(p) = r.fingerprint.as_deref().filter(|p| new_prints.contains(p)) else { continue };
+        let Some(root) = roots.get(&r.location) else { continue };
+        if root.is_dir() && !root.join(&r.path).exists() {
+            by_print.entry(p).or_default().push(r);
+        }
+    }
     let mut relocated: BTreeSet<String> = BTreeSet::new();
     // New id → the record it was moved from.
     let mut moved_from: HashMap<String, File> = HashMap::new();

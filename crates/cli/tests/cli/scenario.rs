@@ -163,6 +163,53 @@ fn locations_are_matched_not_duplicated() {
 }
 
 #[test]
+fn index_follows_the_disk() {
+    let w = World::new();
+    let (laptop, desktop) = pair(&w);
+    laptop.ok(&["tag", "create", "Cats"]);
+    laptop.ok(&["tag", "add", "2026/tom.jpg", "Cats"]);
+
+    // A picture vanishes: its record stays, marked missing, with its tags; it comes back.
+    let tom = laptop.library.join("2026/tom.jpg");
+    let bytes = std::fs::read(&tom).unwrap();
+    std::fs::remove_file(&tom).unwrap();
+    let index = laptop.json(&["index"]);
+    assert_eq!(index["missing"], 1, "{index:#}");
+    assert!(laptop.ok(&["files"]).contains("2026/tom.jpg (missing)\tCats"));
+    std::fs::write(&tom, &bytes).unwrap();
+    let index = laptop.json(&["index"]);
+    assert_eq!((index["back"].clone(), index["missing"].clone()), (1.into(), 0.into()), "{index:#}");
+
+    // Edited content: the same record, updated.
+    laptop.write("2026/rex.png", b"rex, retouched");
+    let index = laptop.json(&["index"]);
+    assert_eq!(index["updated"], 1, "{index:#}");
+
+    // A move into another location: the tags follow it there.
+    laptop.write("Archive/.keep-me-hidden", b"");
+    let archive = laptop.json(&["location", "add", &laptop.library.join("Archive").display().to_string()]);
+    std::fs::rename(&tom, laptop.library.join("Archive/tom.jpg")).unwrap();
+    let index = laptop.json(&["index", "--location", archive["id"].as_str().unwrap()]);
+    assert_eq!(index["locations"].as_array().unwrap().len(), 1, "only that location: {index:#}");
+    assert_eq!(index["moved"][0], serde_json::json!({"from": "2026/tom.jpg", "to": "Archive/tom.jpg"}), "{index:#}");
+    assert_eq!(index["added"], 0);
+    assert_eq!(laptop.tags_of("Archive/tom.jpg"), ["Cats"]);
+    let index = laptop.json(&["index"]);
+    assert_eq!((index["added"].clone(), index["missing"].clone()), (0.into(), 0.into()), "{index:#}");
+    laptop.fails(&["index", "--location", "Nowhere"], 1);
+
+    // The desktop gets the move through the sync client; its index agrees.
+    converge(&laptop, &desktop);
+    copy_new(&laptop.library, &desktop.library, "Archive");
+    std::fs::remove_file(desktop.library.join("2026/tom.jpg")).unwrap();
+    std::fs::write(desktop.library.join("2026/rex.png"), b"rex, retouched").unwrap();
+    let index = desktop.json(&["index"]);
+    assert_eq!((index["added"].clone(), index["missing"].clone()), (0.into(), 0.into()), "{index:#}");
+    assert_eq!(desktop.tags_of("Archive/tom.jpg"), ["Cats"]);
+    converge(&laptop, &desktop);
+}
+
+#[test]
 fn tag_tree_edits_and_saved_searches_converge() {
     let w = World::new();
     let (laptop, desktop) = pair(&w);
