@@ -201,6 +201,13 @@ pub fn locate(state: Option<&Path>, library: Option<&Path>) -> Result<Located> {
                 folder.display()
             )));
         }
+        None if state.is_none() => {
+            return Err(user(format!(
+                "the current library's local state {} is gone; set the library up again with \
+                 `onefolder-sync join FOLDER`, or pass --library FOLDER or --state DIR",
+                dir.display()
+            )));
+        }
         None => return Err(not_a_state(&dir)),
     };
     let mut changed = false;

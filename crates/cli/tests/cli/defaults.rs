@@ -49,6 +49,10 @@ fn default_state_follows_the_current_library() {
     // The first library stays reachable by its folder.
     let tags = second.json(&["--library", &laptop.lib(), "tags"]);
     assert_eq!(tags[0]["path"], "Cats");
+    // A current library whose state was deleted says how to get it back.
+    std::fs::remove_dir_all(w.xdg().join("onefolder-sync/libraries")).unwrap();
+    let msg = second.fails(&["tags"], 1);
+    assert!(msg.contains("is gone") && msg.contains("join"), "{msg}");
 }
 
 #[test]
