@@ -24,7 +24,7 @@ use std::collections::HashSet;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use automerge::legacy::{Key, ObjectId, OpType};
-use automerge::{Automerge, Change, ChangeHash, LoadOptions, OnPartialLoad, VerificationMode};
+use automerge::{ActorId, Automerge, Change, ChangeHash, LoadOptions, OnPartialLoad, VerificationMode};
 
 /// The four bytes every automerge chunk starts with.
 pub const MAGIC: [u8; 4] = [0x85, 0x6f, 0x4a, 0x83];
@@ -38,6 +38,11 @@ const CHANGE: u8 = 1;
 const COMPRESSED_CHANGE: u8 = 2;
 const BUNDLE: u8 = 3;
 
+/// Largest op counter accepted (2^31). automerge 0.12 keeps counters in 32 bits in places: a
+/// change whose ops end near 2^32 applies, and every later local change then panics. No real
+/// document comes near this.
+pub(crate) const MAX_COUNTER: u64 = 1 << 31;
+
 /// Input that passed every check, ready to integrate.
 pub(crate) struct Parsed {
     /// Documents (snapshots), loaded.
@@ -45,9 +50,18 @@ pub(crate) struct Parsed {
     /// The raw bytes of each document chunk, parallel to `documents`.
     pub(crate) document_bytes: Vec<Vec<u8>>,
     /// Changes, deduplicated by hash, in input order.
-    pub(crate) changes: Vec<Change>,
-    /// The raw bytes of each change chunk, parallel to `changes`.
-    pub(crate) change_bytes: Vec<Vec<u8>>,
+    pub(crate) changes: Vec<ParsedChange>,
+}
+
+/// One checked change chunk.
+#[derive(Clone)]
+pub(crate) struct ParsedChange {
+    /// The decoded change.
+    pub(crate) change: Change,
+    /// Its chunk, as received.
+    pub(crate) bytes: Vec<u8>,
+    /// The ops its ops overwrite or delete, as (counter, actor).
+    pub(crate) preds: Vec<(u64, ActorId)>,
 }
 
 /// One chunk of the input: its type byte and all its bytes (header included).
@@ -111,8 +125,9 @@ fn read_uleb(bytes: &[u8]) -> Option<(u64, usize)> {
 /// and then merging their ops into each object they touch; an op on an object the document
 /// does not have makes it panic half-way (`Obj … Missing from Index`), after the history was
 /// updated. A document this adapter writes has no object but the root, so nothing else is
-/// accepted.
-fn check_ops(change: &Change) -> Result<(), String> {
+/// accepted. Returns the preds of every op, as (counter, actor).
+fn check_ops(change: &Change) -> Result<Vec<(u64, ActorId)>, String> {
+    let mut preds = Vec::new();
     for op in change.decode().operations {
         if op.obj != ObjectId::Root || !matches!(op.key, Key::Map(_)) || op.insert {
             return Err("an op outside the root map".to_owned());
@@ -121,33 +136,42 @@ fn check_ops(change: &Change) -> Result<(), String> {
             OpType::Put(_) | OpType::Delete => {}
             other => return Err(format!("an op this engine never writes ({other:?})")),
         }
+        preds.extend(op.pred.iter().map(|id| (id.0, id.1.clone())));
     }
-    Ok(())
+    Ok(preds)
 }
 
-/// Decodes one change chunk and checks its checksum and ops.
-fn parse_change(bytes: &[u8]) -> Result<Change, String> {
+/// Decodes one change chunk and checks its checksum, counters and ops.
+fn parse_change(bytes: &[u8]) -> Result<ParsedChange, String> {
     let change = Change::try_from(bytes).map_err(|e| e.to_string())?;
     // The header checksum is the start of the SHA-256 the hash is; `try_from` does not compare.
     if change.hash().0[..4] != bytes[4..8] {
         return Err("change checksum mismatch".to_owned());
     }
-    check_ops(&change)?;
-    Ok(change)
+    if change.start_op().get() + change.len() as u64 > MAX_COUNTER {
+        return Err(format!("op counters beyond {MAX_COUNTER}"));
+    }
+    let preds = check_ops(&change)?;
+    Ok(ParsedChange { change, bytes: bytes.to_vec(), preds })
 }
 
-/// Loads one document chunk strictly.
+/// Loads one document chunk strictly; its op counters must stay below [`MAX_COUNTER`].
 fn parse_document(bytes: &[u8]) -> Result<Automerge, String> {
     let options = LoadOptions::new().on_partial_load(OnPartialLoad::Error).verification_mode(VerificationMode::Check);
-    Automerge::load_with_options(bytes, options).map_err(|e| e.to_string())
+    let doc = Automerge::load_with_options(bytes, options).map_err(|e| e.to_string())?;
+    // Every change is an ancestor of a head, and counters grow along dependencies.
+    let max_op = doc.get_heads().iter().filter_map(|h| doc.get_change_meta_by_hash(h)).map(|m| m.max_op).max();
+    if max_op.is_some_and(|m| m >= MAX_COUNTER) {
+        return Err(format!("op counters beyond {MAX_COUNTER}"));
+    }
+    Ok(doc)
 }
 
 /// Checks and decodes `bytes` (a change, a merge of changes, a snapshot, or any concatenation of
 /// them). An empty input is a valid empty sequence of chunks.
 pub(crate) fn parse(bytes: &[u8]) -> Result<Parsed, String> {
     let chunks = split(bytes)?;
-    let mut parsed =
-        Parsed { documents: Vec::new(), document_bytes: Vec::new(), changes: Vec::new(), change_bytes: Vec::new() };
+    let mut parsed = Parsed { documents: Vec::new(), document_bytes: Vec::new(), changes: Vec::new() };
     let mut seen: HashSet<ChangeHash> = HashSet::new();
     for (i, chunk) in chunks.iter().enumerate() {
         let outcome = catch_unwind(AssertUnwindSafe(|| match chunk.kind {
@@ -156,8 +180,7 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<Parsed, String> {
                 parsed.document_bytes.push(chunk.bytes.to_vec());
             }),
             CHANGE => parse_change(chunk.bytes).map(|change| {
-                if seen.insert(change.hash()) {
-                    parsed.change_bytes.push(chunk.bytes.to_vec());
+                if seen.insert(change.change.hash()) {
                     parsed.changes.push(change);
                 }
             }),

@@ -67,49 +67,61 @@
 //!
 //! ## Changes that arrive early
 //!
-//! automerge queues a change whose dependencies are missing and applies it once they arrive.
-//! 0.12 has no public "is the queue empty" accessor, but `ReadDoc::get_missing_deps(&[])` walks
-//! back from every queued change to the hashes that are neither applied nor queued: it is
-//! non-empty exactly when something waits, which is what [`Engine::has_pending`] reports.
-//! [`Engine::snapshot`] (`save`) keeps queued changes after the document (automerge's
-//! `retain_orphans`, on by default), so they survive a snapshot. [`Engine::version`] is the
-//! sorted heads: queued changes are not part of it.
+//! A change names the hashes of the changes it follows. One whose dependencies are missing
+//! waits in the engine (module `causal`, not automerge's own queue) and is applied once they
+//! arrive; [`Engine::has_pending`] reports whether any waits. [`Engine::snapshot`] is `save`
+//! followed by the waiting changes' chunks, so they survive a snapshot. [`Engine::version`] is
+//! the sorted heads: waiting changes are not part of it.
+//!
+//! Dependencies are whole-history: a change depends on every change its writer had applied,
+//! not only on those it touches. A replica that received B's change built on A's cannot show
+//! it before A's arrives, unlike yrs, which integrates an update whose own items are complete.
 //!
 //! ## Untrusted bytes
 //!
-//! automerge 0.12's `load_incremental` returns `Ok` on corrupt input: it keeps the chunks that
-//! decoded before the bad one and drops the rest silently (and on an empty document it takes
-//! whatever prefix loads as the whole document). Segment checksums catch transport corruption
-//! before any byte gets here, but this adapter does not rely on them: `apply_remote` and
-//! `load_snapshot` never call `load_incremental`. Module `chunks` splits the input into chunks,
-//! checks magic, type, length, checksum and every op of every change, and loads documents
-//! strictly, all under `catch_unwind`, before the document is touched; any failure is
-//! [`EngineError::Corrupt`] and nothing changed. An empty input is a valid, empty sequence of
-//! chunks: `Ok`, and nothing changes (`merge_changes(&[])` returns it).
+//! automerge 0.12's `load_incremental` returns `Ok` on corrupt input: on a document with history
+//! it keeps the chunks that decoded before the bad one and drops the rest, on an empty document
+//! it drops everything, and it only logs a warning. Segment checksums catch transport corruption
+//! before any byte gets here, but this adapter does not rely on them: it never calls
+//! `load_incremental`, and checks everything before the document changes.
 //!
-//! Remote changes may only hold what this adapter writes — `put` of a scalar or `delete`, on a
-//! key of the root map. That is not only tidiness: automerge 0.12 records a batch in its history
-//! before it merges the ops, and panics half-way on an op for an object the document does not
-//! have. One gap remains: a change crafted with valid checksums but an inconsistent history
-//! (e.g. seq 2 of an actor whose seq 1 is unknown) makes automerge panic or fail after part of a
-//! batch was recorded. Only a buggy or malicious writer produces such bytes; the engine then
-//! reports `Corrupt` and logs a warning, and the caller should rebuild it from its store (as
-//! `Replica` does).
+//! 1. Module `chunks` splits the input into chunks (magic, type, length), compares each change's
+//!    checksum with its hash, decodes every op, and loads snapshots strictly. Remote changes may
+//!    only hold what this adapter writes — `put` of a scalar or `delete`, on a key of the root
+//!    map — and op counters must stay below 2^31. automerge 0.12 records a batch in its history
+//!    before it merges the ops, and panics half-way on an op for an object the document does
+//!    not have; a change whose counters end near 2^32 applies, and every later local change
+//!    panics.
+//! 2. Module `causal` hands automerge only changes whose dependencies are applied, after
+//!    checking that each one's counters, sequence number and overwritten ops agree with its
+//!    history. Forged changes with valid checksums that lie about their history made automerge
+//!    panic half-way, or apply and leave a document whose snapshot does not load.
+//! 3. Everything runs under `catch_unwind`.
+//!
+//! Any failure is [`EngineError::Corrupt`] and nothing changed. An empty input is a valid, empty
+//! sequence of chunks: `Ok`, and nothing changes (`merge_changes(&[])` returns it). What remains
+//! is what automerge itself may still reject or panic on after these checks (a snapshot whose
+//! history conflicts with ours, e.g. two different changes claiming one actor's seq); the
+//! document may then hold part of the input. Only a buggy or malicious writer produces such
+//! bytes; the engine reports `Corrupt` and logs a warning, and the caller rebuilds it from its
+//! store (as `Replica` does).
 
 #![warn(missing_docs)]
 
+mod causal;
 mod chunks;
 mod layout;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use automerge::transaction::{Transactable, Transaction};
-use automerge::{ActorId, Automerge, AutomergeError, ROOT, ReadDoc};
+use automerge::{ActorId, Automerge, AutomergeError, ChangeHash, ROOT, ReadDoc};
 use onefolder_core::{Collection, Engine, EngineError, Op, Record, Value};
 use tracing::{debug, trace, warn};
 
 pub use crate::chunks::MAGIC;
+use crate::chunks::ParsedChange;
 pub use crate::layout::SEPARATOR;
 use crate::layout::Stored;
 
@@ -124,6 +136,10 @@ pub struct AutomergeEngine {
     doc: Automerge,
     /// Raw bytes of the local changes not taken yet, oldest first.
     local: Vec<Vec<u8>>,
+    /// Remote changes waiting for dependencies (automerge's own queue stays empty).
+    waiting: Vec<ParsedChange>,
+    /// Remote changes that waited and were dropped as inconsistent (module `causal`).
+    rejected: HashSet<ChangeHash>,
 }
 
 impl Default for AutomergeEngine {
@@ -137,6 +153,7 @@ impl std::fmt::Debug for AutomergeEngine {
         f.debug_struct("AutomergeEngine")
             .field("actor", &self.actor_id().to_hex_string())
             .field("untaken_changes", &self.local.len())
+            .field("waiting", &self.waiting.len())
             .finish_non_exhaustive()
     }
 }
@@ -144,7 +161,12 @@ impl std::fmt::Debug for AutomergeEngine {
 impl AutomergeEngine {
     /// An empty document with a fresh random actor id.
     pub fn new() -> Self {
-        Self { doc: Automerge::new().with_actor(ActorId::random()), local: Vec::new() }
+        Self {
+            doc: Automerge::new().with_actor(ActorId::random()),
+            local: Vec::new(),
+            waiting: Vec::new(),
+            rejected: HashSet::new(),
+        }
     }
 
     /// The automerge actor id of this replica (random, one per engine).
@@ -154,13 +176,23 @@ impl AutomergeEngine {
 
     /// Checks and integrates remote bytes (changes, snapshots, or a concatenation of them).
     fn integrate(&mut self, bytes: &[u8], what: &str) -> Result<(), EngineError> {
-        let parsed = chunks::parse(bytes).map_err(|e| {
+        let corrupt = |e: String| {
             debug!(error = %e, bytes = bytes.len(), what, "rejected");
             EngineError::Corrupt(format!("{what}: {e}"))
-        })?;
+        };
+        let parsed = chunks::parse(bytes).map_err(corrupt)?;
+        let (doc, waiting, rejected) = (&self.doc, &self.waiting, &self.rejected);
+        let plan =
+            catch_unwind(AssertUnwindSafe(|| causal::plan(doc, &parsed.documents, waiting, parsed.changes, rejected)))
+                .map_err(|panic| corrupt(format!("automerge panicked: {}", chunks::panic_message(&*panic))))?
+                .map_err(corrupt)?;
+
+        // Everything is checked: from here on the document changes.
         let doc = &mut self.doc;
+        let documents = parsed.documents;
+        let ready: Vec<_> = plan.ready.into_iter().map(|c| c.change).collect();
         let applied = catch_unwind(AssertUnwindSafe(|| -> Result<(), AutomergeError> {
-            for mut loaded in parsed.documents {
+            for mut loaded in documents {
                 if doc.is_empty() {
                     // Nothing to merge with: take the loaded document as it is (what
                     // `load_incremental` does too), keeping this replica's actor.
@@ -170,14 +202,19 @@ impl AutomergeEngine {
                     doc.merge(&mut loaded)?;
                 }
             }
-            if !parsed.changes.is_empty() {
-                doc.apply_changes(parsed.changes)?;
+            if !ready.is_empty() {
+                doc.apply_changes(ready)?;
             }
             Ok(())
         }));
         match applied {
             Ok(Ok(())) => {
-                trace!(bytes = bytes.len(), what, "applied");
+                self.waiting = plan.waiting;
+                for (hash, why) in plan.rejected {
+                    warn!(%hash, why, "dropping a remote change that waited for its dependencies: it is inconsistent");
+                    self.rejected.insert(hash);
+                }
+                trace!(bytes = bytes.len(), what, waiting = self.waiting.len(), "applied");
                 Ok(())
             }
             Ok(Err(e)) => {
@@ -186,10 +223,7 @@ impl AutomergeEngine {
             }
             Err(panic) => {
                 let message = chunks::panic_message(&*panic);
-                warn!(
-                    what,
-                    message, "automerge panicked while applying checked input; the document may hold part of it"
-                );
+                warn!(what, message, "automerge panicked on checked input; the document may hold part of it");
                 Err(EngineError::Corrupt(format!("{what}: automerge panicked: {message}")))
             }
         }
@@ -398,26 +432,32 @@ impl Engine for AutomergeEngine {
         if ops.is_empty() {
             return Ok(());
         }
-        let mut tx = self.doc.transaction();
-        for op in ops {
-            if let Err(e) = apply_op(&mut tx, op) {
-                tx.rollback();
-                return Err(EngineError::Other(format!("automerge failed on {op:?}: {e}")));
+        let doc = &mut self.doc;
+        let committed = catch_unwind(AssertUnwindSafe(|| {
+            let mut tx = doc.transaction();
+            for op in ops {
+                if let Err(e) = apply_op(&mut tx, op) {
+                    tx.rollback();
+                    return Err(EngineError::Other(format!("automerge failed on {op:?}: {e}")));
+                }
             }
-        }
-        let (hash, _) = tx.commit();
-        let Some(hash) = hash else {
-            // Every op was a no-op: automerge made no change.
-            return Ok(());
-        };
-        match self.doc.get_change_by_hash(&hash) {
-            Some(change) if change.hash() == hash => {
-                self.local.push(change.raw_bytes().to_vec());
-                Ok(())
+            let (hash, _) = tx.commit();
+            let Some(hash) = hash else {
+                // Every op was a no-op: automerge made no change.
+                return Ok(None);
+            };
+            match doc.get_change_by_hash(&hash) {
+                Some(change) if change.hash() == hash => Ok(Some(change.raw_bytes().to_vec())),
+                // Never seen; the caller rebuilds the engine from its store on an error.
+                _ => Err(EngineError::Other(format!("automerge cannot return the change {hash} it just committed"))),
             }
-            // Never seen; the caller rebuilds the engine from its store on an error.
-            _ => Err(EngineError::Other(format!("automerge cannot return the change {hash} it just committed"))),
-        }
+        }))
+        .unwrap_or_else(|panic| {
+            // The caller rebuilds the engine from its store on an error.
+            Err(EngineError::Other(format!("automerge panicked in a write: {}", chunks::panic_message(&*panic))))
+        })?;
+        self.local.extend(committed);
+        Ok(())
     }
 
     fn take_local_changes(&mut self) -> Result<Option<Vec<u8>>, EngineError> {
@@ -430,14 +470,14 @@ impl Engine for AutomergeEngine {
 
     fn merge_changes(&self, changes: &[&[u8]]) -> Result<Vec<u8>, EngineError> {
         let mut documents = Vec::new();
-        let mut seen = std::collections::HashSet::new();
+        let mut seen = HashSet::new();
         let mut merged = Vec::with_capacity(changes.iter().map(|c| c.len()).sum());
         for blob in changes {
             let parsed = chunks::parse(blob).map_err(|e| EngineError::Corrupt(format!("change to merge: {e}")))?;
             documents.extend(parsed.document_bytes);
-            for (change, bytes) in parsed.changes.iter().zip(&parsed.change_bytes) {
-                if seen.insert(change.hash()) {
-                    merged.extend_from_slice(bytes);
+            for change in parsed.changes {
+                if seen.insert(change.change.hash()) {
+                    merged.extend_from_slice(&change.bytes);
                 }
             }
         }
@@ -449,11 +489,15 @@ impl Engine for AutomergeEngine {
         self.integrate(bytes, "remote change")
     }
 
+    /// `Automerge::save`, followed by the chunks of the changes still waiting for dependencies.
     fn snapshot(&self) -> Result<Vec<u8>, EngineError> {
-        // `save` appends the changes still waiting for dependencies (`retain_orphans`).
-        catch_unwind(AssertUnwindSafe(|| self.doc.save())).map_err(|panic| {
+        let mut bytes = catch_unwind(AssertUnwindSafe(|| self.doc.save())).map_err(|panic| {
             EngineError::Other(format!("automerge panicked in save: {}", chunks::panic_message(&*panic)))
-        })
+        })?;
+        for change in &self.waiting {
+            bytes.extend_from_slice(&change.bytes);
+        }
+        Ok(bytes)
     }
 
     fn load_snapshot(&mut self, bytes: &[u8]) -> Result<(), EngineError> {
@@ -468,7 +512,8 @@ impl Engine for AutomergeEngine {
     }
 
     fn has_pending(&self) -> bool {
-        !self.doc.get_missing_deps(&[]).is_empty()
+        // automerge's own queue is empty unless a snapshot brought orphans it kept.
+        !self.waiting.is_empty() || !self.doc.get_missing_deps(&[]).is_empty()
     }
 
     fn record(&self, collection: &str, id: &str) -> Result<Option<Record>, EngineError> {

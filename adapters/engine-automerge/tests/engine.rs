@@ -689,29 +689,137 @@ fn ops_this_engine_never_writes_are_corrupt() {
     assert_eq!(rec(&a, FILES, "other").unwrap(), Record::from([("name".to_owned(), Value::from("from elsewhere"))]));
 }
 
-#[test]
-fn inconsistent_history_is_corrupt_not_a_panic() {
-    // A change that claims seq 2 of an actor nobody has seen, without dependencies: automerge
-    // panics while applying it. Only a buggy or malicious writer makes such bytes.
-    let mut writer = AutomergeEngine::new();
-    write(&mut writer, &[Op::create(TAGS, "x")]);
-    let first = Change::from_bytes(take(&mut writer)).unwrap();
-    let mut expanded: ExpandedChange = first.decode();
-    expanded.seq = 2;
+/// A change built from `base` with `edit` applied, re-encoded with a valid checksum: what a
+/// buggy or malicious writer could send.
+fn forge(base: &[u8], edit: impl FnOnce(&mut ExpandedChange)) -> Vec<u8> {
+    let mut expanded = Change::from_bytes(base.to_vec()).unwrap().decode();
     expanded.hash = None;
-    expanded.actor_id = ActorId::random();
-    let forged = Change::from(expanded);
-    let mut target = AutomergeEngine::new();
-    match target.apply_remote(forged.raw_bytes()) {
-        Err(EngineError::Corrupt(msg)) => println!("{msg}"),
-        other => panic!("expected Corrupt, got {other:?}"),
+    edit(&mut expanded);
+    Change::from(expanded).raw_bytes().to_vec()
+}
+
+fn hash_of(change: &[u8]) -> automerge::ChangeHash {
+    Change::from_bytes(change.to_vec()).unwrap().hash()
+}
+
+/// A writer's two changes: `x` created, then renamed.
+fn history() -> (Vec<u8>, Vec<u8>) {
+    let mut writer = AutomergeEngine::new();
+    write(&mut writer, &[Op::create(TAGS, "x"), Op::put(TAGS, "x", "name", "n")]);
+    let c1 = take(&mut writer);
+    write(&mut writer, &[Op::put(TAGS, "x", "name", "m")]);
+    (c1, take(&mut writer))
+}
+
+#[test]
+fn changes_that_lie_about_their_history_are_corrupt() {
+    // Each of these made automerge 0.12 panic half-way, or apply and leave a document whose
+    // snapshot does not load or whose next local change panics.
+    let (c1, c2) = history();
+    let (h1, h2) = (hash_of(&c1), hash_of(&c2));
+    let max_op_c2 = {
+        let c = Change::from_bytes(c2.clone()).unwrap();
+        c.start_op().get() + c.len() as u64 - 1
+    };
+    let forged = [
+        // Counters reused: seq 3 starting where c2 started.
+        forge(&c2, |e| {
+            e.seq = 3;
+            e.deps = vec![h2];
+        }),
+        // Seq 2 of an actor nobody has seen (counters right).
+        forge(&c2, |e| {
+            e.actor_id = ActorId::random();
+            e.deps = vec![h1];
+            e.operations
+                .iter_mut()
+                .for_each(|op| op.pred = Vec::<automerge::legacy::OpId>::new().into_iter().collect());
+        }),
+        // Overwrites an op that does not exist (seq and counters right).
+        forge(&c2, |e| {
+            e.actor_id = ActorId::random();
+            e.seq = 1;
+            e.deps = vec![h2];
+            e.start_op = std::num::NonZeroU64::new(max_op_c2 + 1).unwrap();
+            for op in &mut e.operations {
+                op.pred = vec![automerge::legacy::OpId(99, ActorId::random())].into_iter().collect();
+            }
+        }),
+        // Counters near 2^32: applies in automerge, and every later local change panics.
+        forge(&c2, |e| {
+            e.actor_id = ActorId::random();
+            e.seq = 1;
+            e.deps = vec![];
+            e.start_op = std::num::NonZeroU64::new(u64::from(u32::MAX) - 1).unwrap();
+            e.operations
+                .iter_mut()
+                .for_each(|op| op.pred = Vec::<automerge::legacy::OpId>::new().into_iter().collect());
+        }),
+    ];
+    for bad in &forged {
+        let mut target = AutomergeEngine::new();
+        apply(&mut target, &c1);
+        apply(&mut target, &c2);
+        let before = observe(&target);
+        match target.apply_remote(bad) {
+            Err(EngineError::Corrupt(msg)) => println!("{msg}"),
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+        assert_eq!(observe(&target), before, "state unchanged");
+        // Alone in a batch with a good change: all or nothing.
+        let mut fresh = AutomergeEngine::new();
+        apply(&mut fresh, &c1);
+        let before = observe(&fresh);
+        assert!(matches!(fresh.apply_remote(&[&c2[..], &bad[..]].concat()), Err(EngineError::Corrupt(_))));
+        assert_eq!(observe(&fresh), before);
+        // The engine still works and its snapshot loads.
+        write(&mut target, &[Op::create(TAGS, "after")]);
+        let mut reloaded = AutomergeEngine::new();
+        reloaded.load_snapshot(&target.snapshot().unwrap()).unwrap();
+        assert_eq!(reloaded.ids(TAGS).unwrap(), ["after", "x"]);
     }
-    assert!(target.ids(TAGS).unwrap().is_empty());
-    assert!(!target.has_pending());
-    // Here nothing was recorded before the panic, so the engine still works.
-    write(&mut target, &[Op::create(TAGS, "after")]);
-    apply(&mut target, &writer.snapshot().unwrap());
-    assert_eq!(target.ids(TAGS).unwrap(), ["after", "x"]);
+}
+
+#[test]
+fn a_lying_change_that_waited_is_dropped_with_its_dependents() {
+    let (c1, c2) = history();
+    // Seq 3 reusing c2's counters, depending on c2; and an honest-looking change on top of it.
+    let liar = forge(&c2, |e| {
+        e.seq = 3;
+        e.deps = vec![hash_of(&c2)];
+    });
+    let on_top = forge(&c2, |e| {
+        e.actor_id = ActorId::random();
+        e.seq = 1;
+        e.deps = vec![hash_of(&liar)];
+        e.start_op = std::num::NonZeroU64::new(4).unwrap();
+        e.operations.iter_mut().for_each(|op| op.pred = Vec::<automerge::legacy::OpId>::new().into_iter().collect());
+    });
+    let mut honest = AutomergeEngine::new();
+    apply(&mut honest, &c1);
+    apply(&mut honest, &c2);
+
+    let mut target = AutomergeEngine::new();
+    apply(&mut target, &liar);
+    apply(&mut target, &on_top);
+    assert!(target.has_pending(), "both wait for c2");
+    // The waiting changes ride along in a snapshot.
+    let mut restored = AutomergeEngine::new();
+    restored.load_snapshot(&target.snapshot().unwrap()).unwrap();
+    assert!(restored.has_pending());
+    for e in [&mut target, &mut restored] {
+        apply(e, &c1);
+        apply(e, &c2);
+        assert!(!e.has_pending(), "the liar and what depends on it are dropped");
+        assert_eq!(view(e), view(&honest));
+        // Delivered again, they are ignored.
+        apply(e, &liar);
+        apply(e, &on_top);
+        assert!(!e.has_pending());
+        let mut reloaded = AutomergeEngine::new();
+        reloaded.load_snapshot(&e.snapshot().unwrap()).unwrap();
+        assert_eq!(view(&reloaded), view(&honest));
+    }
 }
 
 #[test]
