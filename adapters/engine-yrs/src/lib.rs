@@ -473,8 +473,15 @@ impl Engine for YrsEngine {
 
     fn snapshot(&self) -> Result<Vec<u8>, EngineError> {
         // Encoding re-encodes pending blocks; never let a yrs panic there escape.
-        catch_unwind(AssertUnwindSafe(|| self.doc.transact().encode_state_as_update_v1(&StateVector::default())))
-            .map_err(|panic| EngineError::Corrupt(format!("snapshot: yrs panicked: {}", panic_message(&panic))))
+        let bytes =
+            catch_unwind(AssertUnwindSafe(|| self.doc.transact().encode_state_as_update_v1(&StateVector::default())))
+                .map_err(|panic| EngineError::Corrupt(format!("snapshot: yrs panicked: {}", panic_message(&panic))))?;
+        // A document that took in a crafted peer change can encode to bytes yrs cannot decode
+        // (found by fuzzing). A snapshot is what a device reopens from, so it is checked here,
+        // once per snapshot, rather than trusted.
+        decode_update(&bytes, "snapshot", false)
+            .map_err(|e| EngineError::Corrupt(format!("the document does not encode to a loadable snapshot: {e}")))?;
+        Ok(bytes)
     }
 
     fn load_snapshot(&mut self, bytes: &[u8]) -> Result<(), EngineError> {

@@ -303,6 +303,26 @@ impl State {
         Ok(())
     }
 
+    /// Folds the log into a snapshot. Skipped (and tried again after another `compact_every`
+    /// entries) while changes wait for missing dependencies, or when the engine refuses to
+    /// produce a snapshot: the log still holds everything, so nothing is lost either way.
+    fn compact(&mut self) -> Result<bool> {
+        self.log_since_compact = 0;
+        if self.engine.has_pending() {
+            return Ok(false);
+        }
+        let snapshot = match self.engine.snapshot() {
+            Ok(snapshot) => snapshot,
+            Err(e) => {
+                tracing::warn!(error = %e, "the document cannot be snapshotted; the store keeps its log instead");
+                return Ok(false);
+            }
+        };
+        self.store.compact(&snapshot)?;
+        self.log_since_compact = self.store.unflushed()?.len();
+        Ok(true)
+    }
+
     fn record_applied(&mut self, a: &AppliedSegment) {
         self.applied_names.entry(a.device).or_default().insert(a.file_name.clone(), a.size);
         self.applied_content.insert((a.device, a.seq_start, a.seq_end, a.checksum));
@@ -819,10 +839,8 @@ impl Replica {
         st.record_applied(&applied);
         st.warnings.remove(&(folder.to_owned(), Some(file.name.clone())));
         st.log_since_compact += 1;
-        if st.log_since_compact >= self.config.compact_every && !st.engine.has_pending() {
-            let snapshot = st.engine.snapshot()?;
-            st.store.compact(&snapshot)?;
-            st.log_since_compact = st.store.unflushed()?.len();
+        if st.log_since_compact >= self.config.compact_every {
+            st.compact()?;
         }
         drop(st);
         report.applied += 1;
@@ -856,17 +874,10 @@ impl Replica {
         Ok(SyncReport { flushed, ingest })
     }
 
-    /// Compacts the store now: the log is folded into a snapshot (skipped while changes wait
-    /// for missing dependencies).
+    /// Compacts the store now: the log is folded into a snapshot. Returns `false` when skipped
+    /// (changes wait for missing dependencies, or the engine refused to snapshot).
     pub fn compact(&self) -> Result<bool> {
-        let mut st = self.lock();
-        if st.engine.has_pending() {
-            return Ok(false);
-        }
-        let snapshot = st.engine.snapshot()?;
-        st.store.compact(&snapshot)?;
-        st.log_since_compact = st.store.unflushed()?.len();
-        Ok(true)
+        self.lock().compact()
     }
 
     fn flush_deadline(&self) -> Option<Instant> {
