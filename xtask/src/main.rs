@@ -1,17 +1,21 @@
 //! `cargo xtask`: the project's automation, in Rust (see rust-analyzer's xtask).
 //!
 //! - `cargo xtask ci`: what CI runs — rustfmt check, clippy with warnings denied, the tests.
+//! - `cargo xtask bench [--quick | --full] [--out FILE]`: engines × stores on the OneFolder
+//!   workload, written to `BENCHMARKS.md` (see [`bench`]).
+
+mod bench;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-fn project_root() -> PathBuf {
+pub(crate) fn project_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
 }
 
-fn run(program: &str, args: &[&str]) -> Result<()> {
+pub(crate) fn run(program: &str, args: &[&str]) -> Result<()> {
     eprintln!("$ {program} {}", args.join(" "));
     let status = Command::new(program)
         .args(args)
@@ -34,9 +38,13 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("ci") => ci(),
-        Some(other) => bail!("unknown task {other:?}; tasks: ci"),
+        Some("bench") => bench::bench(&args[1..]),
+        Some(other) => bail!("unknown task {other:?}; tasks: ci, bench"),
         None => {
-            eprintln!("usage: cargo xtask <task>\n\ntasks:\n  ci    rustfmt check, clippy -D warnings, the test suite");
+            eprintln!(
+                "usage: cargo xtask <task>\n\ntasks:\n  ci     rustfmt check, clippy -D warnings, the test suite\n  \
+                 bench  [--quick | --full] [--out FILE]: engines x stores on the OneFolder workload -> BENCHMARKS.md"
+            );
             Ok(())
         }
     }

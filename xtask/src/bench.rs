@@ -1,0 +1,898 @@
+//! `cargo xtask bench [--quick | --full] [--out FILE] [--engines A,B] [--stores A,B]`: engines ×
+//! stores on the OneFolder workload, each figure next to its baseline from the same run, written
+//! as a Markdown report.
+//!
+//! The measurements live in `crates/bench` (`onefolder-bench`); this task builds its binary in
+//! release, asks it which engines and stores are compiled in (`onefolder-bench list`, backed by
+//! the one list in `crates/bench/src/backends.rs`), runs every step in its own process (so that
+//! peak RSS belongs to one step), shows a progress line per step, prints the report and writes
+//! it: `BENCHMARKS.md` for the full preset, `target/bench/BENCHMARKS.quick.md` for `--quick`.
+//!
+//! Numbers never fail the task: a target that is missed is reported as missed. Only a step
+//! that crashes makes the task fail (after the report is written), because then the benchmark
+//! itself is broken. The hand-written analysis between the `analysis` markers of an existing
+//! report is kept.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+use crate::project_root;
+
+const ANALYSIS_START: &str = "<!-- analysis:start -->";
+const ANALYSIS_END: &str = "<!-- analysis:end -->";
+
+/// Repetitions of the cold-open steps (each a fresh process); the median is reported.
+const OPEN_REPEATS: usize = 3;
+
+struct Options {
+    preset: &'static str,
+    out: PathBuf,
+    /// Only these engines / stores (all compiled-in ones when empty).
+    engines: Vec<String>,
+    stores: Vec<String>,
+}
+
+fn parse(args: &[String]) -> Result<Options> {
+    let mut preset = "full";
+    let mut out = None;
+    let (mut engines, mut stores) = (Vec::new(), Vec::new());
+    let mut it = args.iter();
+    let list = |v: Option<&String>| -> Result<Vec<String>> {
+        Ok(v.context("a comma-separated list")?.split(',').map(str::to_owned).collect())
+    };
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--quick" => preset = "quick",
+            "--full" => preset = "full",
+            "--out" => out = Some(PathBuf::from(it.next().context("--out needs a file")?)),
+            "--engines" => engines = list(it.next())?,
+            "--stores" => stores = list(it.next())?,
+            other => bail!("unknown bench option {other:?} (--quick, --full, --out FILE, --engines A,B, --stores A,B)"),
+        }
+    }
+    let root = project_root();
+    let out = out.unwrap_or_else(|| match preset {
+        "full" => root.join("BENCHMARKS.md"),
+        _ => target_dir().join("bench").join("BENCHMARKS.quick.md"),
+    });
+    Ok(Options { preset, out, engines, stores })
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| project_root().join("target"))
+}
+
+/// One step's outcome.
+#[derive(Clone, Debug)]
+enum Outcome {
+    Ok(Value),
+    /// Stopped after this many seconds: a result ("slower than that"), not a crash.
+    TimedOut(u64),
+    Failed(String),
+}
+
+/// Results keyed by (step label, engine, store).
+#[derive(Default)]
+struct Results {
+    map: BTreeMap<(String, String, String), Outcome>,
+    failures: Vec<String>,
+}
+
+impl Results {
+    fn get(&self, step: &str, engine: &str, store: &str) -> Option<&Value> {
+        match self.map.get(&(step.to_owned(), engine.to_owned(), store.to_owned())) {
+            Some(Outcome::Ok(v)) => Some(v),
+            _ => None,
+        }
+    }
+    fn num(&self, step: &str, engine: &str, store: &str, field: &str) -> Option<f64> {
+        self.get(step, engine, store)?.get(field)?.as_f64()
+    }
+    fn timed_out(&self, step: &str, engine: &str, store: &str) -> Option<u64> {
+        match self.map.get(&(step.to_owned(), engine.to_owned(), store.to_owned())) {
+            Some(Outcome::TimedOut(secs)) => Some(*secs),
+            _ => None,
+        }
+    }
+    /// A time cell: the value, "> N s" when the step was stopped, "–" otherwise.
+    fn ms_cell(&self, step: &str, engine: &str, store: &str, field: &str) -> String {
+        match (self.num(step, engine, store, field), self.timed_out(step, engine, store)) {
+            (Some(ms), _) => fmt_ms(ms),
+            (None, Some(secs)) => format!("> {secs} s (stopped)"),
+            _ => "–".into(),
+        }
+    }
+    fn failed(&self, step: &str, engine: &str, store: &str) -> Option<&str> {
+        match self.map.get(&(step.to_owned(), engine.to_owned(), store.to_owned())) {
+            Some(Outcome::Failed(e)) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+struct Runner {
+    bin: PathBuf,
+    preset: &'static str,
+    total: usize,
+    done: usize,
+}
+
+/// How long a step may run before it is stopped and reported as "slower than that". Replaying a
+/// whole import from the store's log can be very slow for an engine whose apply cost grows with
+/// the document, so that step gets a short limit.
+fn step_timeout(preset: &str, label: &str) -> Duration {
+    Duration::from_secs(match (preset, label) {
+        ("full", "open-as-left") => 300,
+        ("full", _) => 3 * 3600,
+        (_, "open-as-left") => 30,
+        _ => 900,
+    })
+}
+
+impl Runner {
+    /// Runs one step of the bench binary; returns its JSON line.
+    fn step(&mut self, step: &str, engine: &str, store: &str, dir: &Path) -> Outcome {
+        self.step_as(step, step, engine, store, dir)
+    }
+
+    /// Runs one step, with the time limit of `label`.
+    fn step_as(&mut self, label: &str, step: &str, engine: &str, store: &str, dir: &Path) -> Outcome {
+        self.done += 1;
+        let pair = if store.is_empty() { engine.to_owned() } else { format!("{engine}×{store}") };
+        eprint!("[{:>2}/{}] {pair:<18} {label:<12} … ", self.done, self.total);
+        let started = Instant::now();
+        let mut cmd = Command::new(&self.bin);
+        cmd.args([step, "--engine", engine, "--preset", self.preset, "--dir"])
+            .arg(dir)
+            .args(["--store", if store.is_empty() { "sqlite" } else { store }])
+            .current_dir(project_root())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let timeout = step_timeout(self.preset, label);
+        let outcome = match run_with_timeout(cmd, timeout) {
+            Ok((_, _, _, true)) => Outcome::TimedOut(timeout.as_secs()),
+            Ok((true, stdout, _, _)) => {
+                match stdout.lines().rev().find_map(|l| serde_json::from_str::<Value>(l).ok()) {
+                    Some(v) => Outcome::Ok(v),
+                    None => Outcome::Failed(format!("no JSON line in the output: {stdout}")),
+                }
+            }
+            Ok((false, stdout, stderr, _)) => {
+                let tail: Vec<&str> = stderr.lines().chain(stdout.lines()).rev().take(6).collect();
+                Outcome::Failed(tail.into_iter().rev().collect::<Vec<_>>().join(" | "))
+            }
+            Err(e) => Outcome::Failed(format!("{e:#}")),
+        };
+        match &outcome {
+            Outcome::Ok(_) => eprintln!("{:.1} s", started.elapsed().as_secs_f64()),
+            Outcome::TimedOut(secs) => eprintln!("stopped after {secs} s (reported as slower than that)"),
+            Outcome::Failed(e) => eprintln!("FAILED after {:.1} s: {e}", started.elapsed().as_secs_f64()),
+        }
+        outcome
+    }
+}
+
+/// Runs `cmd`, killing it after `timeout`; returns (success, stdout, stderr, timed out).
+fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Result<(bool, String, String, bool)> {
+    let mut child = cmd.spawn().context("starting the bench binary")?;
+    let mut stdout = child.stdout.take().context("stdout")?;
+    let mut stderr = child.stderr.take().context("stderr")?;
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let (stdout, stderr) = (out.join().unwrap_or_default(), err.join().unwrap_or_default());
+    Ok((status.is_some_and(|s| s.success()), stdout, stderr, status.is_none()))
+}
+
+fn median(values: &mut [f64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    Some(values[values.len() / 2])
+}
+
+/// Runs a step `OPEN_REPEATS` times and keeps the run with the median time (its RSS is the
+/// median RSS too, as both are taken from the same kind of process).
+fn repeated(
+    runner: &mut Runner,
+    results: &mut Results,
+    label: &str,
+    step: &str,
+    engine: &str,
+    store: &str,
+    dir: &Path,
+) {
+    let mut runs = Vec::new();
+    for _ in 0..OPEN_REPEATS {
+        match runner.step(step, engine, store, dir) {
+            Outcome::Ok(v) => runs.push(v),
+            Outcome::Failed(e) => {
+                results.failures.push(format!("{engine}×{store} {label}: {e}"));
+                results.map.insert((label.into(), engine.into(), store.into()), Outcome::Failed(e));
+                return;
+            }
+            timed_out @ Outcome::TimedOut(_) => {
+                results.map.insert((label.into(), engine.into(), store.into()), timed_out);
+                return;
+            }
+        }
+    }
+    let mut ms: Vec<f64> = runs.iter().filter_map(|v| v["ms"].as_f64()).collect();
+    let mut rss: Vec<f64> = runs.iter().filter_map(|v| v["peak_rss_kib"].as_f64()).collect();
+    let mut v = runs.swap_remove(0);
+    v["ms"] = median(&mut ms).into();
+    v["peak_rss_kib"] = median(&mut rss).into();
+    v["runs"] = OPEN_REPEATS.into();
+    results.map.insert((label.into(), engine.into(), store.into()), Outcome::Ok(v));
+}
+
+fn capture(program: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(program).args(args).current_dir(project_root()).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+struct Machine {
+    cores: String,
+    cpu: String,
+    memory: String,
+    date: String,
+    commit: String,
+    rustc: String,
+}
+
+fn machine() -> Machine {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, v)| v.trim().to_owned()))
+        .unwrap_or_else(|| "unknown".into());
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("MemTotal:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map(|kib| format!("{:.0} GiB", kib / 1024.0 / 1024.0))
+        .unwrap_or_else(|| "unknown".into());
+    Machine {
+        cores: capture("nproc", &[]).unwrap_or_else(|| "unknown".into()),
+        cpu,
+        memory,
+        date: capture("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_else(|| "unknown".into()),
+        commit: capture("git", &["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "unknown".into()),
+        rustc: capture("rustc", &["--version"]).unwrap_or_else(|| "unknown".into()),
+    }
+}
+
+/// `cargo xtask bench`.
+pub fn bench(args: &[String]) -> Result<()> {
+    let opts = parse(args)?;
+    let started = Instant::now();
+    crate::run("cargo", &["build", "--release", "-p", "onefolder-bench"])?;
+    let bin = target_dir().join("release").join("onefolder-bench");
+    let list = Command::new(&bin).arg("list").output().context("running onefolder-bench list")?;
+    let list: Value = serde_json::from_slice(&list.stdout).context("reading `onefolder-bench list`")?;
+    let names = |k: &str| -> Vec<String> {
+        list[k].as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()).unwrap_or_default()
+    };
+    let keep = |all: Vec<String>, wanted: &[String]| -> Vec<String> {
+        all.into_iter().filter(|n| wanted.is_empty() || wanted.contains(n)).collect()
+    };
+    let (engines, stores) = (keep(names("engines"), &opts.engines), keep(names("stores"), &opts.stores));
+    if engines.is_empty() || stores.is_empty() {
+        bail!("the bench binary has no engine or no store compiled in: {list}");
+    }
+    let workload = Command::new(&bin).args(["workload", "--preset", opts.preset]).output()?;
+    let workload: Value = serde_json::from_slice(&workload.stdout).context("reading `onefolder-bench workload`")?;
+
+    let work = target_dir().join("bench-work").join(opts.preset);
+    if work.exists() {
+        std::fs::remove_dir_all(&work).with_context(|| format!("clearing {}", work.display()))?;
+    }
+    std::fs::create_dir_all(&work)?;
+    let combos: Vec<(String, String)> =
+        engines.iter().flat_map(|e| stores.iter().map(move |s| (e.clone(), s.clone()))).collect();
+    // Per engine: build-raw, build-bare; per combo: build, open (as left), compact, 3 × open,
+    // 3 × open-raw, bytes, ingest, propagation, idle, converge.
+    let per_combo = 5 + 2 * OPEN_REPEATS + 5;
+    let mut runner = Runner { bin, preset: opts.preset, total: 2 * engines.len() + per_combo * combos.len(), done: 0 };
+    eprintln!(
+        "== bench: preset {} ({} engines × {} stores), working in {}",
+        opts.preset,
+        engines.len(),
+        stores.len(),
+        work.display()
+    );
+    let mut results = Results::default();
+    let record = |results: &mut Results, label: &str, engine: &str, store: &str, o: Outcome| {
+        if let Outcome::Failed(e) = &o {
+            results.failures.push(format!("{engine}×{store} {label}: {e}"));
+        }
+        results.map.insert((label.into(), engine.into(), store.into()), o);
+    };
+    for engine in &engines {
+        let dir = work.join(format!("{engine}-raw"));
+        for step in ["build-raw", "build-bare"] {
+            let o = runner.step(step, engine, "", &dir);
+            record(&mut results, step, engine, "", o);
+        }
+    }
+    for (engine, store) in &combos {
+        let dir = work.join(format!("{engine}-{store}"));
+        let o = runner.step("build", engine, store, &dir);
+        let built = matches!(o, Outcome::Ok(_));
+        record(&mut results, "build", engine, store, o);
+        if !built {
+            runner.done += per_combo - 2;
+            let o = runner.step("converge", engine, store, &work.join(format!("{engine}-{store}-converge")));
+            record(&mut results, "converge", engine, store, o);
+            continue;
+        }
+        let o = runner.step_as("open-as-left", "open", engine, store, &dir);
+        record(&mut results, "open-as-left", engine, store, o);
+        let o = runner.step("compact", engine, store, &dir);
+        record(&mut results, "compact", engine, store, o);
+        repeated(&mut runner, &mut results, "open", "open", engine, store, &dir);
+        repeated(&mut runner, &mut results, "open-raw", "open-raw", engine, store, &dir);
+        for step in ["bytes", "ingest", "propagation", "idle"] {
+            let o = runner.step(step, engine, store, &dir);
+            record(&mut results, step, engine, store, o);
+        }
+        let o = runner.step("converge", engine, store, &dir);
+        record(&mut results, "converge", engine, store, o);
+        // The next pair needs the disk space more than this one's state.
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let elapsed = started.elapsed();
+
+    let report = render(&opts, &machine(), &workload, &engines, &combos, &results, elapsed);
+    let previous = std::fs::read_to_string(&opts.out).unwrap_or_default();
+    let report = keep_analysis(&report, &previous);
+    println!("{report}");
+    if let Some(parent) = opts.out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&opts.out, &report).with_context(|| format!("writing {}", opts.out.display()))?;
+    eprintln!("== bench: wrote {} in {:.0} s", opts.out.display(), elapsed.as_secs_f64());
+    if !results.failures.is_empty() {
+        bail!("{} bench step(s) crashed:\n  {}", results.failures.len(), results.failures.join("\n  "));
+    }
+    Ok(())
+}
+
+/// Replaces the analysis section of `report` with the one of `previous`, when it has one.
+fn keep_analysis(report: &str, previous: &str) -> String {
+    let section = |s: &str| -> Option<(usize, usize)> {
+        let a = s.find(ANALYSIS_START)?;
+        let b = s[a..].find(ANALYSIS_END)? + a + ANALYSIS_END.len();
+        Some((a, b))
+    };
+    match (section(report), section(previous)) {
+        (Some((a, b)), Some((pa, pb))) => format!("{}{}{}", &report[..a], &previous[pa..pb], &report[b..]),
+        _ => report.to_owned(),
+    }
+}
+
+// ------------------------------------------------------------------------------------------
+// Rendering
+
+fn fmt_ms(ms: f64) -> String {
+    if ms >= 10_000.0 {
+        format!("{:.1} s", ms / 1000.0)
+    } else if ms >= 100.0 {
+        format!("{ms:.0} ms")
+    } else if ms >= 1.0 {
+        format!("{ms:.1} ms")
+    } else {
+        format!("{ms:.2} ms")
+    }
+}
+
+fn fmt_bytes(b: f64) -> String {
+    if b >= 1e9 {
+        format!("{:.2} GB", b / 1e9)
+    } else if b >= 1e6 {
+        format!("{:.1} MB", b / 1e6)
+    } else if b >= 1e4 {
+        format!("{:.1} kB", b / 1e3)
+    } else {
+        format!("{b:.0} B")
+    }
+}
+
+fn fmt_kib(kib: f64) -> String {
+    format!("{:.0} MiB", kib / 1024.0)
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    }
+}
+
+fn fmt_ratio(r: Option<f64>) -> String {
+    match r {
+        Some(r) if r >= 100.0 => format!("**{r:.0}×**"),
+        Some(r) => format!("**{r:.2}×**"),
+        None => "–".into(),
+    }
+}
+
+fn opt(v: Option<f64>, f: fn(f64) -> String) -> String {
+    v.map(f).unwrap_or_else(|| "–".into())
+}
+
+struct Table {
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    fn new(header: &[&str]) -> Self {
+        Table { header: header.iter().map(|s| (*s).to_owned()).collect(), rows: Vec::new() }
+    }
+    fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+    fn render(&self) -> String {
+        let mut s = format!("| {} |\n|{}\n", self.header.join(" | "), "---|".repeat(self.header.len()));
+        for r in &self.rows {
+            s.push_str(&format!("| {} |\n", r.join(" | ")));
+        }
+        s
+    }
+}
+
+/// One §6 target for one pair.
+struct Check {
+    met: Option<bool>,
+    shown: String,
+}
+
+fn check(value: Option<f64>, limit: f64, strict: bool, shown: String) -> Check {
+    Check { met: value.map(|v| if strict { v < limit } else { v <= limit }), shown }
+}
+
+fn render(
+    opts: &Options,
+    m: &Machine,
+    workload: &Value,
+    engines: &[String],
+    combos: &[(String, String)],
+    r: &Results,
+    elapsed: Duration,
+) -> String {
+    let p = &workload["sizes"];
+    let u = |k: &str| p[k].as_u64().unwrap_or(0);
+    let mut s = String::new();
+    s.push_str("# Benchmarks\n\n");
+    s.push_str(&format!(
+        "Written by `cargo xtask bench{}` — do not edit by hand, except between the analysis markers.\n\n",
+        if opts.preset == "quick" { " --quick" } else { "" }
+    ));
+    s.push_str(&format!(
+        "- **Machine:** {} cores, {}, {} RAM; shared with other work, so compare ratios, not times\n\
+         - **Date:** {} · **commit:** `{}` · {}\n\
+         - **Preset:** `{}` — {} files, {} tags (5 levels), {} assignments ({} edits); ingest {} edits per \
+         peer segment; propagation over {} edits; idle pass with {} peers × {} segments; {} devices × {} \
+         edits on a {}-file library\n\
+         - **Run time:** {:.0} s for {} engine(s) × {} store(s)\n\n",
+        m.cores,
+        m.cpu,
+        m.memory,
+        m.date,
+        m.commit,
+        m.rustc,
+        opts.preset,
+        u("files"),
+        u("tags"),
+        workload["assignments"],
+        workload["edits"],
+        u("ingest_edits"),
+        u("propagation_edits"),
+        u("idle_peers"),
+        u("idle_segments_per_peer"),
+        u("converge_devices"),
+        u("converge_edits"),
+        u("converge_base_files"),
+        elapsed.as_secs_f64(),
+        engines.len(),
+        combos.len() / engines.len().max(1),
+    ));
+    s.push_str(
+        "Each figure is shown with the baseline measured in the same run and the ratio figure / baseline \
+         (**bold**). How each is measured: `crates/bench/src/measure.rs`.\n\n",
+    );
+
+    // §6 targets first.
+    s.push_str("## DESIGN.md §6 targets\n\n");
+    let mut header = vec!["target".to_owned()];
+    header.extend(combos.iter().map(|(e, st)| format!("{e} × {st}")));
+    let mut t = Table { header, rows: Vec::new() };
+    type CheckFn = fn(&Results, &str, &str) -> Check;
+    let checks: [(&str, CheckFn); 7] = [
+        ("≤ 256 B written per tag assignment (header included)", |r, e, st| {
+            let v = r.num("bytes", e, st, "one_edit");
+            check(v, 256.0, false, opt(v, fmt_bytes))
+        }),
+        ("nothing written while nothing changes", |r, e, st| {
+            let v = r.num("bytes", e, st, "idle_10_cycles");
+            check(v, 0.0, false, opt(v, |b| format!("{b:.0} B in 10 idle cycles")))
+        }),
+        ("propagation p50 < 100 ms (watcher)", |r, e, st| {
+            let v = r.num("propagation", e, st, "p50_ms");
+            check(v, 100.0, true, opt(v, fmt_ms))
+        }),
+        ("idle pass over 10 peers reads no segment", |r, e, st| {
+            let v = r.num("idle", e, st, "reads");
+            check(v, 0.0, false, opt(v, |n| format!("{n:.0} reads")))
+        }),
+        ("cold open ≤ 1.2× raw engine load", |r, e, st| {
+            let v = ratio(r.num("open", e, st, "ms"), r.num("open-raw", e, st, "ms"));
+            check(v, 1.2, false, fmt_ratio(v))
+        }),
+        ("ingest ≤ 1.5× raw engine apply", |r, e, st| {
+            let v = ratio(r.num("ingest", e, st, "ms"), r.num("ingest", e, st, "raw_ms"));
+            check(v, 1.5, false, fmt_ratio(v))
+        }),
+        ("memory ≤ 1.3× raw engine (peak RSS after open)", |r, e, st| {
+            let v = ratio(r.num("open", e, st, "peak_rss_kib"), r.num("open-raw", e, st, "peak_rss_kib"));
+            check(v, 1.3, false, fmt_ratio(v))
+        }),
+    ];
+    let mut missed = Vec::new();
+    for (name, f) in checks {
+        let mut row = vec![name.to_owned()];
+        for (e, st) in combos {
+            let c = f(r, e, st);
+            let mark = match c.met {
+                Some(true) => "met",
+                Some(false) => {
+                    missed.push(format!("{name} — {e} × {st}: {}", c.shown.replace("**", "")));
+                    "**not met**"
+                }
+                None => "not measured",
+            };
+            row.push(format!("{mark} ({})", c.shown));
+        }
+        t.row(row);
+    }
+    s.push_str(&t.render());
+    s.push('\n');
+    if missed.is_empty() {
+        s.push_str("Every target is met in this run.\n\n");
+    } else {
+        s.push_str("Missed in this run:\n\n");
+        for m in &missed {
+            s.push_str(&format!("- {m}\n"));
+        }
+        s.push('\n');
+    }
+    s.push_str(&format!("{ANALYSIS_START}\n## Analysis\n\n(No analysis written yet.)\n{ANALYSIS_END}\n\n"));
+
+    // 1. Build, snapshot, open, memory.
+    s.push_str("## 1. Build W, snapshot, cold open, memory\n\n");
+    s.push_str(
+        "Build: every edit of the workload through the model on a replica (each edit committed to the store \
+         before it returns; unflushed edits written to the shared folder every 1 000 edits), against the same \
+         op batches written straight into the engine (raw API; op generation not timed). *Model, bare engine* \
+         is the model on an engine without store or transport: it separates the model's own reads from the \
+         store's cost.\n\n",
+    );
+    let mut t = Table::new(&[
+        "engine × store",
+        "raw API",
+        "model, bare engine",
+        "model on replica",
+        "replica / raw",
+        "edits/s (replica)",
+        "snapshot",
+        "written during build",
+    ]);
+    for (e, st) in combos {
+        let raw = r.num("build-raw", e, "", "ms");
+        let bare = r.num("build-bare", e, "", "ms");
+        let rep = r.num("build", e, st, "ms");
+        let edits = r.num("build", e, st, "edits");
+        t.row(vec![
+            format!("{e} × {st}"),
+            r.ms_cell("build-raw", e, "", "ms"),
+            format!("{} ({})", r.ms_cell("build-bare", e, "", "ms"), fmt_ratio(ratio(bare, raw))),
+            r.ms_cell("build", e, st, "ms"),
+            fmt_ratio(ratio(rep, raw)),
+            opt(edits.zip(rep).map(|(n, ms)| n / ms * 1000.0), |v| format!("{v:.0}")),
+            opt(r.num("build", e, st, "snapshot_bytes"), fmt_bytes),
+            format!(
+                "{} in {} segments",
+                opt(r.num("build", e, st, "segment_bytes"), fmt_bytes),
+                opt(r.num("build", e, st, "segments"), |v| format!("{v:.0}"))
+            ),
+        ]);
+    }
+    s.push_str(&t.render());
+    s.push_str(&format!(
+        "\nCold open: `Replica::open` (store open and load, engine rebuild, checks on the shared folder) against \
+         the raw engine reading and loading the same snapshot bytes; median of {OPEN_REPEATS} processes. *As the \
+         import left it*: the store still holds every edit of the import in its log (a replica compacts only \
+         after ingesting peers' segments); *compacted*: after `Replica::compact`. Peak RSS (`VmHWM`) is taken \
+         right after the open, and at the end of each build.\n\n"
+    ));
+    let mut t = Table::new(&[
+        "engine × store",
+        "open, as the import left it",
+        "log entries replayed",
+        "open, compacted",
+        "raw load",
+        "compacted / raw",
+        "as left / raw",
+        "RSS open",
+        "RSS raw load",
+        "RSS ratio",
+        "RSS build (replica / raw)",
+    ]);
+    for (e, st) in combos {
+        let left = r.num("open-as-left", e, st, "ms");
+        let open = r.num("open", e, st, "ms");
+        let raw = r.num("open-raw", e, st, "ms");
+        let rss = r.num("open", e, st, "peak_rss_kib");
+        let rss_raw = r.num("open-raw", e, st, "peak_rss_kib");
+        let brss = r.num("build", e, st, "peak_rss_kib");
+        let brss_raw = r.num("build-raw", e, "", "peak_rss_kib");
+        t.row(vec![
+            format!("{e} × {st}"),
+            r.ms_cell("open-as-left", e, st, "ms"),
+            opt(r.num("compact", e, st, "log_entries_before"), |v| format!("{v:.0}")),
+            opt(open, fmt_ms),
+            opt(raw, fmt_ms),
+            fmt_ratio(ratio(open, raw)),
+            match (ratio(left, raw), r.timed_out("open-as-left", e, st), raw) {
+                (None, Some(secs), Some(raw)) => format!("**> {:.0}×**", secs as f64 * 1000.0 / raw),
+                (v, _, _) => fmt_ratio(v),
+            },
+            opt(rss, fmt_kib),
+            opt(rss_raw, fmt_kib),
+            fmt_ratio(ratio(rss, rss_raw)),
+            format!("{} / {} = {}", opt(brss, fmt_kib), opt(brss_raw, fmt_kib), fmt_ratio(ratio(brss, brss_raw))),
+        ]);
+    }
+    s.push_str(&t.render());
+
+    // 2. Bytes.
+    s.push_str(
+        "\n## 2. Bytes written to the shared medium\n\n\
+         Tag assignments through the model on the replica holding W, flushed to the folder (segment bytes, \
+         84-byte header included), against the prototype, which wrote the whole document (`Engine::snapshot`) \
+         every 10 s cycle whether or not anything changed.\n\n",
+    );
+    let mut t = Table::new(&["engine × store", "edits", "ours", "prototype", "prototype / ours"]);
+    for (e, st) in combos {
+        let rows: [(&str, &str, &str); 3] = [
+            ("1 assignment, 1 cycle", "one_edit", "one_edit_prototype"),
+            ("100 assignments, 1 per cycle", "hundred_edits_100_cycles", "hundred_edits_100_cycles_prototype"),
+            ("100 assignments, 1 cycle", "hundred_edits_1_cycle", "hundred_edits_1_cycle_prototype"),
+        ];
+        for (label, ours, proto) in rows {
+            let (o, pr) = (r.num("bytes", e, st, ours), r.num("bytes", e, st, proto));
+            t.row(vec![
+                format!("{e} × {st}"),
+                label.into(),
+                opt(o, fmt_bytes),
+                opt(pr, fmt_bytes),
+                fmt_ratio(ratio(pr, o)),
+            ]);
+        }
+        let idle = r.num("bytes", e, st, "idle_10_cycles");
+        let hour = r.num("bytes", e, st, "idle_hour_prototype");
+        t.row(vec![
+            format!("{e} × {st}"),
+            "idle (ours: 10 cycles; prototype: 1 hour)".into(),
+            opt(idle, fmt_bytes),
+            opt(hour, fmt_bytes),
+            "–".into(),
+        ]);
+    }
+    s.push_str(&t.render());
+
+    // 3. Ingest.
+    s.push_str(
+        "\n## 3. Ingest a peer's segment\n\n\
+         A peer holding W writes its assignments as one segment; the device (holding W) runs one ingest pass \
+         (list, read, verify, apply, store commit). Baseline: `Engine::apply_remote` of the same payload on an \
+         engine that loaded the same state. Median of 3 peers' segments.\n\n",
+    );
+    let mut t = Table::new(&["engine × store", "edits", "segment", "ingest pass", "raw apply", "ratio"]);
+    for (e, st) in combos {
+        let (ms, raw) = (r.num("ingest", e, st, "ms"), r.num("ingest", e, st, "raw_ms"));
+        t.row(vec![
+            format!("{e} × {st}"),
+            opt(r.num("ingest", e, st, "edits"), |v| format!("{v:.0}")),
+            opt(r.num("ingest", e, st, "segment_bytes"), fmt_bytes),
+            opt(ms, fmt_ms),
+            opt(raw, fmt_ms),
+            fmt_ratio(ratio(ms, raw)),
+        ]);
+    }
+    s.push_str(&t.render());
+
+    // 4. Propagation.
+    s.push_str(
+        "\n## 4. Propagation through the folder, with the watcher\n\n\
+         The device holding W runs its sync loop (`Replica::run`, folder watcher with its 50 ms debounce, the \
+         production 30 s poll); a second device writes one assignment per segment. Latency: from the writer's \
+         segment renamed into place to the device's `Applied` event.\n\n",
+    );
+    let mut t = Table::new(&[
+        "engine × store",
+        "edits",
+        "p50",
+        "p99",
+        "max",
+        "timeouts (10 s)",
+        "raw apply of one such change",
+    ]);
+    for (e, st) in combos {
+        let n = |f: &str| r.num("propagation", e, st, f);
+        t.row(vec![
+            format!("{e} × {st}"),
+            opt(n("edits"), |v| format!("{v:.0}")),
+            opt(n("p50_ms"), fmt_ms),
+            opt(n("p99_ms"), fmt_ms),
+            opt(n("max_ms"), fmt_ms),
+            opt(n("timeouts"), |v| format!("{v:.0}")),
+            opt(n("raw_apply_ms"), fmt_ms),
+        ]);
+    }
+    s.push_str(&t.render());
+
+    // 5. Idle.
+    s.push_str(
+        "\n## 5. Idle sync pass\n\n\
+         After one pass applied every peer's segments, ingest passes with nothing new are timed (median of 5) \
+         and their segment reads counted. Baseline: the prototype's cycle, which reads and merges \
+         (`apply_remote`) every peer's whole document.\n\n",
+    );
+    let mut t = Table::new(&[
+        "engine × store",
+        "peer folders",
+        "idle pass",
+        "segment reads",
+        "listings per pass",
+        "prototype cycle",
+        "prototype / ours",
+    ]);
+    for (e, st) in combos {
+        let n = |f: &str| r.num("idle", e, st, f);
+        t.row(vec![
+            format!("{e} × {st}"),
+            opt(n("peers"), |v| format!("{v:.0}")),
+            opt(n("ms"), fmt_ms),
+            opt(n("reads"), |v| format!("{v:.0}")),
+            opt(n("lists_per_pass"), |v| format!("{v:.0}")),
+            opt(n("prototype_ms"), fmt_ms),
+            fmt_ratio(ratio(n("prototype_ms"), n("ms"))),
+        ]);
+    }
+    s.push_str(&t.render());
+
+    // 6. Converge.
+    s.push_str(
+        "\n## 6. Many devices converge\n\n\
+         Every device shares a small library, makes its edits offline (assignments, removals, renames, \
+         recolours, annotations), then all sync loops start at once (watcher, 50 ms debounce, 5 s poll). \
+         Timed until every device holds the same state; exports are then compared. Baseline: for each device, \
+         raw `apply_remote` of every other device's segments, summed over devices.\n\n",
+    );
+    let mut t = Table::new(&[
+        "engine × store",
+        "devices × edits",
+        "converged",
+        "time",
+        "raw apply, summed",
+        "ratio",
+        "segments",
+        "bytes",
+    ]);
+    for (e, st) in combos {
+        let n = |f: &str| r.num("converge", e, st, f);
+        let conv = r.get("converge", e, st).and_then(|v| v["converged"].as_bool());
+        t.row(vec![
+            format!("{e} × {st}"),
+            format!(
+                "{} × {}",
+                opt(n("devices"), |v| format!("{v:.0}")),
+                opt(n("edits_per_device"), |v| format!("{v:.0}"))
+            ),
+            match conv {
+                Some(true) => "yes".into(),
+                Some(false) => "**no**".into(),
+                None => "–".into(),
+            },
+            opt(n("ms"), fmt_ms),
+            opt(n("raw_apply_ms"), fmt_ms),
+            fmt_ratio(ratio(n("ms"), n("raw_apply_ms"))),
+            opt(n("segments"), |v| format!("{v:.0}")),
+            opt(n("segment_bytes"), fmt_bytes),
+        ]);
+    }
+    s.push_str(&t.render());
+
+    let failed: Vec<String> = r
+        .map
+        .iter()
+        .filter_map(|((step, e, st), _)| r.failed(step, e, st).map(|err| format!("- `{step}` {e} {st}: {err}")))
+        .collect();
+    let stopped: Vec<String> = r
+        .map
+        .iter()
+        .filter_map(|((step, e, st), _)| {
+            r.timed_out(step, e, st).map(|secs| format!("- `{step}` {e} {st}: stopped after {secs} s"))
+        })
+        .collect();
+    if !stopped.is_empty() {
+        s.push_str("\n## Steps stopped at their time limit\n\n");
+        s.push_str(&stopped.join("\n"));
+        s.push('\n');
+    }
+    if !failed.is_empty() {
+        s.push_str("\n## Steps that failed\n\n");
+        s.push_str(&failed.join("\n"));
+        s.push('\n');
+    }
+    s.push_str(
+        "\nMicro-benchmarks of the segment codec and each engine adapter: `cargo bench -p onefolder-bench` \
+         (divan; not part of this report).\n",
+    );
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rerun_keeps_the_hand_written_analysis() {
+        let fresh = format!("# B\n{ANALYSIS_START}\n(none)\n{ANALYSIS_END}\n| new table |\n");
+        let old = format!("# B\n{ANALYSIS_START}\nWhy yrs wins.\n{ANALYSIS_END}\n| old table |\n");
+        let merged = keep_analysis(&fresh, &old);
+        assert!(merged.contains("Why yrs wins.") && merged.contains("| new table |"), "{merged}");
+        assert!(!merged.contains("old table") && !merged.contains("(none)"));
+        assert_eq!(keep_analysis(&fresh, ""), fresh);
+    }
+
+    #[test]
+    fn ratios_and_sizes_print_readably() {
+        assert_eq!(fmt_ratio(ratio(Some(3.0), Some(2.0))), "**1.50×**");
+        assert_eq!(fmt_ratio(ratio(Some(1.0), Some(0.0))), "–");
+        assert_eq!(fmt_bytes(177.0), "177 B");
+        assert_eq!(fmt_bytes(62_900_000.0), "62.9 MB");
+        assert_eq!(fmt_ms(12_345.0), "12.3 s");
+    }
+}
