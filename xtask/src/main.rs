@@ -3,8 +3,10 @@
 //! - `cargo xtask ci`: what CI runs — rustfmt check, clippy with warnings denied, the tests.
 //! - `cargo xtask bench [--quick | --full] [--out FILE]`: engines × stores on the OneFolder
 //!   workload, written to `BENCHMARKS.md` (see [`bench`]).
+//! - `cargo xtask fuzz [--seconds N] [TARGET…]`: the cargo-fuzz targets in `fuzz/` (see [`fuzz`]).
 
 mod bench;
+mod fuzz;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -39,11 +41,13 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("ci") => ci(),
         Some("bench") => bench::bench(&args[1..]),
-        Some(other) => bail!("unknown task {other:?}; tasks: ci, bench"),
+        Some("fuzz") => fuzz::fuzz(&args[1..]),
+        Some(other) => bail!("unknown task {other:?}; tasks: ci, bench, fuzz"),
         None => {
             eprintln!(
                 "usage: cargo xtask <task>\n\ntasks:\n  ci     rustfmt check, clippy -D warnings, the test suite\n  \
-                 bench  [--quick | --full] [--out FILE]: engines x stores on the OneFolder workload -> BENCHMARKS.md"
+                 bench  [--quick | --full] [--out FILE]: engines x stores on the OneFolder workload -> BENCHMARKS.md\n  \
+                 fuzz   [--seconds N] [TARGET...]: the cargo-fuzz targets in fuzz/"
             );
             Ok(())
         }
