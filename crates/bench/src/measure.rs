@@ -403,7 +403,7 @@ pub fn ingest(b: &Backend, w: &Workload, dir: &Path) -> Result<IngestReport> {
 /// Result of [`propagation`].
 #[derive(Clone, Debug, Serialize)]
 pub struct PropagationReport {
-    /// Edits timed.
+    /// Edits timed (fewer than the preset's when `Preset::budget_secs` ran out).
     pub edits: usize,
     /// Median latency from segment visible to applied.
     pub p50_ms: f64,
@@ -477,7 +477,12 @@ pub fn propagation(b: &Backend, w: &Workload, dir: &Path) -> Result<PropagationR
         let mut timeouts = 0;
         let mut orders = HashMap::new();
         // One warm-up edit, not counted.
+        let started = Instant::now();
+        let budget = Duration::from_secs(w.preset().budget_secs);
         for (k, edit) in w.new_assignments(2, 0, n + 1).enumerate() {
+            if k > 1 && started.elapsed() > budget {
+                break;
+            }
             writer.edit(&w.ops(edit, &mut orders))?;
             let info = writer.flush().await?.context("the writer had nothing to flush")?;
             let visible = meter.last_write().context("no write recorded")?;
@@ -531,8 +536,12 @@ pub struct IdleReport {
     pub reads: u64,
     /// Folder listings per pass.
     pub lists_per_pass: u64,
-    /// The prototype's cycle: read and merge every peer's whole document.
+    /// The prototype's cycle: read and merge every peer's whole document (the mean of the
+    /// merges measured, times the number of peers).
     pub prototype_ms: f64,
+    /// Whole-document merges measured for `prototype_ms` (fewer than the peers when
+    /// `Preset::budget_secs` ran out).
+    pub prototype_merges: usize,
 }
 
 /// Idle passes timed after the catch-up pass.
@@ -588,17 +597,19 @@ pub fn idle(b: &Backend, w: &Workload, dir: &Path) -> Result<IdleReport> {
         Ok::<_, anyhow::Error>((quantile(&times, 0.5), reads, lists))
     })?;
     let own = rt.block_on(async { Ok::<_, anyhow::Error>(folder(dir).list_devices().await?.len()) })?;
-    let prototype_ms = {
+    let (prototype_ms, prototype_merges) = {
         let snapshot = std::fs::read(snapshot_path(dir))?;
         let mut e = (b.engine)();
         e.load_snapshot(&snapshot)?;
         drop(snapshot);
         let t = Instant::now();
-        for _ in 0..p.idle_peers {
+        let mut merges = 0;
+        while merges < p.idle_peers && (merges == 0 || t.elapsed() < Duration::from_secs(p.budget_secs)) {
             let dump = std::fs::read(snapshot_path(dir))?;
             e.apply_remote(&dump)?;
+            merges += 1;
         }
-        ms_since(t)
+        (ms_since(t) / merges as f64 * p.idle_peers as f64, merges)
     };
     Ok(IdleReport {
         peers: own.saturating_sub(1),
@@ -607,6 +618,7 @@ pub fn idle(b: &Backend, w: &Workload, dir: &Path) -> Result<IdleReport> {
         reads,
         lists_per_pass: lists,
         prototype_ms,
+        prototype_merges,
     })
 }
 

@@ -69,6 +69,10 @@ pub struct Preset {
     pub converge_base_files: usize,
     /// Local edits between two flushes while building (the debounce of a busy import).
     pub flush_every: usize,
+    /// Wall-time budget, in seconds, of the timed loop of the propagation step and of the
+    /// prototype baseline of the idle step: an engine whose apply cost grows with the document
+    /// would otherwise take hours on W. Reports say how many iterations fit.
+    pub budget_secs: u64,
 }
 
 impl Preset {
@@ -86,6 +90,7 @@ impl Preset {
             converge_edits: 1_000,
             converge_base_files: 1_000,
             flush_every: 1_000,
+            budget_secs: 180,
         }
     }
 
@@ -104,6 +109,7 @@ impl Preset {
             converge_edits: 100,
             converge_base_files: 500,
             flush_every: 1_000,
+            budget_secs: 20,
         }
     }
 

@@ -24,6 +24,7 @@ fn tiny() -> Preset {
         converge_edits: 10,
         converge_base_files: 40,
         flush_every: 100,
+        budget_secs: 60,
     }
 }
 
