@@ -217,39 +217,35 @@ fn median(values: &mut [f64]) -> Option<f64> {
     Some(values[values.len() / 2])
 }
 
-/// Runs a step `OPEN_REPEATS` times and keeps the run with the median time (its RSS is the
-/// median RSS too, as both are taken from the same kind of process).
-fn repeated(
-    runner: &mut Runner,
-    results: &mut Results,
-    label: &str,
-    step: &str,
-    engine: &str,
-    store: &str,
-    dir: &Path,
-) {
-    let mut runs = Vec::new();
+/// Runs the cold open and its raw baseline `OPEN_REPEATS` times each, alternating (so that both
+/// see the same machine load), and keeps for each the run with the median time; RSS is the
+/// median of the runs too.
+fn opens(runner: &mut Runner, results: &mut Results, engine: &str, store: &str, dir: &Path) {
+    let mut runs: [Vec<Value>; 2] = [Vec::new(), Vec::new()];
     for _ in 0..OPEN_REPEATS {
-        match runner.step(step, engine, store, dir) {
-            Outcome::Ok(v) => runs.push(v),
-            Outcome::Failed(e) => {
-                results.failures.push(format!("{engine}×{store} {label}: {e}"));
-                results.map.insert((label.into(), engine.into(), store.into()), Outcome::Failed(e));
-                return;
-            }
-            timed_out @ Outcome::TimedOut(_) => {
-                results.map.insert((label.into(), engine.into(), store.into()), timed_out);
-                return;
+        for (i, step) in ["open", "open-raw"].into_iter().enumerate() {
+            match runner.step(step, engine, store, dir) {
+                Outcome::Ok(v) => runs[i].push(v),
+                other => {
+                    if let Outcome::Failed(e) = &other {
+                        results.failures.push(format!("{engine}×{store} {step}: {e}"));
+                    }
+                    runner.done += 2 * OPEN_REPEATS - runs[0].len() - runs[1].len() - 1;
+                    results.map.insert((step.into(), engine.into(), store.into()), other);
+                    return;
+                }
             }
         }
     }
-    let mut ms: Vec<f64> = runs.iter().filter_map(|v| v["ms"].as_f64()).collect();
-    let mut rss: Vec<f64> = runs.iter().filter_map(|v| v["peak_rss_kib"].as_f64()).collect();
-    let mut v = runs.swap_remove(0);
-    v["ms"] = median(&mut ms).into();
-    v["peak_rss_kib"] = median(&mut rss).into();
-    v["runs"] = OPEN_REPEATS.into();
-    results.map.insert((label.into(), engine.into(), store.into()), Outcome::Ok(v));
+    for (step, mut runs) in ["open", "open-raw"].into_iter().zip(runs) {
+        let mut ms: Vec<f64> = runs.iter().filter_map(|v| v["ms"].as_f64()).collect();
+        let mut rss: Vec<f64> = runs.iter().filter_map(|v| v["peak_rss_kib"].as_f64()).collect();
+        let mut v = runs.swap_remove(0);
+        v["ms"] = median(&mut ms).into();
+        v["peak_rss_kib"] = median(&mut rss).into();
+        v["runs"] = OPEN_REPEATS.into();
+        results.map.insert((step.into(), engine.into(), store.into()), Outcome::Ok(v));
+    }
 }
 
 fn capture(program: &str, args: &[&str]) -> Option<String> {
@@ -359,8 +355,7 @@ pub fn bench(args: &[String]) -> Result<()> {
         record(&mut results, "open-as-left", engine, store, o);
         let o = runner.step("compact", engine, store, &dir);
         record(&mut results, "compact", engine, store, o);
-        repeated(&mut runner, &mut results, "open", "open", engine, store, &dir);
-        repeated(&mut runner, &mut results, "open-raw", "open-raw", engine, store, &dir);
+        opens(&mut runner, &mut results, engine, store, &dir);
         for step in ["bytes", "ingest", "propagation", "idle"] {
             let o = runner.step(step, engine, store, &dir);
             record(&mut results, step, engine, store, o);
@@ -641,7 +636,8 @@ fn render(
     s.push_str(&t.render());
     s.push_str(&format!(
         "\nCold open: `Replica::open` (store open and load, engine rebuild, checks on the shared folder) against \
-         the raw engine reading and loading the same snapshot bytes; median of {OPEN_REPEATS} processes. *As the \
+         the raw engine reading and loading the same snapshot bytes; median of {OPEN_REPEATS} processes each, run \
+         alternately. *As the \
          import left it*: the store still holds every edit of the import in its log (a replica compacts only \
          after ingesting peers' segments); *compacted*: after `Replica::compact`. Peak RSS (`VmHWM`) is taken \
          right after the open, and at the end of each build.\n\n"
@@ -727,7 +723,8 @@ fn render(
         "\n## 3. Ingest a peer's segment\n\n\
          A peer holding W writes its assignments as one segment; the device (holding W) runs one ingest pass \
          (list, read, verify, apply, store commit). Baseline: `Engine::apply_remote` of the same payload on an \
-         engine that loaded the same state. Median of 3 peers' segments.\n\n",
+         engine that loaded the same state, run alternately with the ingests in one process. Median of 3 peers' \
+         segments.\n\n",
     );
     let mut t = Table::new(&["engine × store", "edits", "segment", "ingest pass", "raw apply", "ratio"]);
     for (e, st) in combos {
