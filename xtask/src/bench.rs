@@ -637,7 +637,7 @@ fn render(
     s.push_str(&format!(
         "\nCold open: `Replica::open` (store open and load, engine rebuild, checks on the shared folder) against \
          the raw engine reading and loading the same snapshot bytes; median of {OPEN_REPEATS} processes each, run \
-         alternately. *As the \
+         alternately. *Of which: store load* is `Store::load` of the compacted store, timed alone. *As the \
          import left it*: the store still holds every edit of the import in its log (a replica compacts only \
          after ingesting peers' segments); *compacted*: after `Replica::compact`. Peak RSS (`VmHWM`) is taken \
          right after the open, and at the end of each build.\n\n"
@@ -647,6 +647,7 @@ fn render(
         "open, as the import left it",
         "log entries replayed",
         "open, compacted",
+        "of which: store load",
         "raw load",
         "compacted / raw",
         "as left / raw",
@@ -668,6 +669,7 @@ fn render(
             r.ms_cell("open-as-left", e, st, "ms"),
             opt(r.num("compact", e, st, "log_entries_before"), |v| format!("{v:.0}")),
             opt(open, fmt_ms),
+            opt(r.num("compact", e, st, "load_after_ms"), fmt_ms),
             opt(raw, fmt_ms),
             fmt_ratio(ratio(open, raw)),
             match (ratio(left, raw), r.timed_out("open-as-left", e, st), raw) {
@@ -724,9 +726,19 @@ fn render(
          A peer holding W writes its assignments as one segment; the device (holding W) runs one ingest pass \
          (list, read, verify, apply, store commit). Baseline: `Engine::apply_remote` of the same payload on an \
          engine that loaded the same state, run alternately with the ingests in one process. Median of 3 peers' \
-         segments.\n\n",
+         segments. The last two columns time two parts of an ingest alone: reading and decoding one segment, \
+         and committing its payload into a scratch store of the same kind.\n\n",
     );
-    let mut t = Table::new(&["engine × store", "edits", "segment", "ingest pass", "raw apply", "ratio"]);
+    let mut t = Table::new(&[
+        "engine × store",
+        "edits",
+        "segment",
+        "ingest pass",
+        "raw apply",
+        "ratio",
+        "of which: read + decode",
+        "store commit",
+    ]);
     for (e, st) in combos {
         let (ms, raw) = (r.num("ingest", e, st, "ms"), r.num("ingest", e, st, "raw_ms"));
         t.row(vec![
@@ -736,6 +748,8 @@ fn render(
             opt(ms, fmt_ms),
             opt(raw, fmt_ms),
             fmt_ratio(ratio(ms, raw)),
+            opt(r.num("ingest", e, st, "read_decode_ms"), fmt_ms),
+            opt(r.num("ingest", e, st, "store_commit_ms"), fmt_ms),
         ]);
     }
     s.push_str(&t.render());

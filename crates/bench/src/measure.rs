@@ -25,7 +25,8 @@ use anyhow::{Context, Result, bail, ensure};
 use onefolder_core::names::{SegmentName, delta_name};
 use onefolder_core::segment::{self, Expect, SegmentKind};
 use onefolder_core::{
-    DeviceId, Document, Engine, LibraryManifest, OpenMode, Replica, ReplicaConfig, StatusEvent, Transport,
+    AppliedSegment, DeviceId, Document, Engine, LibraryManifest, OpenMode, Replica, ReplicaConfig, StatusEvent,
+    Transport,
 };
 use onefolder_model::{FILES, Library};
 use onefolder_transport_folder::FolderTransport;
@@ -233,6 +234,8 @@ pub struct CompactReport {
     pub log_entries_after: usize,
     /// Wall time of `Store::compact`.
     pub ms: f64,
+    /// `Store::load` of the compacted store: the store's share of a cold open (median of 3).
+    pub load_after_ms: f64,
 }
 
 /// Folds the store's log into a snapshot, as `Replica::compact` does (the replica compacts by
@@ -248,7 +251,17 @@ pub fn compact(b: &Backend, dir: &Path) -> Result<CompactReport> {
     let t = Instant::now();
     store.compact(&snapshot)?;
     let ms = ms_since(t);
-    Ok(CompactReport { log_entries_before, log_entries_after: store.load()?.log.len(), ms })
+    drop(snapshot);
+    let mut loads = Vec::new();
+    let mut log_entries_after = 0;
+    for _ in 0..3 {
+        let t = Instant::now();
+        let state = store.load()?;
+        loads.push(ms_since(t));
+        log_entries_after = state.log.len();
+    }
+    loads.sort_by(f64::total_cmp);
+    Ok(CompactReport { log_entries_before, log_entries_after, ms, load_after_ms: quantile(&loads, 0.5) })
 }
 
 /// Bytes written to the shared medium, next to what the prototype wrote (the whole document
@@ -336,6 +349,12 @@ pub struct IngestReport {
     pub raw_ms: f64,
     /// Runs (one new peer segment each).
     pub runs: usize,
+    /// The parts of an ingest besides the engine, measured alone: reading one segment from the
+    /// folder and decoding it (lengths, checksums)...
+    pub read_decode_ms: f64,
+    /// ... and `Store::commit_remote` of its payload into a scratch store of the same kind
+    /// (the median of three).
+    pub store_commit_ms: f64,
 }
 
 /// Peer segments ingested one after the other by [`ingest`].
@@ -388,13 +407,46 @@ pub fn ingest(b: &Backend, w: &Workload, dir: &Path) -> Result<IngestReport> {
     })?;
     times.sort_by(f64::total_cmp);
     raw_times.sort_by(f64::total_cmp);
+
+    let (id, payload, _) = &segments[0];
+    let read_decode_ms = runtime()?.block_on(async {
+        let expect = Expect { library: manifest.library_id, engine: &manifest.engine, max_payload: u32::MAX };
+        let t = Instant::now();
+        let bytes = folder(dir).read(id, &delta_name(1), u64::MAX).await?;
+        ensure!(segment::decode(&bytes, &expect)?.payload.len() == payload.len(), "payload changed");
+        Ok(ms_since(t))
+    })?;
+    let mut scratch = (b.store)(&dir.join("scratch-store"))?;
+    let mut commits = Vec::new();
+    for k in 0..3 {
+        let applied = AppliedSegment {
+            device: *id,
+            file_name: delta_name(k + 1),
+            seq_start: k + 1,
+            seq_end: k + 1,
+            checksum: scratch_checksum(payload),
+            size: payload.len() as u64,
+            applied_at_ms: 0,
+        };
+        let t = Instant::now();
+        scratch.commit_remote(&applied, Some(payload))?;
+        commits.push(ms_since(t));
+    }
+    commits.sort_by(f64::total_cmp);
     Ok(IngestReport {
         edits: n,
         segment_bytes: segments[0].2.len() as u64,
         ms: quantile(&times, 0.5),
         raw_ms: quantile(&raw_times, 0.5),
         runs: INGEST_RUNS,
+        read_decode_ms,
+        store_commit_ms: quantile(&commits, 0.5),
     })
+}
+
+/// Any checksum will do for a scratch store's cursor.
+fn scratch_checksum(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0u32, |h, b| h.rotate_left(5) ^ u32::from(*b))
 }
 
 /// Result of [`propagation`].
