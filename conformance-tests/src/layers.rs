@@ -2,6 +2,7 @@
 //! shared medium, never special cases inside adapters.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -65,6 +66,77 @@ impl Transport for HoldBack {
         if self.is_held(device, name) {
             return Err(TransportError::NotFound(format!("{device}/{name} (not delivered yet)")));
         }
+        self.inner.read(device, name, cap).await
+    }
+    async fn write(&self, device: &DeviceId, name: &str, bytes: &[u8]) -> Result<(), TransportError> {
+        self.inner.write(device, name, bytes).await
+    }
+    async fn delete(&self, device: &DeviceId, name: &str) -> Result<(), TransportError> {
+        self.inner.delete(device, name).await
+    }
+    async fn changes(&self) -> Result<Option<ChangeStream>, TransportError> {
+        self.inner.changes().await
+    }
+}
+
+/// A computer cut off from the others (offline, or its sync client paused): while offline,
+/// every listing and read of device folders fails with [`TransportError::Transient`], as a cloud file provider
+/// that is not running does. Its own writes still land in its local copy of the folder (they
+/// reach the others later, which the readers' [`HoldBack`] layers model).
+pub struct Offline {
+    inner: Arc<dyn Transport>,
+    offline: AtomicBool,
+}
+
+impl Offline {
+    /// Wraps a transport; online at first.
+    pub fn new(inner: Arc<dyn Transport>) -> Arc<Self> {
+        Arc::new(Self { inner, offline: AtomicBool::new(false) })
+    }
+
+    /// Takes the device offline (`true`) or back online (`false`).
+    pub fn set_offline(&self, offline: bool) {
+        self.offline.store(offline, Ordering::SeqCst);
+    }
+
+    /// Whether the device is offline.
+    pub fn is_offline(&self) -> bool {
+        self.offline.load(Ordering::SeqCst)
+    }
+
+    fn check(&self) -> Result<(), TransportError> {
+        if self.is_offline() {
+            return Err(TransportError::Transient("offline (injected partition)".into()));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Transport for Offline {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    // The manifest was synced long before: it stays readable, so a restart works offline.
+    async fn read_manifest(&self) -> Result<Option<Vec<u8>>, TransportError> {
+        self.inner.read_manifest().await
+    }
+    async fn create_manifest(&self, bytes: &[u8]) -> Result<bool, TransportError> {
+        self.inner.create_manifest(bytes).await
+    }
+    async fn list_devices(&self) -> Result<Vec<String>, TransportError> {
+        self.check()?;
+        self.inner.list_devices().await
+    }
+    async fn list(&self, device: &DeviceId) -> Result<Vec<FileEntry>, TransportError> {
+        self.check()?;
+        self.inner.list(device).await
+    }
+    async fn read(&self, device: &DeviceId, name: &str, cap: u64) -> Result<Vec<u8>, TransportError> {
+        self.check()?;
         self.inner.read(device, name, cap).await
     }
     async fn write(&self, device: &DeviceId, name: &str, bytes: &[u8]) -> Result<(), TransportError> {

@@ -3,6 +3,7 @@
 
 mod common;
 mod defaults;
+mod engines;
 mod errors;
 mod scenario;
 mod verify;
