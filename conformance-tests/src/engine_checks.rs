@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use onefolder_core::{Engine, EngineError, Op, Value};
+use onefolder_core::{Collection, Engine, EngineError, Op, Record, Value};
 
 use crate::EngineFactory;
 
@@ -21,9 +21,32 @@ fn set(members: &[&str]) -> Value {
     Value::Set(members.iter().map(|m| m.to_string()).collect())
 }
 
+/// Members of a set field; an absent field and an emptied set both count as no members.
+fn members(e: &dyn Engine, collection: &str, id: &str, field: &str) -> usize {
+    let r = e.record(collection, id).unwrap().expect("record exists");
+    r.get(field).and_then(Value::as_set).map(BTreeSet::len).unwrap_or(0)
+}
+
+/// What two replicas must agree on once they hold the same changes.
+fn view(e: &dyn Engine) -> (Vec<u8>, bool, Collection, Collection) {
+    (e.version(), e.has_pending(), e.collection("files").unwrap(), e.collection("tags").unwrap())
+}
+
+/// Everything one replica can observe, snapshot bytes included, for "state unchanged" checks.
+fn observe(e: &dyn Engine) -> (Vec<u8>, (Vec<u8>, bool, Collection, Collection)) {
+    (e.snapshot().unwrap(), view(e))
+}
+
 /// `write_then_read`: written fields read back; a record exists only between Create and Delete.
 pub fn write_then_read<E: EngineFactory>() {
     let mut e = E::engine();
+    let id = e.engine_id();
+    assert!(!id.is_empty() && id.len() <= onefolder_core::segment::MAX_ENGINE_ID, "{id:?}");
+    assert!(id.bytes().all(|b| b.is_ascii_graphic()), "{id:?}");
+    // Fields written before Create are invisible.
+    e.write(&[Op::put("tags", "t1", "name", "early")]).unwrap();
+    assert!(e.record("tags", "t1").unwrap().is_none());
+    assert!(e.collection("tags").unwrap().is_empty());
     e.write(&[
         Op::create("tags", "t1"),
         Op::put("tags", "t1", "name", "Cats"),
@@ -44,16 +67,32 @@ pub fn write_then_read<E: EngineFactory>() {
     assert_eq!(r["blob"], Value::Bytes(vec![0, 1, 255]));
     assert_eq!(r["aliases"], set(&["kitty"]));
     assert_eq!(e.ids("tags").unwrap(), vec!["t1".to_string()]);
+    // Ids are sorted; `record` and `collection` agree.
+    e.write(&[Op::create("tags", "t0"), Op::create("tags", "t2"), Op::set_add("tags", "t0", "sub", "t1")]).unwrap();
+    assert_eq!(e.ids("tags").unwrap(), ["t0", "t1", "t2"]);
+    let all = e.collection("tags").unwrap();
+    assert_eq!(all.keys().collect::<Vec<_>>(), ["t0", "t1", "t2"]);
+    for id in ["t0", "t1", "t2"] {
+        assert_eq!(e.record("tags", id).unwrap().as_ref(), all.get(id), "record and collection agree on {id}");
+    }
     e.write(&[Op::clear("tags", "t1", "size"), Op::set_remove("tags", "t1", "aliases", "kitty")]).unwrap();
     let r = e.record("tags", "t1").unwrap().unwrap();
     assert!(!r.contains_key("size"));
-    assert_eq!(r.get("aliases").and_then(Value::as_set).map(BTreeSet::len).unwrap_or(0), 0);
+    assert_eq!(members(e.as_ref(), "tags", "t1", "aliases"), 0);
     // Writes to a record that was never created are invisible.
     e.write(&[Op::put("tags", "ghost", "name", "Boo")]).unwrap();
     assert!(e.record("tags", "ghost").unwrap().is_none());
-    e.write(&[Op::delete("tags", "t1")]).unwrap();
+    e.write(&[Op::delete("tags", "t1"), Op::delete("tags", "t0"), Op::delete("tags", "t2")]).unwrap();
     assert!(e.record("tags", "t1").unwrap().is_none());
     assert!(e.collection("tags").unwrap().is_empty());
+    // Created again: the old fields are gone.
+    e.write(&[Op::create("tags", "t1")]).unwrap();
+    assert_eq!(e.record("tags", "t1").unwrap(), Some(Record::new()));
+    e.write(&[Op::delete("tags", "t1")]).unwrap();
+    // Unknown collection / record.
+    assert!(e.record("nope", "t1").unwrap().is_none());
+    assert!(e.collection("nope").unwrap().is_empty());
+    assert!(e.ids("nope").unwrap().is_empty());
     // A set value cannot be put, and a bad batch changes nothing.
     let before = e.version();
     let err = e.write(&[Op::create("tags", "t2"), Op::put("tags", "t2", "x", set(&["a"]))]).unwrap_err();
@@ -76,6 +115,11 @@ pub fn fields_merge_independently<E: EngineFactory>() {
     assert_eq!(ra["name"], Value::from("Kittens"));
     assert_eq!(ra["color"], Value::from("red"));
     assert!(ra["size"] == Value::Int(1) || ra["size"] == Value::Int(2));
+    assert_eq!(a.version(), b.version());
+    // A later write over the conflict settles it everywhere.
+    b.write(&[Op::put("tags", "t", "size", 3i64)]).unwrap();
+    send(b.as_mut(), a.as_mut());
+    assert_eq!(a.record("tags", "t").unwrap().unwrap()["size"], Value::Int(3));
 }
 
 /// `concurrent_create_merges`: the same record created on two replicas holds both's fields.
@@ -96,6 +140,13 @@ pub fn concurrent_create_merges<E: EngineFactory>() {
     assert_eq!(r["name"], Value::from("x.jpg"));
     assert_eq!(r["size"], Value::Int(7));
     assert_eq!(r["tags"], set(&["t1", "t2"]));
+    for e in [&a, &b] {
+        assert_eq!(e.ids("files").unwrap(), ["f"]);
+    }
+    // Both creations are one record: one Delete that saw them removes it everywhere.
+    a.write(&[Op::delete("files", "f")]).unwrap();
+    send(a.as_mut(), b.as_mut());
+    assert!(b.record("files", "f").unwrap().is_none());
 }
 
 /// `set_add_wins`: concurrent add and remove of one member leaves it present.
@@ -104,12 +155,18 @@ pub fn set_add_wins<E: EngineFactory>() {
     a.write(&[Op::create("files", "f"), Op::set_add("files", "f", "tags", "t")]).unwrap();
     send(a.as_mut(), b.as_mut());
     a.write(&[Op::set_remove("files", "f", "tags", "t")]).unwrap();
+    assert_eq!(members(a.as_ref(), "files", "f", "tags"), 0);
     b.write(&[Op::set_add("files", "f", "tags", "t")]).unwrap();
-    send(a.as_mut(), b.as_mut());
     send(b.as_mut(), a.as_mut());
+    assert_eq!(a.record("files", "f").unwrap().unwrap()["tags"], set(&["t"]), "the re-add wins on a at once");
+    send(a.as_mut(), b.as_mut());
     for e in [&a, &b] {
         assert_eq!(e.record("files", "f").unwrap().unwrap()["tags"], set(&["t"]));
     }
+    // A remove that saw the add does remove it.
+    a.write(&[Op::set_remove("files", "f", "tags", "t")]).unwrap();
+    send(a.as_mut(), b.as_mut());
+    assert_eq!(members(b.as_ref(), "files", "f", "tags"), 0);
 }
 
 /// `take_local_changes_only_local`: remote changes never come back out; `None` when idle.
@@ -128,6 +185,7 @@ pub fn take_local_changes_only_local<E: EngineFactory>() {
     // (automerge) holds b's change until a's arrives; one that tracks finer dependencies (yrs)
     // shows it at once.
     assert!(c.record("tags", "a").unwrap().is_none());
+    assert!(b.take_local_changes().unwrap().is_none(), "a take drains the buffer");
     match c.record("tags", "b").unwrap() {
         Some(r) => assert_eq!(r["name"], Value::from("from b")),
         None => assert!(c.has_pending(), "b's change waits for the change of a it was made on"),
@@ -136,6 +194,16 @@ pub fn take_local_changes_only_local<E: EngineFactory>() {
     c.apply_remote(&a.snapshot().unwrap()).unwrap();
     assert_eq!(c.record("tags", "b").unwrap().unwrap()["name"], Value::from("from b"));
     assert!(!c.has_pending());
+    // Several writes between two takes all come out; a loaded snapshot is no local change.
+    let mut d = E::engine();
+    d.write(&[Op::create("tags", "d")]).unwrap();
+    d.write(&[Op::put("tags", "d", "name", "D")]).unwrap();
+    let mut e = E::engine();
+    e.apply_remote(&d.take_local_changes().unwrap().unwrap()).unwrap();
+    assert_eq!(e.record("tags", "d").unwrap().unwrap()["name"], Value::from("D"));
+    let mut f = E::engine();
+    f.load_snapshot(&c.snapshot().unwrap()).unwrap();
+    assert!(f.take_local_changes().unwrap().is_none());
 }
 
 /// `apply_idempotent_any_order`: duplicates and reordering converge; missing dependencies wait.
@@ -151,7 +219,10 @@ pub fn apply_idempotent_any_order<E: EngineFactory>() {
     let want = a.collection("tags").unwrap();
 
     let mut b = E::engine();
-    for i in [2, 1] {
+    b.apply_remote(&changes[1]).unwrap();
+    assert!(b.has_pending(), "the overwrite waits for the first change");
+    assert!(b.record("tags", "t").unwrap().is_none(), "nothing of a waiting change is visible");
+    for i in [2, 2, 1] {
         b.apply_remote(&changes[i]).unwrap();
     }
     assert!(b.has_pending(), "later changes wait for the first");
@@ -160,6 +231,13 @@ pub fn apply_idempotent_any_order<E: EngineFactory>() {
     assert!(!b.has_pending());
     assert_eq!(b.collection("tags").unwrap(), want);
     assert_eq!(b.version(), a.version());
+    // Everything again, in yet another order: nothing changes, and nothing is local.
+    let before = observe(b.as_ref());
+    for i in [1, 0, 2] {
+        b.apply_remote(&changes[i]).unwrap();
+    }
+    assert_eq!(observe(b.as_ref()), before);
+    assert!(b.take_local_changes().unwrap().is_none());
 }
 
 /// `apply_garbage_is_corrupt`: garbage gives `Corrupt`, never a panic, and changes nothing.
@@ -208,31 +286,94 @@ pub fn snapshot_round_trip<E: EngineFactory>() {
         .unwrap();
     }
     a.write(&[Op::delete("files", "f3")]).unwrap();
+    a.write(&[
+        Op::create("tags", "t"),
+        Op::put("tags", "t", "order", 0.25),
+        Op::put("tags", "t", "x", Value::Bytes(vec![0, 1])),
+    ])
+    .unwrap();
     let snap = a.snapshot().unwrap();
     let mut b = E::engine();
     b.load_snapshot(&snap).unwrap();
-    assert_eq!(b.collection("files").unwrap(), a.collection("files").unwrap());
+    assert_eq!(view(b.as_ref()), view(a.as_ref()));
     assert_eq!(b.collection("files").unwrap().len(), 19);
-    // A snapshot is also valid input for apply_remote (snapshot segments).
+    assert!(b.take_local_changes().unwrap().is_none(), "a loaded snapshot is no local change");
+    // A snapshot is also valid input for apply_remote (snapshot segments); loading it twice
+    // changes nothing.
     let mut c = E::engine();
     c.apply_remote(&snap).unwrap();
-    assert_eq!(c.collection("files").unwrap(), a.collection("files").unwrap());
+    c.load_snapshot(&snap).unwrap();
+    assert_eq!(view(c.as_ref()), view(a.as_ref()));
+    // A snapshot merges into a replica with its own history.
+    let mut busy = E::engine();
+    busy.write(&[Op::create("tags", "own")]).unwrap();
+    busy.load_snapshot(&snap).unwrap();
+    assert_eq!(busy.ids("tags").unwrap(), ["own", "t"]);
+    assert_eq!(busy.collection("files").unwrap(), a.collection("files").unwrap());
+    // The loader keeps writing after a load, and its changes reach the original.
+    b.write(&[Op::put("tags", "t", "name", "Dogs")]).unwrap();
+    let later = b.take_local_changes().unwrap().unwrap();
+    a.apply_remote(&later).unwrap();
+    assert_eq!(a.record("tags", "t").unwrap().unwrap()["name"], Value::from("Dogs"));
+    // A snapshot carries changes that are still waiting for their dependencies.
+    a.take_local_changes().unwrap();
+    a.write(&[Op::put("tags", "t", "name", "Birds")]).unwrap();
+    let later = a.take_local_changes().unwrap().unwrap();
+    let mut waiting = E::engine();
+    waiting.apply_remote(&later).unwrap();
+    assert!(waiting.has_pending());
+    let mut restored = E::engine();
+    restored.load_snapshot(&waiting.snapshot().unwrap()).unwrap();
+    assert!(restored.has_pending(), "the snapshot carries the waiting change");
+    restored.load_snapshot(&a.snapshot().unwrap()).unwrap();
+    assert!(!restored.has_pending());
+    assert_eq!(view(restored.as_ref()), view(a.as_ref()));
 }
 
 /// `merge_changes_equivalent`: one merged blob equals applying each change.
 pub fn merge_changes_equivalent<E: EngineFactory>() {
-    let mut a = E::engine();
+    let (mut a, mut other) = pair::<E>();
     let mut changes = Vec::new();
     for i in 0..5 {
         let id = format!("t{i}");
         a.write(&[Op::create("tags", &id), Op::put("tags", &id, "name", format!("tag {i}"))]).unwrap();
         changes.push(a.take_local_changes().unwrap().unwrap());
     }
+    // Changes of another replica, and ones that depend on earlier ones.
+    other.write(&[Op::create("files", "f"), Op::set_add("files", "f", "tags", "t0")]).unwrap();
+    changes.push(other.take_local_changes().unwrap().unwrap());
+    a.write(&[Op::put("tags", "t1", "name", "renamed"), Op::set_add("tags", "t1", "s", "m")]).unwrap();
+    changes.push(a.take_local_changes().unwrap().unwrap());
+
     let parts: Vec<&[u8]> = changes.iter().map(Vec::as_slice).collect();
     let merged = a.merge_changes(&parts).unwrap();
-    let mut b = E::engine();
-    b.apply_remote(&merged).unwrap();
-    assert_eq!(b.collection("tags").unwrap(), a.collection("tags").unwrap());
+    let mut one = E::engine();
+    one.apply_remote(&merged).unwrap();
+    let mut each = E::engine();
+    for c in &changes {
+        each.apply_remote(c).unwrap();
+    }
+    assert!(!one.has_pending());
+    assert_eq!(view(one.as_ref()), view(each.as_ref()));
+    assert_eq!(one.record("tags", "t1").unwrap().unwrap()["name"], Value::from("renamed"));
+
+    // Merging a subset out of order still integrates once the rest arrives.
+    let tail = a.merge_changes(&[&changes[6], &changes[2]]).unwrap();
+    let mut partial = E::engine();
+    partial.apply_remote(&tail).unwrap();
+    assert!(partial.has_pending());
+    for (i, c) in changes.iter().enumerate() {
+        if i != 2 && i != 6 {
+            partial.apply_remote(c).unwrap();
+        }
+    }
+    assert_eq!(view(partial.as_ref()), view(each.as_ref()));
+
+    // A merge of nothing is valid and changes nothing.
+    let nothing = a.merge_changes(&[]).unwrap();
+    let before = observe(partial.as_ref());
+    partial.apply_remote(&nothing).unwrap();
+    assert_eq!(observe(partial.as_ref()), before);
 }
 
 /// Instantiates every engine check for one engine factory.

@@ -45,9 +45,9 @@ pub struct Sqlite;
 
 #[cfg(feature = "sqlite")]
 impl crate::StoreFactory for Sqlite {
-    fn open(dir: &Path) -> Box<dyn onefolder_core::Store> {
+    fn try_open(dir: &Path) -> Result<Box<dyn onefolder_core::Store>, onefolder_core::StoreError> {
         let options = onefolder_store_sqlite::SqliteOptions::default();
-        Box::new(onefolder_store_sqlite::SqliteStore::open(dir, options).expect("open sqlite store"))
+        Ok(Box::new(onefolder_store_sqlite::SqliteStore::open(dir, options)?))
     }
 }
 
@@ -57,9 +57,9 @@ pub struct Lmdb;
 
 #[cfg(feature = "lmdb")]
 impl crate::StoreFactory for Lmdb {
-    fn open(dir: &Path) -> Box<dyn onefolder_core::Store> {
+    fn try_open(dir: &Path) -> Result<Box<dyn onefolder_core::Store>, onefolder_core::StoreError> {
         let options = onefolder_store_lmdb::LmdbOptions::default();
-        Box::new(onefolder_store_lmdb::LmdbStore::open(dir, options).expect("open lmdb store"))
+        Ok(Box::new(onefolder_store_lmdb::LmdbStore::open(dir, options)?))
     }
 }
 

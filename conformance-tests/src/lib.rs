@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use onefolder_core::fault::{FaultConfig, FaultLayer};
-use onefolder_core::{Engine, MemoryTransport, OpenMode, Replica, ReplicaConfig, Store, Transport};
+use onefolder_core::{Engine, MemoryTransport, OpenMode, Replica, ReplicaConfig, Store, StoreError, Transport};
 use onefolder_model::Library;
 
 /// Makes empty engines of one kind.
@@ -39,8 +39,13 @@ pub trait EngineFactory: 'static {
 
 /// Opens stores of one kind.
 pub trait StoreFactory: 'static {
-    /// Opens (or reopens) the store kept in `dir`.
-    fn open(dir: &Path) -> Box<dyn Store>;
+    /// Opens (or reopens) the store kept in `dir`, or says why it cannot.
+    fn try_open(dir: &Path) -> Result<Box<dyn Store>, StoreError>;
+
+    /// Opens (or reopens) the store kept in `dir`; panics when it cannot.
+    fn open(dir: &Path) -> Box<dyn Store> {
+        Self::try_open(dir).unwrap_or_else(|e| panic!("open store at {}: {e}", dir.display()))
+    }
 }
 
 /// Opens one device's view of a shared medium of one kind.

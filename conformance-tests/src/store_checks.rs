@@ -1,137 +1,316 @@
 //! Checks of the [`Store`](onefolder_core::Store) contract, one per `# Behavior` bullet.
 
-use onefolder_core::{AppliedSegment, DeviceId, FlushRecord, LogKind};
+use onefolder_core::{AppliedSegment, DeviceId, FlushRecord, LogEntry, LogKind, StoreError, StoredState};
 
 use crate::StoreFactory;
 
 fn flush(seq: u64, upto: u64) -> FlushRecord {
-    FlushRecord { seq, upto, file_name: format!("{seq:020}.seg"), checksum: 7, size: 99, at_ms: 1 }
+    FlushRecord {
+        seq,
+        upto,
+        file_name: format!("d-{seq:016}.seg"),
+        checksum: 0xDEAD_BEEF ^ seq as u32,
+        size: 100 + seq,
+        at_ms: 1_700_000_000_000 + seq as i64,
+    }
 }
 
-fn applied(device: DeviceId, seq: u64) -> AppliedSegment {
+fn segment(device: DeviceId, seq: u64, file_name: &str) -> AppliedSegment {
     AppliedSegment {
         device,
-        file_name: format!("{seq:020}.seg"),
+        file_name: file_name.to_owned(),
         seq_start: seq,
         seq_end: seq,
-        checksum: u32::MAX - seq as u32,
-        size: 100 + seq,
-        applied_at_ms: 5,
+        checksum: 7 * seq as u32,
+        size: 1000 + seq,
+        applied_at_ms: 1_700_000_000_000 + seq as i64,
     }
+}
+
+fn local(id: u64, payload: &[u8]) -> LogEntry {
+    LogEntry { id, kind: LogKind::Local, payload: payload.to_vec(), flushed_seq: None }
+}
+
+fn ids(entries: &[LogEntry]) -> Vec<u64> {
+    entries.iter().map(|e| e.id).collect()
 }
 
 /// `meta_round_trip`.
 pub fn meta_round_trip<S: StoreFactory>() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = S::open(dir.path());
-    assert_eq!(s.get_meta("missing").unwrap(), None);
-    s.set_meta("k", Some(b"v1")).unwrap();
-    s.set_meta("k", Some(b"v2")).unwrap();
+    assert_eq!(s.get_meta("device_id").unwrap(), None);
+
+    s.set_meta("device_id", Some(b"abc")).unwrap();
+    assert_eq!(s.get_meta("device_id").unwrap().as_deref(), Some(&b"abc"[..]));
+    s.set_meta("device_id", Some(b"xyz")).unwrap();
+    assert_eq!(s.get_meta("device_id").unwrap().as_deref(), Some(&b"xyz"[..]));
+
+    // Empty and binary values are values, not deletions; the empty key is a key.
     s.set_meta("empty", Some(b"")).unwrap();
-    assert_eq!(s.get_meta("k").unwrap().as_deref(), Some(&b"v2"[..]));
-    assert_eq!(s.get_meta("empty").unwrap().as_deref(), Some(&b""[..]));
-    s.set_meta("k", None).unwrap();
-    assert_eq!(s.get_meta("k").unwrap(), None);
+    assert_eq!(s.get_meta("empty").unwrap(), Some(Vec::new()));
+    s.set_meta("binary", Some(&[0, 255, 0, 1])).unwrap();
+    assert_eq!(s.get_meta("binary").unwrap(), Some(vec![0, 255, 0, 1]));
+    s.set_meta("", Some(b"empty key")).unwrap();
+    assert_eq!(s.get_meta("").unwrap(), Some(b"empty key".to_vec()));
+
+    s.set_meta("device_id", None).unwrap();
+    assert_eq!(s.get_meta("device_id").unwrap(), None);
+    // Deleting a missing key is fine and touches no other key.
+    s.set_meta("never-set", None).unwrap();
+    assert_eq!(s.get_meta("empty").unwrap(), Some(Vec::new()));
+    assert_eq!(s.get_meta("").unwrap(), Some(b"empty key".to_vec()));
 }
 
 /// `append_local_is_durable`.
 pub fn append_local_is_durable<S: StoreFactory>() {
     let dir = tempfile::tempdir().unwrap();
-    let id = {
+    let expected = {
         let mut s = S::open(dir.path());
-        let id = s.append_local(b"change one").unwrap();
-        assert_eq!(s.unflushed().unwrap().len(), 1);
-        id
+        let a = s.append_local(b"first").unwrap();
+        let b = s.append_local(b"").unwrap();
+        let expected = vec![local(a, b"first"), local(b, b"")];
+        assert_eq!(s.unflushed().unwrap(), expected);
+        expected
     };
     let s = S::open(dir.path());
-    let unflushed = s.unflushed().unwrap();
-    assert_eq!(unflushed.len(), 1);
-    assert_eq!(
-        (unflushed[0].id, unflushed[0].kind, unflushed[0].payload.as_slice()),
-        (id, LogKind::Local, &b"change one"[..])
-    );
-    assert_eq!(s.load().unwrap().log.len(), 1);
+    assert_eq!(s.load().unwrap(), StoredState { snapshot: None, log: expected.clone() });
+    assert_eq!(s.unflushed().unwrap(), expected);
 }
 
-/// `log_ids_increase` (also across compaction).
+/// `log_ids_increase` (also across compaction and reopen).
 pub fn log_ids_increase<S: StoreFactory>() {
     let dir = tempfile::tempdir().unwrap();
+    let peer = DeviceId::random();
+    let mut seen = Vec::new();
+    {
+        let mut s = S::open(dir.path());
+        for i in 0..5u64 {
+            seen.push(s.append_local(format!("local {i}").as_bytes()).unwrap());
+            let remote = s.commit_remote(&segment(peer, i + 1, &format!("r{i}")), Some(b"remote")).unwrap();
+            seen.push(remote.expect("payload was given"));
+        }
+        let last_local = seen[8];
+        s.commit_flush(&flush(1, last_local)).unwrap();
+        // Compaction deletes every entry, including the newest (a remote one): ids must not be reused.
+        s.compact(b"snapshot").unwrap();
+        assert!(s.load().unwrap().log.is_empty());
+        seen.push(s.append_local(b"after compact").unwrap());
+        seen.push(s.commit_remote(&segment(peer, 9, "r9"), Some(b"x")).unwrap().unwrap());
+        s.commit_flush(&flush(2, *seen.last().unwrap())).unwrap();
+        s.compact(b"snapshot 2").unwrap();
+    }
+    // And across reopening an emptied log.
     let mut s = S::open(dir.path());
-    let a = s.append_local(b"a").unwrap();
-    let b = s.commit_remote(&applied(DeviceId::random(), 1), Some(b"r")).unwrap().unwrap();
-    s.commit_flush(&flush(1, a)).unwrap();
-    s.compact(b"snap").unwrap();
-    let c = s.append_local(b"c").unwrap();
-    assert!(a < b && b < c, "{a} {b} {c}");
+    seen.push(s.append_local(b"after reopen").unwrap());
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "ids not strictly increasing: {seen:?}");
 }
 
 /// `commit_flush_marks_entries`.
 pub fn commit_flush_marks_entries<S: StoreFactory>() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = S::open(dir.path());
-    let ids: Vec<u64> = (0..4).map(|i| s.append_local(format!("c{i}").as_bytes()).unwrap()).collect();
-    s.commit_flush(&flush(1, ids[1])).unwrap();
-    let left: Vec<u64> = s.unflushed().unwrap().iter().map(|e| e.id).collect();
-    assert_eq!(left, ids[2..].to_vec());
-    assert_eq!(s.flushes().unwrap(), vec![flush(1, ids[1])]);
-    let flushed = s.load().unwrap().log.into_iter().find(|e| e.id == ids[0]).unwrap();
-    assert_eq!(flushed.flushed_seq, Some(1));
+    let peer = DeviceId::random();
+    let l1 = s.append_local(b"1").unwrap();
+    let l2 = s.append_local(b"2").unwrap();
+    let r = s.commit_remote(&segment(peer, 1, "p1"), Some(b"remote")).unwrap().unwrap();
+    let l3 = s.append_local(b"3").unwrap();
+    let l4 = s.append_local(b"4").unwrap();
+
+    s.commit_flush(&flush(1, l3)).unwrap();
+    assert_eq!(ids(&s.unflushed().unwrap()), vec![l4]);
+    assert_eq!(s.flushes().unwrap(), vec![flush(1, l3)]);
+    let log = s.load().unwrap().log;
+    let marks: Vec<(u64, Option<u64>)> = log.iter().map(|e| (e.id, e.flushed_seq)).collect();
+    assert_eq!(marks, vec![(l1, Some(1)), (l2, Some(1)), (r, None), (l3, Some(1)), (l4, None)]);
+    // Marking keeps the payloads.
+    assert_eq!(log[3].payload, b"3");
+
+    // A later flush marks only what is still unflushed; earlier marks stay.
+    s.commit_flush(&flush(2, l4)).unwrap();
+    assert!(s.unflushed().unwrap().is_empty());
+    assert_eq!(s.flushes().unwrap(), vec![flush(1, l3), flush(2, l4)]);
+    let marks: Vec<Option<u64>> = s.load().unwrap().log.iter().map(|e| e.flushed_seq).collect();
+    assert_eq!(marks, vec![Some(1), Some(1), None, Some(1), Some(2)]);
+}
+
+/// `commit_flush_refuses_invalid`.
+pub fn commit_flush_refuses_invalid<S: StoreFactory>() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = S::open(dir.path());
+    let l1 = s.append_local(b"1").unwrap();
+    s.commit_flush(&flush(1, l1)).unwrap();
+    let l2 = s.append_local(b"2").unwrap();
+    let before = (s.load().unwrap(), s.flushes().unwrap());
+
+    // `upto` beyond the last log id, and a seq already recorded.
+    for bad in [flush(2, l2 + 1), flush(3, u64::MAX), flush(1, l2)] {
+        match s.commit_flush(&bad) {
+            Err(StoreError::Invalid(msg)) => assert!(!msg.is_empty()),
+            other => panic!("expected Invalid for {bad:?}, got {other:?}"),
+        }
+    }
+    // Refused flushes change nothing.
+    assert_eq!((s.load().unwrap(), s.flushes().unwrap()), before);
+    assert_eq!(s.unflushed().unwrap(), vec![local(l2, b"2")]);
+    s.commit_flush(&flush(2, l2)).unwrap();
+    assert!(s.unflushed().unwrap().is_empty());
 }
 
 /// `commit_remote_records_cursor`.
 pub fn commit_remote_records_cursor<S: StoreFactory>() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = S::open(dir.path());
-    let peer = DeviceId::random();
-    let id = s.commit_remote(&applied(peer, 1), Some(b"payload")).unwrap();
-    assert!(id.is_some());
-    let copy = AppliedSegment { file_name: "copy.seg".into(), ..applied(peer, 1) };
-    assert_eq!(s.commit_remote(&copy, None).unwrap(), None, "no payload, no log entry");
-    let mut all = s.applied().unwrap();
-    all.sort_by(|a, b| a.file_name.cmp(&b.file_name));
-    assert_eq!(all, vec![applied(peer, 1), copy]);
+    let (p, q) = (DeviceId::random(), DeviceId::random());
+    let mine = s.append_local(b"mine").unwrap();
+
+    let id = s.commit_remote(&segment(p, 1, "a"), Some(b"payload a")).unwrap().unwrap();
+    assert!(id > mine);
+    // A duplicate (conflict copy) records the cursor without touching the log.
+    assert_eq!(s.commit_remote(&segment(p, 1, "a (copy)"), None).unwrap(), None, "no payload, no log entry");
+    s.commit_remote(&segment(q, 4, "b"), Some(b"payload b")).unwrap();
+
     let log = s.load().unwrap().log;
-    assert_eq!(log.len(), 1);
-    assert_eq!((log[0].kind, log[0].payload.as_slice()), (LogKind::Remote, &b"payload"[..]));
-    s.forget_peer(&peer).unwrap();
-    assert!(s.applied().unwrap().is_empty());
+    assert_eq!(log.len(), 3);
+    assert_eq!(log[1], LogEntry { id, kind: LogKind::Remote, payload: b"payload a".to_vec(), flushed_seq: None });
+    assert_eq!(ids(&s.unflushed().unwrap()), vec![mine], "remote entries are never unflushed");
+
+    let by_name = |x: &AppliedSegment, y: &AppliedSegment| (x.device, &x.file_name).cmp(&(y.device, &y.file_name));
+    let mut applied = s.applied().unwrap();
+    applied.sort_by(by_name);
+    let mut expected = vec![segment(p, 1, "a"), segment(p, 1, "a (copy)"), segment(q, 4, "b")];
+    expected.sort_by(by_name);
+    assert_eq!(applied, expected);
+
+    // The same file again replaces its record.
+    let mut again = segment(p, 1, "a");
+    again.applied_at_ms = 42;
+    s.commit_remote(&again, None).unwrap();
+    let applied = s.applied().unwrap();
+    assert_eq!(applied.len(), 3);
+    assert!(applied.contains(&again));
+
+    s.forget_peer(&p).unwrap();
+    assert_eq!(s.applied().unwrap(), vec![segment(q, 4, "b")]);
+    // Forgetting a peer does not rewrite history.
+    assert_eq!(s.load().unwrap().log.len(), 3);
 }
 
 /// `compact_keeps_unflushed`.
 pub fn compact_keeps_unflushed<S: StoreFactory>() {
     let dir = tempfile::tempdir().unwrap();
     let mut s = S::open(dir.path());
+    let peer = DeviceId::random();
     let flushed = s.append_local(b"flushed").unwrap();
     s.commit_flush(&flush(1, flushed)).unwrap();
-    s.commit_remote(&applied(DeviceId::random(), 1), Some(b"remote")).unwrap();
-    let pending = s.append_local(b"pending").unwrap();
-    s.compact(b"snapshot v1").unwrap();
-    let state = s.load().unwrap();
-    assert_eq!(state.snapshot.as_deref(), Some(&b"snapshot v1"[..]));
-    let ids: Vec<u64> = state.log.iter().map(|e| e.id).collect();
-    assert_eq!(ids, vec![pending]);
-    s.compact(b"snapshot v2").unwrap();
-    assert_eq!(s.load().unwrap().snapshot.as_deref(), Some(&b"snapshot v2"[..]));
-    assert_eq!(s.unflushed().unwrap().len(), 1);
+    s.commit_remote(&segment(peer, 1, "p"), Some(b"remote")).unwrap();
+    let pending = local(s.append_local(b"pending").unwrap(), b"pending");
+
+    s.compact(b"snapshot one").unwrap();
+    assert_eq!(s.load().unwrap(), StoredState { snapshot: Some(b"snapshot one".to_vec()), log: vec![pending.clone()] });
+    assert_eq!(s.unflushed().unwrap(), vec![pending.clone()]);
+    // Cursors and flush history are not part of the log.
+    assert_eq!(s.flushes().unwrap(), vec![flush(1, flushed)]);
+    assert_eq!(s.applied().unwrap(), vec![segment(peer, 1, "p")]);
+
+    // A second compaction replaces the snapshot.
+    s.compact(b"snapshot two").unwrap();
+    assert_eq!(s.load().unwrap(), StoredState { snapshot: Some(b"snapshot two".to_vec()), log: vec![pending] });
 }
 
 /// `reopen_sees_everything`.
 pub fn reopen_sees_everything<S: StoreFactory>() {
     let dir = tempfile::tempdir().unwrap();
     let peer = DeviceId::random();
-    let snapshot = {
+    let read = |s: &dyn onefolder_core::Store| {
+        (
+            s.get_meta("device_id").unwrap(),
+            s.get_meta("setting/location").unwrap(),
+            s.load().unwrap(),
+            s.unflushed().unwrap(),
+            s.flushes().unwrap(),
+            s.applied().unwrap(),
+        )
+    };
+    let before = {
         let mut s = S::open(dir.path());
-        s.set_meta("device_id", Some(b"abc")).unwrap();
+        s.set_meta("device_id", Some(b"me")).unwrap();
+        s.set_meta("setting/location", Some(b"/home/me/Pictures")).unwrap();
         let a = s.append_local(b"a").unwrap();
         s.commit_flush(&flush(1, a)).unwrap();
-        s.commit_remote(&applied(peer, 3), Some(b"r")).unwrap();
+        s.commit_remote(&segment(peer, 3, "p3"), Some(b"r")).unwrap();
         s.compact(b"snap").unwrap();
         s.append_local(b"b").unwrap();
-        (s.load().unwrap(), s.flushes().unwrap(), s.applied().unwrap())
+        s.commit_remote(&segment(peer, 4, "p4"), Some(b"r4")).unwrap();
+        s.append_local(b"c").unwrap();
+        read(s.as_ref())
     };
+    assert_eq!(before.2.log.len(), 3);
+    assert_eq!(before.2.snapshot.as_deref(), Some(&b"snap"[..]));
     let s = S::open(dir.path());
-    assert_eq!(s.get_meta("device_id").unwrap().as_deref(), Some(&b"abc"[..]));
-    assert_eq!((s.load().unwrap(), s.flushes().unwrap(), s.applied().unwrap()), snapshot);
+    assert_eq!(read(s.as_ref()), before);
+}
+
+/// `u64_values_round_trip_and_order_as_unsigned`.
+pub fn u64_values_round_trip_and_order_as_unsigned<S: StoreFactory>() {
+    let dir = tempfile::tempdir().unwrap();
+    let peer = DeviceId::random();
+    let big = 1u64 << 63;
+    {
+        let mut s = S::open(dir.path());
+        let id = s.append_local(b"x").unwrap();
+        let extreme = |seq: u64| FlushRecord {
+            seq,
+            upto: id,
+            file_name: format!("f{seq}"),
+            checksum: u32::MAX,
+            size: u64::MAX - seq,
+            at_ms: i64::MIN,
+        };
+        s.commit_flush(&extreme(u64::MAX)).unwrap();
+        s.commit_flush(&extreme(big)).unwrap();
+        s.commit_flush(&extreme(5)).unwrap();
+        let seg = |seq_start: u64, name: &str| AppliedSegment {
+            device: peer,
+            file_name: name.to_owned(),
+            seq_start,
+            seq_end: u64::MAX,
+            checksum: u32::MAX,
+            size: u64::MAX,
+            applied_at_ms: -1,
+        };
+        s.commit_remote(&seg(u64::MAX, "z"), None).unwrap();
+        s.commit_remote(&seg(3, "y"), None).unwrap();
+        s.commit_remote(&seg(big, "x"), None).unwrap();
+    }
+    let s = S::open(dir.path());
+    assert_eq!(s.load().unwrap().log[0].flushed_seq, Some(u64::MAX), "first flush marked the entry");
+    let flushes = s.flushes().unwrap();
+    assert_eq!(flushes.iter().map(|f| f.seq).collect::<Vec<_>>(), vec![5, big, u64::MAX]);
+    assert!(flushes.iter().all(|f| f.checksum == u32::MAX && f.size == u64::MAX - f.seq && f.at_ms == i64::MIN));
+    let applied = s.applied().unwrap();
+    assert_eq!(applied.iter().map(|a| a.seq_start).collect::<Vec<_>>(), vec![3, big, u64::MAX]);
+    assert!(applied.iter().all(|a| a.seq_end == u64::MAX && a.size == u64::MAX && a.checksum == u32::MAX));
+    assert!(applied.iter().all(|a| a.applied_at_ms == -1));
+}
+
+/// `second_open_is_locked_until_the_first_is_dropped`.
+pub fn second_open_is_locked_until_the_first_is_dropped<S: StoreFactory>() {
+    let dir = tempfile::tempdir().unwrap();
+    // A location that does not exist yet is created.
+    let state = dir.path().join("nested").join("state");
+    let mut first = S::open(&state);
+    first.set_meta("k", Some(b"v")).unwrap();
+    match S::try_open(&state) {
+        Err(StoreError::Locked { path }) => assert_eq!(path, state.display().to_string()),
+        Err(other) => panic!("expected Locked, got {other:?}"),
+        Ok(_) => panic!("expected Locked, got a second store"),
+    }
+    // The refused open did not disturb the owner.
+    assert_eq!(first.get_meta("k").unwrap(), Some(b"v".to_vec()));
+    drop(first);
+    let second = S::open(&state);
+    assert_eq!(second.get_meta("k").unwrap(), Some(b"v".to_vec()));
 }
 
 /// Instantiates every store check for one store factory.
@@ -143,7 +322,9 @@ macro_rules! store_conformance {
             use super::*;
             $crate::store_conformance!(@tests $store;
                 meta_round_trip, append_local_is_durable, log_ids_increase, commit_flush_marks_entries,
-                commit_remote_records_cursor, compact_keeps_unflushed, reopen_sees_everything,
+                commit_flush_refuses_invalid, commit_remote_records_cursor, compact_keeps_unflushed,
+                reopen_sees_everything, u64_values_round_trip_and_order_as_unsigned,
+                second_open_is_locked_until_the_first_is_dropped,
             );
         }
     };

@@ -1,5 +1,6 @@
-//! The `# Behavior` bullets of `onefolder_core::Engine`, one test each, plus the yrs-specific
-//! checks (change size, value round trips, validation).
+//! The yrs-specific checks (set and dependency semantics, garbage inputs, change size, value
+//! round trips, validation, fuzz regressions). The `# Behavior` bullets of
+//! `onefolder_core::Engine` are checked by the conformance suite (`engine_checks`).
 
 use std::collections::BTreeSet;
 
@@ -78,47 +79,57 @@ fn observe(e: &YrsEngine) -> (Vec<u8>, Vec<u8>, bool, onefolder_core::Collection
 }
 
 #[test]
-fn write_then_read() {
-    let mut e = YrsEngine::new();
-    assert_eq!(e.engine_id(), "yrs");
-    // Fields written before Create are kept but invisible.
-    write(&mut e, &[Op::put(TAGS, "t1", "name", "early")]);
-    assert_eq!(rec(&e, TAGS, "t1"), None);
-    assert!(e.collection(TAGS).unwrap().is_empty());
+fn emptied_set_reads_as_an_empty_set() {
+    let (mut a, mut b) = two_with_file();
+    assert_eq!(a.engine_id(), "yrs");
+    write(&mut a, &[Op::set_remove(FILES, FILE_ID, "tags", "t1")]);
+    assert_eq!(rec(&a, FILES, FILE_ID).unwrap().get("tags"), Some(&set(&[])));
+    exchange(&mut a, &mut b);
+    assert_eq!(rec(&b, FILES, FILE_ID).unwrap().get("tags"), Some(&set(&[])));
+}
 
-    write(
-        &mut e,
-        &[
-            Op::create(TAGS, "t1"),
-            Op::put(TAGS, "t1", "name", "Cats"),
-            Op::put(TAGS, "t1", "isHidden", false),
-            Op::create(TAGS, "t2"),
-            Op::set_add(TAGS, "t2", "sub", "t1"),
-        ],
-    );
-    let t1 = rec(&e, TAGS, "t1").expect("t1 exists");
-    assert_eq!(t1.get("name"), Some(&Value::from("Cats")));
-    assert_eq!(t1.get("isHidden"), Some(&Value::Bool(false)));
-    assert_eq!(t1.len(), 2);
-    let all = e.collection(TAGS).unwrap();
-    assert_eq!(all.keys().collect::<Vec<_>>(), ["t1", "t2"]);
-    assert_eq!(all["t2"].get("sub"), Some(&set(&["t1"])));
-    assert_eq!(e.ids(TAGS).unwrap(), ["t1", "t2"]);
+#[test]
+fn local_changes_integrate_without_the_remote_changes_they_saw() {
+    let mut a = YrsEngine::new();
+    let mut b = YrsEngine::new();
+    write(&mut b, &[Op::create(TAGS, "from-b")]);
+    apply(&mut a, &take(&mut b));
+    write(&mut a, &[Op::create(TAGS, "from-a"), Op::put(TAGS, "from-a", "name", "A")]);
+    // yrs tracks dependencies per item: A's change does not wait for B's.
+    let mut c = YrsEngine::new();
+    apply(&mut c, &take(&mut a));
+    assert!(!c.has_pending());
+    assert_eq!(c.ids(TAGS).unwrap(), ["from-a"]);
+    assert_eq!(rec(&c, TAGS, "from-a").unwrap().get("name"), Some(&Value::from("A")));
+}
 
-    write(&mut e, &[Op::clear(TAGS, "t1", "isHidden"), Op::set_remove(TAGS, "t2", "sub", "t1")]);
-    assert_eq!(rec(&e, TAGS, "t1").unwrap().get("isHidden"), None);
-    assert_eq!(rec(&e, TAGS, "t2").unwrap().get("sub"), Some(&set(&[])), "an emptied set is an empty set");
-
-    write(&mut e, &[Op::delete(TAGS, "t1")]);
-    assert_eq!(rec(&e, TAGS, "t1"), None);
-    assert_eq!(e.ids(TAGS).unwrap(), ["t2"]);
-    // Created again: the old fields are gone.
-    write(&mut e, &[Op::create(TAGS, "t1")]);
-    assert_eq!(rec(&e, TAGS, "t1"), Some(Record::new()));
-    // Unknown collection / record.
-    assert_eq!(rec(&e, "nope", "t1"), None);
-    assert!(e.collection("nope").unwrap().is_empty());
-    assert!(e.ids("nope").unwrap().is_empty());
+#[test]
+fn snapshot_with_a_hole_converges() {
+    let mut a = YrsEngine::new();
+    write(&mut a, &[Op::create(FILES, "f"), Op::put(FILES, "f", "name", "x")]);
+    let c1 = take(&mut a);
+    write(&mut a, &[Op::put(FILES, "f", "name", "y"), Op::put(FILES, "f", "size", 10)]);
+    let c2 = take(&mut a);
+    write(&mut a, &[Op::set_add(FILES, "f", "tags", "t")]);
+    let c3 = take(&mut a);
+    write(&mut a, &[Op::set_remove(FILES, "f", "tags", "t"), Op::set_add(FILES, "f", "tags", "u")]);
+    let c4 = take(&mut a);
+    let mut in_order = YrsEngine::new();
+    for c in [&c1, &c2, &c3, &c4] {
+        apply(&mut in_order, c);
+    }
+    // yrs integrates a block with no missing dependency at once, behind a hole for the
+    // missing clocks; a snapshot taken then still converges once the hole is filled.
+    let mut holed = YrsEngine::new();
+    apply(&mut holed, &c3);
+    let mut restored = YrsEngine::new();
+    restored.load_snapshot(&holed.snapshot().unwrap()).unwrap();
+    for c in [&c4, &c1, &c2] {
+        apply(&mut holed, c);
+        apply(&mut restored, c);
+    }
+    assert_eq!(view(&holed), view(&in_order));
+    assert_eq!(view(&restored), view(&in_order));
 }
 
 #[test]
@@ -135,166 +146,6 @@ fn delete_clears_sets_and_clear_empties_a_set() {
     // A scalar Put over a set drops its members too.
     write(&mut e, &[Op::put(FILES, "f", "tags", 1), Op::set_add(FILES, "f", "tags", "e")]);
     assert_eq!(rec(&e, FILES, "f").unwrap().get("tags"), Some(&set(&["e"])));
-}
-
-#[test]
-fn fields_merge_independently() {
-    let (mut a, mut b) = two_with_file();
-    // Different fields: both survive.
-    write(&mut a, &[Op::put(FILES, FILE_ID, "name", "renamed.jpg")]);
-    write(&mut b, &[Op::put(FILES, FILE_ID, "width", 640)]);
-    exchange(&mut a, &mut b);
-    for e in [&a, &b] {
-        let r = rec(e, FILES, FILE_ID).unwrap();
-        assert_eq!(r.get("name"), Some(&Value::from("renamed.jpg")));
-        assert_eq!(r.get("width"), Some(&Value::Int(640)));
-    }
-    // The same field: one value wins, the same on both.
-    write(&mut a, &[Op::put(FILES, FILE_ID, "name", "from-a")]);
-    write(&mut b, &[Op::put(FILES, FILE_ID, "name", "from-b")]);
-    exchange(&mut a, &mut b);
-    let name = rec(&a, FILES, FILE_ID).unwrap()["name"].clone();
-    assert!(name == Value::from("from-a") || name == Value::from("from-b"), "{name:?}");
-    assert_eq!(rec(&a, FILES, FILE_ID), rec(&b, FILES, FILE_ID));
-    assert_eq!(a.version(), b.version());
-}
-
-#[test]
-fn concurrent_create_merges() {
-    let mut a = YrsEngine::new();
-    let mut b = YrsEngine::new();
-    write(
-        &mut a,
-        &[
-            Op::create(FILES, FILE_ID),
-            Op::put(FILES, FILE_ID, "name", "cat.jpg"),
-            Op::set_add(FILES, FILE_ID, "tags", "from-a"),
-        ],
-    );
-    write(
-        &mut b,
-        &[
-            Op::create(FILES, FILE_ID),
-            Op::put(FILES, FILE_ID, "size", 1234),
-            Op::set_add(FILES, FILE_ID, "tags", "from-b"),
-        ],
-    );
-    exchange(&mut a, &mut b);
-    for e in [&a, &b] {
-        let r = rec(e, FILES, FILE_ID).expect("one record");
-        assert_eq!(r.get("name"), Some(&Value::from("cat.jpg")));
-        assert_eq!(r.get("size"), Some(&Value::Int(1234)));
-        assert_eq!(r.get("tags"), Some(&set(&["from-a", "from-b"])));
-        assert_eq!(e.ids(FILES).unwrap(), [FILE_ID]);
-    }
-    assert_eq!(a.collection(FILES).unwrap(), b.collection(FILES).unwrap());
-}
-
-#[test]
-fn set_add_wins() {
-    let (mut a, mut b) = two_with_file();
-    // t1 is present on both; A removes it while B adds it again.
-    write(&mut a, &[Op::set_remove(FILES, FILE_ID, "tags", "t1")]);
-    write(&mut b, &[Op::set_add(FILES, FILE_ID, "tags", "t1")]);
-    assert_eq!(rec(&a, FILES, FILE_ID).unwrap().get("tags"), Some(&set(&[])));
-    exchange(&mut a, &mut b);
-    for e in [&a, &b] {
-        assert_eq!(rec(e, FILES, FILE_ID).unwrap().get("tags"), Some(&set(&["t1"])));
-    }
-    // A remove that saw the add does remove it.
-    write(&mut a, &[Op::set_remove(FILES, FILE_ID, "tags", "t1")]);
-    exchange(&mut a, &mut b);
-    assert_eq!(rec(&b, FILES, FILE_ID).unwrap().get("tags"), Some(&set(&[])));
-}
-
-#[test]
-fn take_local_changes_only_local() {
-    let mut a = YrsEngine::new();
-    let mut b = YrsEngine::new();
-    assert_eq!(a.take_local_changes().unwrap(), None);
-
-    write(&mut b, &[Op::create(TAGS, "from-b")]);
-    let from_b = take(&mut b);
-    apply(&mut a, &from_b);
-    assert_eq!(a.take_local_changes().unwrap(), None, "a remote apply is not a local change");
-
-    write(&mut a, &[Op::create(TAGS, "from-a")]);
-    write(&mut a, &[Op::put(TAGS, "from-a", "name", "A")]);
-    apply(&mut a, &from_b);
-    let from_a = take(&mut a);
-    assert_eq!(a.take_local_changes().unwrap(), None, "a take drains the buffer");
-
-    // The taken bytes hold both local writes and nothing of B.
-    let mut c = YrsEngine::new();
-    apply(&mut c, &from_a);
-    assert_eq!(c.ids(TAGS).unwrap(), ["from-a"]);
-    assert_eq!(rec(&c, TAGS, "from-a").unwrap().get("name"), Some(&Value::from("A")));
-    assert!(!c.has_pending());
-
-    // Snapshots loaded are not local changes either.
-    let mut d = YrsEngine::new();
-    d.load_snapshot(&a.snapshot().unwrap()).unwrap();
-    assert_eq!(d.take_local_changes().unwrap(), None);
-}
-
-#[test]
-fn apply_idempotent_any_order() {
-    let mut a = YrsEngine::new();
-    write(&mut a, &[Op::create(FILES, "f"), Op::put(FILES, "f", "name", "x")]);
-    let c1 = take(&mut a);
-    // Overwrites `name`: its entry's origin is c1's entry, a real dependency.
-    write(&mut a, &[Op::put(FILES, "f", "name", "y"), Op::put(FILES, "f", "size", 10)]);
-    let c2 = take(&mut a);
-    write(&mut a, &[Op::set_add(FILES, "f", "tags", "t")]);
-    let c3 = take(&mut a);
-    // Deletes c3's entry.
-    write(&mut a, &[Op::set_remove(FILES, "f", "tags", "t"), Op::set_add(FILES, "f", "tags", "u")]);
-    let c4 = take(&mut a);
-
-    let mut in_order = YrsEngine::new();
-    for c in [&c1, &c2, &c3, &c4] {
-        apply(&mut in_order, c);
-        assert!(!in_order.has_pending());
-    }
-    let expected = in_order.collection(FILES).unwrap();
-    assert_eq!(expected, a.collection(FILES).unwrap());
-    assert_eq!(expected["f"].get("tags"), Some(&set(&["u"])));
-
-    let mut shuffled = YrsEngine::new();
-    apply(&mut shuffled, &c2);
-    assert!(shuffled.has_pending(), "c2 waits for c1");
-    assert_eq!(rec(&shuffled, FILES, "f"), None, "nothing of a waiting change is visible");
-    apply(&mut shuffled, &c4);
-    apply(&mut shuffled, &c4);
-    assert!(shuffled.has_pending(), "c4's delete waits for c3");
-    apply(&mut shuffled, &c3);
-    apply(&mut shuffled, &c3);
-    assert!(shuffled.has_pending(), "c2 still waits for c1");
-    apply(&mut shuffled, &c1);
-    assert!(!shuffled.has_pending(), "everything integrated once c1 arrived");
-    assert_eq!(shuffled.collection(FILES).unwrap(), expected);
-    assert_eq!(shuffled.version(), in_order.version());
-
-    // Everything again, in yet another order: nothing changes.
-    let before = observe(&shuffled);
-    for c in [&c2, &c4, &c1, &c3] {
-        apply(&mut shuffled, c);
-    }
-    assert_eq!(observe(&shuffled), before);
-    assert_eq!(shuffled.take_local_changes().unwrap(), None);
-
-    // yrs integrates a block with no missing dependency at once, behind a hole for the
-    // missing clocks; a snapshot taken then still converges once the hole is filled.
-    let mut holed = YrsEngine::new();
-    apply(&mut holed, &c3);
-    let mut restored = YrsEngine::new();
-    restored.load_snapshot(&holed.snapshot().unwrap()).unwrap();
-    for c in [&c4, &c1, &c2] {
-        apply(&mut holed, c);
-        apply(&mut restored, c);
-    }
-    assert_eq!(view(&holed), view(&in_order));
-    assert_eq!(view(&restored), view(&in_order));
 }
 
 #[test]
@@ -419,92 +270,6 @@ proptest! {
         a.take_local_changes().unwrap();
         check_garbage(&mut a, &bytes)?;
     }
-}
-
-#[test]
-fn snapshot_round_trip() {
-    let (mut a, mut b) = two_with_file();
-    write(
-        &mut a,
-        &[
-            Op::create(TAGS, "t1"),
-            Op::put(TAGS, "t1", "name", "Cats"),
-            Op::put(TAGS, "t1", "order", 0.25),
-            Op::create(TAGS, "gone"),
-            Op::delete(TAGS, "gone"),
-            Op::set_add(FILES, FILE_ID, "tags", "t2"),
-            Op::put(FILES, FILE_ID, "thumb", Value::Bytes(vec![0, 1, 2])),
-        ],
-    );
-    write(&mut b, &[Op::put(FILES, FILE_ID, "width", 10)]);
-    exchange(&mut a, &mut b);
-
-    let snapshot = a.snapshot().unwrap();
-    let mut fresh = YrsEngine::new();
-    fresh.load_snapshot(&snapshot).unwrap();
-    for coll in [FILES, TAGS] {
-        assert_eq!(fresh.collection(coll).unwrap(), a.collection(coll).unwrap());
-    }
-    assert_eq!(fresh.version(), a.version());
-    assert!(!fresh.has_pending());
-    assert_eq!(fresh.take_local_changes().unwrap(), None);
-
-    // apply_remote takes snapshot bytes too, and loading twice changes nothing.
-    let mut other = YrsEngine::new();
-    apply(&mut other, &snapshot);
-    other.load_snapshot(&snapshot).unwrap();
-    assert_eq!(view(&other), view(&fresh));
-
-    // A snapshot carries changes that are still waiting for their dependencies.
-    let mut waiting = YrsEngine::new();
-    write(&mut a, &[Op::put(TAGS, "t1", "name", "Dogs")]);
-    let later = take(&mut a);
-    apply(&mut waiting, &later);
-    assert!(waiting.has_pending());
-    let mut restored = YrsEngine::new();
-    restored.load_snapshot(&waiting.snapshot().unwrap()).unwrap();
-    assert!(restored.has_pending());
-    restored.load_snapshot(&snapshot).unwrap();
-    assert!(!restored.has_pending());
-    assert_eq!(rec(&restored, TAGS, "t1"), rec(&a, TAGS, "t1"));
-}
-
-#[test]
-fn merge_changes_equivalent() {
-    let mut a = YrsEngine::new();
-    let mut b = YrsEngine::new();
-    let mut changes = Vec::new();
-    write(&mut a, &[Op::create(FILES, "f"), Op::put(FILES, "f", "name", "x")]);
-    changes.push(take(&mut a));
-    write(&mut a, &[Op::set_add(FILES, "f", "tags", "t"), Op::put(FILES, "f", "name", "y")]);
-    changes.push(take(&mut a));
-    write(&mut b, &[Op::create(TAGS, "t"), Op::put(TAGS, "t", "name", "T")]);
-    changes.push(take(&mut b));
-    write(&mut a, &[Op::set_remove(FILES, "f", "tags", "t")]);
-    changes.push(take(&mut a));
-
-    let parts: Vec<&[u8]> = changes.iter().map(Vec::as_slice).collect();
-    let merged = a.merge_changes(&parts).unwrap();
-    let mut one = YrsEngine::new();
-    apply(&mut one, &merged);
-    let mut each = YrsEngine::new();
-    for c in &changes {
-        apply(&mut each, c);
-    }
-    assert_eq!(view(&one), view(&each));
-    assert!(!one.has_pending());
-    assert_eq!(one.collection(FILES).unwrap()["f"].get("name"), Some(&Value::from("y")));
-
-    // Merging a subset out of order still integrates once the rest arrives.
-    let tail = a.merge_changes(&[&changes[3], &changes[1]]).unwrap();
-    let mut partial = YrsEngine::new();
-    apply(&mut partial, &tail);
-    assert!(partial.has_pending());
-    apply(&mut partial, &changes[0]);
-    apply(&mut partial, &changes[2]);
-    assert_eq!(view(&partial), view(&each));
-
-    assert!(a.merge_changes(&[]).is_ok());
 }
 
 #[test]

@@ -105,19 +105,35 @@ pub struct AppliedSegment {
 /// commits entirely or not at all, and a method that returned `Ok` survives a process kill.
 ///
 /// # Behavior
-/// - `meta_round_trip`: [`Store::set_meta`] then [`Store::get_meta`] returns the value; `None`
-///   deletes; a missing key reads as `None`.
-/// - `append_local_is_durable`: an entry returned by [`Store::append_local`] is in
-///   [`Store::unflushed`] and in [`Store::load`] after reopening.
-/// - `log_ids_increase`: log ids returned by `append_local` / `commit_remote` strictly increase.
+/// - `meta_round_trip`: [`Store::set_meta`] then [`Store::get_meta`] returns the value (empty
+///   and binary values, and the empty key, included); `None` deletes; a missing key reads as
+///   `None`, and deleting it succeeds.
+/// - `append_local_is_durable`: an entry returned by [`Store::append_local`] (an empty payload
+///   included) is in [`Store::unflushed`] and in [`Store::load`] after reopening.
+/// - `log_ids_increase`: log ids returned by `append_local` / `commit_remote` strictly increase,
+///   also after [`Store::compact`] dropped the newest entries and after reopening; an id is never
+///   reused.
 /// - `commit_flush_marks_entries`: after [`Store::commit_flush`] with `upto = n`, no entry with
-///   `id <= n` is in `unflushed`, later ones are; [`Store::flushes`] lists the record.
+///   `id <= n` is in `unflushed`, later ones are; every local entry it carried gets its
+///   `flushed_seq` (remote entries never do, payloads stay); [`Store::flushes`] lists the
+///   record; a later flush marks only what is still unflushed.
+/// - `commit_flush_refuses_invalid`: `commit_flush` with an `upto` beyond the last log id ever
+///   handed out, or with a seq already recorded, returns [`StoreError::Invalid`] and changes
+///   nothing.
 /// - `commit_remote_records_cursor`: [`Store::commit_remote`] appends the payload (when given)
-///   and the [`AppliedSegment`] in one commit; [`Store::applied`] lists it.
+///   and the [`AppliedSegment`] in one commit; [`Store::applied`] lists it; the same file again
+///   replaces its record; [`Store::forget_peer`] drops that peer's records and keeps the log.
 /// - `compact_keeps_unflushed`: [`Store::compact`] replaces the snapshot and drops every log
-///   entry except unflushed local ones, which `load` still returns.
+///   entry except unflushed local ones, which `load` still returns; flushes and applied
+///   segments are kept.
 /// - `reopen_sees_everything`: dropping the store and opening it again at the same location
 ///   returns the same meta, log, snapshot, flushes and applied segments.
+/// - `u64_values_round_trip_and_order_as_unsigned`: `u64` fields of `2^63` and more (up to
+///   `u64::MAX`) round-trip; `flushes` lists by seq and `applied` a peer's segments by
+///   `seq_start`, both in unsigned order.
+/// - `second_open_is_locked_until_the_first_is_dropped`: opening a location (created if
+///   missing) that an open store holds fails with [`StoreError::Locked`] naming it, without
+///   disturbing the holder; once the holder is dropped it opens.
 pub trait Store: Send {
     /// The store id, e.g. `"sqlite"`.
     fn store_id(&self) -> &'static str;
