@@ -406,6 +406,7 @@ macro_rules! conformance {
                     restarted_device_loses_nothing,
                     one_tag_assignment_is_small,
                     clock_skew_does_not_matter,
+                    hostile_folder_names_are_ignored,
                 );
             }
         }
