@@ -130,7 +130,7 @@ fn step_timeout(preset: &str, label: &str) -> Duration {
     Duration::from_secs(match (preset, label) {
         ("full", "open-as-left") => 120,
         ("full", _) => 3 * 3600,
-        (_, "open-as-left") => 30,
+        (_, "open-as-left") => 15,
         _ => 900,
     })
 }

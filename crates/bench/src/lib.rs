@@ -5,7 +5,7 @@
 //! only ratios compare across runs).
 //!
 //! - [`workload`]: the deterministic workload W (100 000 files, 2 000 tags five levels deep,
-//!   300 000 assignments) and its W/10 `quick` preset, written through the model or as raw ops;
+//!   300 000 assignments) and its W/20 `quick` preset, written through the model or as raw ops;
 //! - [`backends`]: the one list of engines and stores to measure;
 //! - [`measure`]: each measurement as a function of an engine (and store) factory;
 //! - [`metered`]: a transport layer counting bytes written and files read;

@@ -29,7 +29,7 @@ struct Common {
     /// Store name (see `list`).
     #[arg(long, default_value = "sqlite")]
     store: String,
-    /// Workload preset: `full` (W) or `quick` (W/10).
+    /// Workload preset: `full` (W) or `quick` (W/20).
     #[arg(long, default_value = "quick")]
     preset: String,
     /// Override the preset's file count (assignments are 3 per file).
