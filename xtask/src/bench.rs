@@ -638,8 +638,8 @@ fn render(
         "\nCold open: `Replica::open` (store open and load, engine rebuild, checks on the shared folder) against \
          the raw engine reading and loading the same snapshot bytes; median of {OPEN_REPEATS} processes each, run \
          alternately. *Of which: store load* is `Store::load` of the compacted store, timed alone. *As the \
-         import left it*: the store still holds every edit of the import in its log (a replica compacts only \
-         after ingesting peers' segments); *compacted*: after `Replica::compact`. Peak RSS (`VmHWM`) is taken \
+         import left it*: the store as the replica left it after the import (the log entries an open replays \
+         are counted); *compacted*: after `Store::compact` with the engine's snapshot. Peak RSS (`VmHWM`) is taken \
          right after the open, and at the end of each build.\n\n"
     ));
     let mut t = Table::new(&[

@@ -238,8 +238,8 @@ pub struct CompactReport {
     pub load_after_ms: f64,
 }
 
-/// Folds the store's log into a snapshot, as `Replica::compact` does (the replica compacts by
-/// itself every `compact_every` ingested segments): `Store::compact` with the engine snapshot
+/// Folds the store's log into a snapshot, as `Replica::compact` does (the replica also compacts
+/// by itself once its log is long enough): `Store::compact` with the engine snapshot
 /// [`build`] wrote, which holds every edit of the log. The store is used directly because
 /// opening a replica on an uncompacted store replays the whole log first.
 pub fn compact(b: &Backend, dir: &Path) -> Result<CompactReport> {
