@@ -833,13 +833,127 @@ fn check<B: Backend>(n: usize, seed: u64, steps: &[Step]) -> Result<(), TestCase
     rt.block_on(run_schedule::<B>(n, seed, steps)).map_err(TestCaseError::fail)
 }
 
+/// The shrunk case of the first restart failure: d1 ingested a peer's file, restarted without
+/// flushing, and the file was gone (yrs, found at 400 cases per combination). d1's log then
+/// held a segment of d0 that waited for an earlier one of d0's segments; replayed as one
+/// merged update, every later block of d0 waited behind it, the new file included.
+fn restart_after_ingest_steps() -> Vec<Step> {
+    vec![
+        Step::SaveSearch { dev: 1, name: 0 },
+        Step::UpsertFile { dev: 3, path: 4, size: 15 },
+        Step::Assign { dev: 3, file: 183, tag: 245 },
+        Step::Flush { dev: 0 },
+        Step::RenameTag { dev: 2, tag: 216, name: 2 },
+        Step::SyncTogether { mask: 1 },
+        Step::UpsertFile { dev: 0, path: 5, size: 17 },
+        Step::Ingest { dev: 0 },
+        Step::UpsertFile { dev: 3, path: 2, size: 15 },
+        Step::CreateTag { dev: 0, parent: None, name: Name::Unique },
+        Step::CreateTag { dev: 0, parent: None, name: Name::Unique },
+        Step::Flush { dev: 2 },
+        Step::Flush { dev: 3 },
+        Step::Flush { dev: 3 },
+        Step::CreateTag { dev: 2, parent: Some(16), name: Name::Pool(4) },
+        Step::SyncTogether { mask: 13 },
+        Step::Reorder { dev: 0, tag: 5, slot: 169 },
+        Step::Deliver { to: 2, from: 1, pick: 105 },
+        Step::Deliver { to: 2, from: 2, pick: 154 },
+        Step::CreateTag { dev: 3, parent: Some(31), name: Name::Unique },
+        Step::Recolor { dev: 3, tag: 235, color: Some(2) },
+        Step::MoveTag { dev: 2, tag: 115, parent: None },
+        Step::Flush { dev: 0 },
+        Step::SyncTogether { mask: 7 },
+        Step::Flush { dev: 3 },
+        Step::DeleteTag { dev: 2, tag: 157 },
+        Step::Deliver { to: 2, from: 0, pick: 140 },
+        Step::Flush { dev: 1 },
+        Step::DeleteTag { dev: 2, tag: 13 },
+        Step::Backup { dev: 0 },
+        Step::Ingest { dev: 0 },
+        Step::Flush { dev: 3 },
+        Step::Flush { dev: 3 },
+        Step::Assign { dev: 3, file: 224, tag: 50 },
+        Step::DeliverAll { to: 1 },
+        Step::Ingest { dev: 2 },
+        Step::Assign { dev: 2, file: 22, tag: 22 },
+        Step::Recolor { dev: 1, tag: 199, color: None },
+        Step::Recolor { dev: 0, tag: 60, color: Some(1) },
+        Step::Ingest { dev: 0 },
+        Step::UpsertFile { dev: 3, path: 2, size: 40 },
+        Step::RenameTag { dev: 3, tag: 90, name: 2 },
+        Step::Compact { dev: 0 },
+        Step::Deliver { to: 3, from: 2, pick: 33 },
+        Step::SyncTogether { mask: 8 },
+        Step::RenameTag { dev: 1, tag: 81, name: 4 },
+        Step::SyncTogether { mask: 4 },
+        Step::DeleteTag { dev: 2, tag: 112 },
+        Step::Flush { dev: 0 },
+        Step::Flush { dev: 1 },
+        Step::Assign { dev: 0, file: 133, tag: 67 },
+        Step::Annotate { dev: 1, file: 15, text: None },
+        Step::Restart { dev: 1 },
+        Step::UpsertFile { dev: 2, path: 1, size: 76 },
+        Step::Assign { dev: 2, file: 70, tag: 163 },
+        Step::Deliver { to: 3, from: 0, pick: 66 },
+        Step::CreateTag { dev: 1, parent: None, name: Name::Unique },
+        Step::SyncTogether { mask: 11 },
+        Step::MoveTag { dev: 0, tag: 218, parent: Some(47) },
+        Step::Ingest { dev: 3 },
+        Step::Restart { dev: 1 },
+        Step::CreateTag { dev: 3, parent: Some(204), name: Name::Pool(3) },
+        Step::CreateTag { dev: 0, parent: None, name: Name::Unique },
+        Step::Annotate { dev: 0, file: 250, text: None },
+        Step::Ingest { dev: 1 },
+        Step::Heal { dev: 3 },
+        Step::Deliver { to: 2, from: 0, pick: 252 },
+        Step::Ingest { dev: 3 },
+        Step::Flush { dev: 0 },
+        Step::Reorder { dev: 2, tag: 231, slot: 144 },
+        Step::DeliverAll { to: 1 },
+        Step::Backup { dev: 1 },
+        Step::Flush { dev: 1 },
+        Step::UpsertFile { dev: 1, path: 4, size: 244 },
+        Step::SyncTogether { mask: 1 },
+        Step::Restore { dev: 2, backup: 105, merge: true },
+        Step::Ingest { dev: 2 },
+        Step::Deliver { to: 2, from: 2, pick: 15 },
+        Step::Flush { dev: 2 },
+        Step::MarkMissing { dev: 1, file: 57, missing: false },
+        Step::Exclude { dev: 2, folder: 1, excluded: false },
+        Step::DeleteSearch { dev: 3, search: 29 },
+        Step::Ingest { dev: 1 },
+        Step::Recolor { dev: 2, tag: 173, color: Some(2) },
+        Step::Duplicate { from: 3, pick: 197 },
+        Step::Flush { dev: 2 },
+        Step::Flush { dev: 2 },
+        Step::SyncTogether { mask: 9 },
+        Step::DeliverAll { to: 3 },
+        Step::Flush { dev: 0 },
+        Step::MoveTag { dev: 0, tag: 126, parent: None },
+        Step::Assign { dev: 3, file: 98, tag: 233 },
+        Step::Ingest { dev: 1 },
+        Step::UpsertFile { dev: 2, path: 5, size: 169 },
+    ]
+}
+
 macro_rules! random_schedules {
     ($($name:ident: $engine:ty, $store:ty, $transport:ty;)*) => {$(
-        proptest! {
-            #![proptest_config(config())]
+        mod $name {
+            use super::*;
+            type B = onefolder_conformance::Combo<$engine, $store, $transport>;
+
+            proptest! {
+                #![proptest_config(config())]
+                #[test]
+                fn random((n, seed, steps) in schedule()) {
+                    check::<B>(n, seed, &steps)?;
+                }
+            }
+
+            /// Regression: a restart right after ingesting a peer's file dropped the file.
             #[test]
-            fn $name((n, seed, steps) in schedule()) {
-                check::<onefolder_conformance::Combo<$engine, $store, $transport>>(n, seed, &steps)?;
+            fn restart_after_ingest_keeps_the_peer_file() {
+                check::<B>(2, 13709127835086719578, &restart_after_ingest_steps()).unwrap();
             }
         }
     )*};
@@ -850,9 +964,17 @@ use onefolder_conformance::factories::*;
 
 #[cfg(all(feature = "yrs", feature = "sqlite"))]
 random_schedules! { yrs_sqlite_memory: Yrs, Sqlite, Memory; }
-#[cfg(all(feature = "automerge", feature = "sqlite"))]
-random_schedules! { automerge_sqlite_memory: Automerge, Sqlite, Memory; }
 #[cfg(all(feature = "yrs", feature = "sqlite", feature = "folder"))]
 random_schedules! { yrs_sqlite_folder: Yrs, Sqlite, Folder; }
+#[cfg(all(feature = "yrs", feature = "lmdb"))]
+random_schedules! { yrs_lmdb_memory: Yrs, Lmdb, Memory; }
+#[cfg(all(feature = "yrs", feature = "lmdb", feature = "folder"))]
+random_schedules! { yrs_lmdb_folder: Yrs, Lmdb, Folder; }
+#[cfg(all(feature = "automerge", feature = "sqlite"))]
+random_schedules! { automerge_sqlite_memory: Automerge, Sqlite, Memory; }
+#[cfg(all(feature = "automerge", feature = "sqlite", feature = "folder"))]
+random_schedules! { automerge_sqlite_folder: Automerge, Sqlite, Folder; }
+#[cfg(all(feature = "automerge", feature = "lmdb"))]
+random_schedules! { automerge_lmdb_memory: Automerge, Lmdb, Memory; }
 #[cfg(all(feature = "automerge", feature = "lmdb", feature = "folder"))]
 random_schedules! { automerge_lmdb_folder: Automerge, Lmdb, Folder; }

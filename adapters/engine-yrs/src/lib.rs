@@ -95,6 +95,7 @@ use std::any::Any as StdAny;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use onefolder_core::engine::replay_merged;
 use onefolder_core::{Collection, Engine, EngineError, Op, Record, Value};
 use tracing::{debug, trace, warn};
 use yrs::updates::decoder::Decode;
@@ -469,6 +470,16 @@ impl Engine for YrsEngine {
 
     fn apply_remote(&mut self, bytes: &[u8]) -> Result<(), EngineError> {
         self.integrate(bytes, "remote change", true)
+    }
+
+    /// One merged apply instead of one transaction per entry, when that gives the same state.
+    /// It does only while no dependency is missing: yrs parks *every* later block of a client
+    /// that follows a block with a missing dependency in the same update, so a merged log hides
+    /// blocks that integrated when their entries were applied one by one (a peer's new file,
+    /// while an earlier segment of that peer is still missing). When the merged apply leaves
+    /// anything pending, the document starts over and applies entry by entry.
+    fn replay(&mut self, snapshot: Option<&[u8]>, log: &[&[u8]]) -> Result<(), EngineError> {
+        replay_merged(self, snapshot, log, |e| !e.has_pending(), |e| Self::with_client_id(e.client_id()))
     }
 
     fn snapshot(&self) -> Result<Vec<u8>, EngineError> {

@@ -50,8 +50,12 @@ pub enum EngineError {
 ///   rebuilds the engine from its store after every rejected payload.)
 /// - `snapshot_round_trip`: [`Engine::load_snapshot`] of [`Engine::snapshot`] on an empty engine
 ///   reproduces every collection.
-/// - `merge_changes_equivalent`: applying [`Engine::merge_changes`] of several changes equals
-///   applying each change.
+/// - `merge_changes_equivalent`: once every dependency is present, applying
+///   [`Engine::merge_changes`] of several changes equals applying each change.
+/// - `replay_equals_applies_in_order`: [`Engine::replay`] of a snapshot and a log on an empty
+///   engine gives the state of loading the snapshot and applying every log entry in order,
+///   also while some entries wait for a missing dependency (what a reader sees must not change
+///   when the device restarts).
 pub trait Engine: Send {
     /// The engine id written in `library.json` and segment headers (ASCII, at most 16 bytes),
     /// e.g. `"yrs"`.
@@ -79,6 +83,18 @@ pub trait Engine: Send {
     /// Merges a snapshot produced by [`Engine::snapshot`] into this engine.
     fn load_snapshot(&mut self, bytes: &[u8]) -> Result<(), EngineError>;
 
+    /// Rebuilds this **empty** engine from a snapshot and the log recorded after it, in log
+    /// order (a device reopening its store). The state, what readers see included, equals
+    /// [`Engine::load_snapshot`] followed by [`Engine::apply_remote`] of every entry in order;
+    /// the default does exactly that, and engines override it with something faster that keeps
+    /// the equality. On an error the engine is in an unspecified state and must be discarded.
+    fn replay(&mut self, snapshot: Option<&[u8]>, log: &[&[u8]]) -> Result<(), EngineError> {
+        if let Some(snapshot) = snapshot {
+            self.load_snapshot(snapshot)?;
+        }
+        log.iter().try_for_each(|entry| self.apply_remote(entry))
+    }
+
     /// An opaque version of the state (state vector / heads): equal states give equal versions.
     fn version(&self) -> Vec<u8>;
 
@@ -95,6 +111,33 @@ pub trait Engine: Send {
     fn ids(&self, collection: &str) -> Result<Vec<String>, EngineError> {
         Ok(self.collection(collection)?.into_keys().collect())
     }
+}
+
+/// A fast [`Engine::replay`] for engine adapters: loads the snapshot and applies the whole log
+/// as one [`Engine::merge_changes`] blob, and keeps the result when `keep` accepts it (the
+/// engine's own test that grouping changed nothing). Otherwise — or when the merge or the
+/// merged apply fails — it replaces the engine by `fresh` (empty, same identity) and applies
+/// entry by entry.
+pub fn replay_merged<E: Engine>(
+    engine: &mut E,
+    snapshot: Option<&[u8]>,
+    log: &[&[u8]],
+    keep: impl FnOnce(&E) -> bool,
+    fresh: impl FnOnce(&E) -> E,
+) -> Result<(), EngineError> {
+    let load = |engine: &mut E| snapshot.map_or(Ok(()), |s| engine.load_snapshot(s));
+    if log.len() > 1 {
+        if let Ok(merged) = engine.merge_changes(log) {
+            load(engine)?;
+            if engine.apply_remote(&merged).is_ok() && keep(engine) {
+                return Ok(());
+            }
+            tracing::debug!(entries = log.len(), engine = engine.engine_id(), "replaying the log entry by entry");
+            *engine = fresh(engine);
+        }
+    }
+    load(engine)?;
+    log.iter().try_for_each(|entry| engine.apply_remote(entry))
 }
 
 impl<E: Engine + ?Sized> Engine for Box<E> {
@@ -121,6 +164,9 @@ impl<E: Engine + ?Sized> Engine for Box<E> {
     }
     fn load_snapshot(&mut self, bytes: &[u8]) -> Result<(), EngineError> {
         (**self).load_snapshot(bytes)
+    }
+    fn replay(&mut self, snapshot: Option<&[u8]>, log: &[&[u8]]) -> Result<(), EngineError> {
+        (**self).replay(snapshot, log)
     }
     fn version(&self) -> Vec<u8> {
         (**self).version()

@@ -292,33 +292,8 @@ impl State {
     fn rebuild_engine(&mut self) -> Result<()> {
         let mut engine = self.engine.new_empty();
         let stored = self.store.load()?;
-        if let Some(snapshot) = &stored.snapshot {
-            engine.load_snapshot(snapshot)?;
-        }
-        // Replaying the log as one merged change is much faster than entry by entry (an
-        // automerge apply costs time in proportion to the document); entry by entry remains
-        // the fallback, since every entry was applied successfully once.
-        let merged = match stored.log.as_slice() {
-            [] | [_] => None,
-            log => {
-                let parts: Vec<&[u8]> = log.iter().map(|e| e.payload.as_slice()).collect();
-                engine.merge_changes(&parts).ok()
-            }
-        };
-        let tried = merged.is_some();
-        let replayed = merged.is_some_and(|bytes| engine.apply_remote(&bytes).is_ok());
-        if !replayed {
-            if tried {
-                // The merged apply may have left part of itself: start over.
-                engine = self.engine.new_empty();
-                if let Some(snapshot) = &stored.snapshot {
-                    engine.load_snapshot(snapshot)?;
-                }
-            }
-            for entry in &stored.log {
-                engine.apply_remote(&entry.payload)?;
-            }
-        }
+        let log: Vec<&[u8]> = stored.log.iter().map(|e| e.payload.as_slice()).collect();
+        engine.replay(stored.snapshot.as_deref(), &log)?;
         self.log_since_compact = stored.log.len();
         self.engine = engine;
         Ok(())
