@@ -316,8 +316,8 @@ pub async fn duplicated_delivery_is_harmless<B: Backend>(env: Env) {
     assert_eq!(c.lib(1).tags().unwrap().len(), 1);
 }
 
-/// Segments delivered out of order (a later one first) converge once the gap fills.
-pub async fn out_of_order_delivery_converges<B: Backend>(env: Env) {
+/// Two devices; device 1 reads the medium through a [`HoldBack`] layer, returned too.
+async fn cluster_holding_for_device_1<B: Backend>(env: Env) -> (Cluster<B>, Arc<HoldBack>) {
     let hold: Arc<OnceLock<Arc<HoldBack>>> = Arc::new(OnceLock::new());
     let h = hold.clone();
     let c = Cluster::<B>::with_layers(env, 2, move |i, t| {
@@ -331,6 +331,26 @@ pub async fn out_of_order_delivery_converges<B: Backend>(env: Env) {
     })
     .await;
     let hold = hold.get().unwrap().clone();
+    (c, hold)
+}
+
+/// Flushes device `i` and returns the seq it wrote.
+async fn flushed_seq<B: Backend>(c: &Cluster<B>, i: usize) -> u64 {
+    c.dev(i).replica.flush().await.unwrap().expect("something to flush").seq
+}
+
+/// Restarts device `i` and asserts that its library and pending edits are what they were.
+async fn restart_keeps_view<B: Backend>(c: &mut Cluster<B>, i: usize, when: &str) {
+    let before = c.lib(i).export().unwrap();
+    let pending = c.dev(i).replica.status().pending_edits;
+    c.restart(i).await;
+    assert_eq!(c.lib(i).export().unwrap(), before, "a restart {when} changed the library");
+    assert_eq!(c.dev(i).replica.status().pending_edits, pending, "a restart {when} changed the pending edits");
+}
+
+/// Segments delivered out of order (a later one first) converge once the gap fills.
+pub async fn out_of_order_delivery_converges<B: Backend>(env: Env) {
+    let (c, hold) = cluster_holding_for_device_1::<B>(env).await;
     let lib = c.lib(0);
     let a = c.dev(0).replica.device();
     let loc = lib.add_location("Library", Some("")).unwrap();
@@ -383,6 +403,124 @@ pub async fn restarted_device_loses_nothing<B: Backend>(env: Env) {
     assert_eq!(c.dev(0).replica.device(), device_before, "a restart is not a clone");
     assert!(c.lib(1).file(&f).unwrap().unwrap().tags.contains(&t));
     assert_eq!(c.lib(1).tags().unwrap().len(), 62);
+}
+
+/// A restart while a peer's segment waits for an earlier one that has not arrived shows what
+/// the device showed before (here, with yrs, a new file from the later segment while the
+/// rename in it waits), and everything integrates once the gap fills.
+pub async fn restart_while_a_peer_segment_waits<B: Backend>(env: Env) {
+    let (mut c, hold) = cluster_holding_for_device_1::<B>(env).await;
+    let a = c.dev(0).replica.device();
+    let loc = c.lib(0).add_location("Library", Some("")).unwrap();
+    let t = c.lib(0).create_tag(None, "Step 1", None).unwrap();
+    let s1 = flushed_seq(&c, 0).await;
+    hold.hold(a, &names::delta_name(s1));
+    c.lib(0).rename_tag(&t, "Step 2").unwrap();
+    flushed_seq(&c, 0).await;
+    let f = c.lib(0).upsert_file(&loc, "new.jpg", &meta(1)).unwrap();
+    flushed_seq(&c, 0).await;
+    c.lib(1).create_tag(None, "Mine", None).unwrap();
+    let r = c.dev(1).replica.ingest().await.unwrap();
+    assert_eq!(r.applied, 2, "{r:?}");
+    assert!(c.dev(1).replica.read(|e| e.has_pending()), "the rename waits for the held segment");
+    restart_keeps_view(&mut c, 1, "while a peer's segment waits").await;
+    restart_keeps_view(&mut c, 1, "twice while a peer's segment waits").await;
+    hold.release_all();
+    c.sync_all().await;
+    c.assert_converged();
+    assert_eq!(c.lib(1).tags().unwrap()[&t].name, "Step 2");
+    assert!(c.lib(1).file(&f).unwrap().is_some());
+    restart_keeps_view(&mut c, 1, "after the gap filled").await;
+}
+
+/// A restart right after an ingest that applied a conflict copy before its original, and
+/// recognised another copy as a duplicate, shows the same library; neither file is read
+/// again, and the original, once it arrives, is recognised as already applied.
+pub async fn restart_after_ingesting_conflict_copies<B: Backend>(env: Env) {
+    let mut c = Cluster::<B>::start(env, 2).await;
+    let a = c.dev(0).replica.device();
+    let t = c.dev(0).transport.clone();
+    let mut originals = Vec::new();
+    for (name, copy) in
+        [("First", " (Anna's conflicted copy 2026-11-25)"), ("Second", ".sync-conflict-20261125-101010-ABCDEFG")]
+    {
+        c.lib(0).create_tag(None, name, None).unwrap();
+        let file = names::delta_name(flushed_seq(&c, 0).await);
+        let bytes = t.read(&a, &file, u64::MAX).await.unwrap();
+        t.write(&a, &format!("{}{copy}.seg", file.trim_end_matches(".seg")), &bytes).await.unwrap();
+        originals.push((file, bytes));
+    }
+    // The sync client has brought only the copy of the first segment so far.
+    t.delete(&a, &originals[0].0).await.unwrap();
+    let r = c.dev(1).replica.ingest().await.unwrap();
+    assert_eq!((r.applied, r.duplicates), (2, 1), "{r:?}");
+    restart_keeps_view(&mut c, 1, "after ingesting conflict copies").await;
+    let r = c.dev(1).replica.ingest().await.unwrap();
+    assert_eq!((r.applied, r.duplicates, r.reads), (0, 0, 0), "after a restart nothing is read again: {r:?}");
+    t.write(&a, &originals[0].0, &originals[0].1).await.unwrap();
+    let r = c.dev(1).replica.ingest().await.unwrap();
+    assert_eq!((r.applied, r.duplicates), (0, 1), "the original is a copy of what was applied: {r:?}");
+    restart_keeps_view(&mut c, 1, "after recognising an original as a copy").await;
+    let r = c.dev(1).replica.ingest().await.unwrap();
+    assert_eq!(r.reads, 0, "{r:?}");
+    c.sync_all().await;
+    c.assert_converged();
+    assert_eq!(c.lib(1).tags().unwrap().len(), 2);
+}
+
+/// Compaction is skipped while a peer's change waits for a missing dependency, and folds the
+/// log around unflushed own edits otherwise; a restart after either keeps every edit, and the
+/// unflushed ones still reach the peer.
+pub async fn restart_after_compaction_with_pending_changes<B: Backend>(env: Env) {
+    let (mut c, hold) = cluster_holding_for_device_1::<B>(env).await;
+    let a = c.dev(0).replica.device();
+    let t = c.lib(0).create_tag(None, "Step 1", None).unwrap();
+    let s1 = flushed_seq(&c, 0).await;
+    hold.hold(a, &names::delta_name(s1));
+    c.lib(0).rename_tag(&t, "Step 2").unwrap();
+    c.lib(0).create_tag(None, "Other", None).unwrap();
+    flushed_seq(&c, 0).await;
+    c.dev(1).replica.ingest().await.unwrap();
+    let unflushed = c.lib(1).create_tag(None, "Unflushed", None).unwrap();
+    assert!(c.dev(1).replica.read(|e| e.has_pending()));
+    assert!(!c.dev(1).replica.compact().unwrap(), "no compaction while a change waits");
+    restart_keeps_view(&mut c, 1, "after a skipped compaction").await;
+
+    hold.release_all();
+    c.dev(1).replica.ingest().await.unwrap();
+    assert!(!c.dev(1).replica.read(|e| e.has_pending()));
+    let after = c.lib(1).create_tag(None, "After", None).unwrap();
+    assert!(c.dev(1).replica.compact().unwrap(), "compaction with unflushed own edits");
+    assert_eq!(c.dev(1).replica.status().pending_edits, 2);
+    restart_keeps_view(&mut c, 1, "after compacting around unflushed edits").await;
+    c.sync_all().await;
+    c.assert_converged();
+    let tags = c.lib(0).tags().unwrap();
+    assert!(tags.contains_key(&unflushed) && tags.contains_key(&after));
+    assert_eq!(tags[&t].name, "Step 2");
+}
+
+/// A restart right after a restore (replace), and again after compacting it, shows the
+/// restored library, and the restore still reaches the peer.
+pub async fn restart_after_restore<B: Backend>(env: Env) {
+    let (mut c, loc) = cluster_with_location::<B>(env, 2).await;
+    let keep = c.lib(0).create_tag(None, "Keep", None).unwrap();
+    let f = c.lib(0).upsert_file(&loc, "keep.jpg", &meta(1)).unwrap();
+    c.lib(0).assign(&f, &keep).unwrap();
+    c.sync_all().await;
+    let backup = c.lib(0).export().unwrap();
+    c.lib(0).rename_tag(&keep, "Renamed later").unwrap();
+    c.lib(0).upsert_file(&loc, "later.jpg", &meta(2)).unwrap();
+    c.lib(1).create_tag(None, "Peer later", None).unwrap();
+    c.sync_all().await;
+    c.lib(0).import(&backup, ImportMode::Replace).unwrap();
+    assert_eq!(c.lib(0).export().unwrap(), backup);
+    restart_keeps_view(&mut c, 0, "after a restore").await;
+    c.dev(0).replica.compact().unwrap();
+    restart_keeps_view(&mut c, 0, "after compacting a restore").await;
+    c.sync_all().await;
+    c.assert_converged();
+    assert_eq!(c.lib(1).export().unwrap(), backup, "the restored state, on the peer too");
 }
 
 /// What a bad-input scenario plants: bytes for a file in a fake peer's folder.
