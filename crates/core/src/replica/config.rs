@@ -1,0 +1,89 @@
+//! Tuning of a replica: open mode, debounce and polling, the wall clock.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::manifest::now_ms;
+use crate::segment;
+
+/// Whether [`Replica::open`] may create the library.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Create `library.json`; fail if the library already exists.
+    Create,
+    /// Join an existing library; fail if there is none.
+    Join,
+    /// Join if it exists, create otherwise.
+    CreateOrJoin,
+}
+
+/// Tuning of a [`Replica`]. `Default` gives the production values.
+#[derive(Clone, Debug)]
+pub struct ReplicaConfig {
+    /// Human name of this device, written to `device.json`.
+    pub device_name: String,
+    /// Create or join.
+    pub mode: OpenMode,
+    /// Quiet time after the last edit before a flush (default 2 s).
+    pub debounce: Duration,
+    /// Longest time an edit waits for a flush while edits keep coming (default 30 s).
+    pub max_delay: Duration,
+    /// Polling interval when hints are missing or unreliable (default 30 s).
+    pub poll_interval: Duration,
+    /// Largest segment payload accepted (default 64 MiB).
+    pub max_payload: u32,
+    /// Log entries after which the store is compacted into a snapshot (default 1000).
+    pub compact_every: usize,
+    /// The wall clock, in ms since the Unix epoch. Only advisory timestamps come from it
+    /// (dates shown to users, status); merging never depends on it, so a device whose clock
+    /// is wrong or jumps back still converges. Tests inject skewed clocks here.
+    pub clock: Clock,
+}
+
+/// A source of wall-clock time in ms since the Unix epoch.
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> i64 + Send + Sync>);
+
+impl Clock {
+    /// The system clock.
+    pub fn system() -> Self {
+        Clock(Arc::new(now_ms))
+    }
+
+    /// A clock computed by `f` (e.g. the system clock shifted by hours, or one that jumps back).
+    pub fn from_fn(f: impl Fn() -> i64 + Send + Sync + 'static) -> Self {
+        Clock(Arc::new(f))
+    }
+
+    /// The current time.
+    pub fn now_ms(&self) -> i64 {
+        (self.0)()
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::system()
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Clock({})", self.now_ms())
+    }
+}
+
+impl Default for ReplicaConfig {
+    fn default() -> Self {
+        Self {
+            device_name: "device".into(),
+            mode: OpenMode::CreateOrJoin,
+            debounce: Duration::from_secs(2),
+            max_delay: Duration::from_secs(30),
+            poll_interval: Duration::from_secs(30),
+            max_payload: segment::DEFAULT_MAX_PAYLOAD,
+            compact_every: 1000,
+            clock: Clock::system(),
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! The long-running loop: debounced flushes, change hints, polling.
+
+use std::future::Future;
+
+use tokio::time::Instant;
+
+use super::{Replica, StatusEvent, SyncReport};
+use crate::Result;
+
+impl Replica {
+    /// Flushes own changes, then applies everything new from peers.
+    pub async fn sync_once(&self) -> Result<SyncReport> {
+        let flushed = self.flush().await?;
+        let ingest = self.ingest().await?;
+        Ok(SyncReport { flushed, ingest })
+    }
+
+    pub(super) fn flush_deadline(&self) -> Option<Instant> {
+        let st = self.lock();
+        if st.pending_edits == 0 {
+            return None;
+        }
+        let quiet = st.last_edit.map(|t| t + self.config.debounce);
+        let max = st.first_pending.map(|t| t + self.config.max_delay);
+        match (quiet, max) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The long-running loop: flushes after the debounce, ingests on change hints and on the
+    /// polling interval, until `shutdown` completes; then flushes once more. Errors of one
+    /// pass are reported as [`StatusEvent::Error`] and retried; they never end the loop.
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) -> Result<()> {
+        tokio::pin!(shutdown);
+        let mut hints = match self.transport.changes().await {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::warn!(error = %e, "change hints unavailable; polling only");
+                None
+            }
+        };
+        let mut poll = tokio::time::interval(self.config.poll_interval);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let deadline = self.flush_deadline();
+            let own = self.device();
+            tokio::select! {
+                _ = &mut shutdown => break,
+                hint = next_hint(&mut hints) => {
+                    match hint {
+                        None => {
+                            tracing::warn!("change hints stopped; polling only");
+                            hints = None;
+                        }
+                        Some(hint) => {
+                            let mut relevant = hint.device != Some(own);
+                            // Coalesce a burst of hints into one pass.
+                            while let Some(more) = hints.as_mut().and_then(|h| h.try_next()) {
+                                relevant |= more.device != Some(own);
+                            }
+                            if relevant {
+                                self.report(self.ingest().await.map(drop));
+                            }
+                        }
+                    }
+                }
+                _ = poll.tick() => {
+                    self.report(self.ingest().await.map(drop));
+                }
+                _ = sleep_until_opt(deadline) => {
+                    self.report(self.flush().await.map(drop));
+                }
+                _ = self.edited.notified() => {}
+            }
+        }
+        self.flush().await?;
+        Ok(())
+    }
+
+    pub(super) fn report(&self, result: Result<()>) {
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "sync pass failed; will retry");
+            let _ = self.events.send(StatusEvent::Error { message: e.to_string() });
+        }
+    }
+}
+
+async fn next_hint(hints: &mut Option<crate::transport::ChangeStream>) -> Option<crate::transport::ChangeHint> {
+    match hints {
+        Some(stream) => stream.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}

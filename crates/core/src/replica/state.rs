@@ -1,0 +1,91 @@
+//! The replica's in-memory state beside the engine: the store, identity, cursors, and what
+//! is pending; and the operations that keep engine and store in step.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use tokio::time::Instant;
+
+use super::status::{FlushInfo, PeerStatus, Warning};
+use crate::Result;
+use crate::engine::Engine;
+use crate::ids::DeviceId;
+use crate::store::{AppliedSegment, Store};
+
+pub(super) const META_DEVICE_ID: &str = "device_id";
+pub(super) const META_LIBRARY_ID: &str = "library_id";
+pub(super) const META_NEXT_SEQ: &str = "next_seq";
+pub(super) const META_CREATED: &str = "device_created_ms";
+
+pub(super) type ContentKey = (DeviceId, u64, u64, u32);
+
+pub(super) struct State {
+    pub(super) engine: Box<dyn Engine>,
+    pub(super) store: Box<dyn Store>,
+    pub(super) device: DeviceId,
+    pub(super) next_seq: u64,
+    pub(super) applied_names: HashMap<DeviceId, HashMap<String, u64>>,
+    pub(super) applied_content: HashSet<ContentKey>,
+    pub(super) peers: BTreeMap<DeviceId, PeerStatus>,
+    pub(super) warnings: BTreeMap<(String, Option<String>), Warning>,
+    pub(super) pending_edits: usize,
+    pub(super) first_pending: Option<Instant>,
+    pub(super) last_edit: Option<Instant>,
+    pub(super) last_flush: Option<FlushInfo>,
+    pub(super) log_since_compact: usize,
+}
+
+impl State {
+    /// Rebuilds the engine from the store: after open, or after a store failure left the
+    /// in-memory engine ahead of what is durable.
+    pub(super) fn rebuild_engine(&mut self) -> Result<()> {
+        let mut engine = self.engine.new_empty();
+        let stored = self.store.load()?;
+        let log: Vec<&[u8]> = stored.log.iter().map(|e| e.payload.as_slice()).collect();
+        engine.replay(stored.snapshot.as_deref(), &log)?;
+        self.log_since_compact = stored.log.len();
+        self.engine = engine;
+        Ok(())
+    }
+
+    /// Folds the log into a snapshot. Skipped (and tried again after another `compact_every`
+    /// entries) while changes wait for missing dependencies, or when the engine refuses to
+    /// produce a snapshot: the log still holds everything, so nothing is lost either way.
+    pub(super) fn compact(&mut self) -> Result<bool> {
+        self.log_since_compact = 0;
+        if self.engine.has_pending() {
+            return Ok(false);
+        }
+        let snapshot = match self.engine.snapshot() {
+            Ok(snapshot) => snapshot,
+            Err(e) => {
+                tracing::warn!(error = %e, "the document cannot be snapshotted; the store keeps its log instead");
+                return Ok(false);
+            }
+        };
+        self.store.compact(&snapshot)?;
+        self.log_since_compact = self.store.unflushed()?.len();
+        Ok(true)
+    }
+
+    pub(super) fn record_applied(&mut self, a: &AppliedSegment) {
+        self.applied_names.entry(a.device).or_default().insert(a.file_name.clone(), a.size);
+        self.applied_content.insert((a.device, a.seq_start, a.seq_end, a.checksum));
+        let peer = self.peers.entry(a.device).or_default();
+        peer.last_seq = peer.last_seq.max(a.seq_end);
+        peer.segments += 1;
+        peer.last_applied_ms = peer.last_applied_ms.max(a.applied_at_ms);
+    }
+}
+
+pub(super) fn read_u64_meta(store: &dyn Store, key: &str) -> Result<Option<u64>> {
+    match store.get_meta(key)? {
+        None => Ok(None),
+        Some(bytes) => {
+            let arr: [u8; 8] = bytes
+                .as_slice()
+                .try_into()
+                .map_err(|_| crate::StoreError::Corrupt(format!("meta {key} is not a u64")))?;
+            Ok(Some(u64::from_le_bytes(arr)))
+        }
+    }
+}
