@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use onefolder_core::{Capabilities, ChangeStream, DeviceId, FileEntry, Transport, TransportError};
+use onefolder_core::{Capabilities, ChangeStream, DeviceId, FileEntry, Transport, TransportError, WriteMode};
 
 /// Holds back files from the device that reads through it, as a sync client that has not
 /// downloaded them yet would: held files are neither listed nor readable until released.
@@ -68,8 +68,8 @@ impl Transport for HoldBack {
         }
         self.inner.read(device, name, cap).await
     }
-    async fn write(&self, device: &DeviceId, name: &str, bytes: &[u8]) -> Result<(), TransportError> {
-        self.inner.write(device, name, bytes).await
+    async fn write(&self, device: &DeviceId, name: &str, bytes: &[u8], mode: WriteMode) -> Result<(), TransportError> {
+        self.inner.write(device, name, bytes, mode).await
     }
     async fn delete(&self, device: &DeviceId, name: &str) -> Result<(), TransportError> {
         self.inner.delete(device, name).await
@@ -139,8 +139,8 @@ impl Transport for Offline {
         self.check()?;
         self.inner.read(device, name, cap).await
     }
-    async fn write(&self, device: &DeviceId, name: &str, bytes: &[u8]) -> Result<(), TransportError> {
-        self.inner.write(device, name, bytes).await
+    async fn write(&self, device: &DeviceId, name: &str, bytes: &[u8], mode: WriteMode) -> Result<(), TransportError> {
+        self.inner.write(device, name, bytes, mode).await
     }
     async fn delete(&self, device: &DeviceId, name: &str) -> Result<(), TransportError> {
         self.inner.delete(device, name).await

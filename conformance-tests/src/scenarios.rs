@@ -1,6 +1,7 @@
 //! The scenarios, written once and generic over a [`Backend`]. Each is one test per
 //! combination (see [`conformance!`](crate::conformance)).
 
+use onefolder_core::TransportExt;
 use std::collections::BTreeSet;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -305,7 +306,7 @@ pub async fn duplicated_delivery_is_harmless<B: Backend>(env: Env) {
         format!("{stem}-LAPTOP-2.seg"),
         format!("{stem}.sync-conflict-20261125-101010-ABCDEFG.seg"),
     ] {
-        c.dev(0).transport.write(&a, &copy, &bytes).await.unwrap();
+        c.dev(0).transport.create(&a, &copy, &bytes).await.unwrap();
     }
     let report = c.dev(1).replica.ingest().await.unwrap();
     assert_eq!((report.applied, report.duplicates), (1, 3), "{report:?}");
@@ -447,7 +448,7 @@ pub async fn restart_after_ingesting_conflict_copies<B: Backend>(env: Env) {
         c.lib(0).create_tag(None, name, None).unwrap();
         let file = names::delta_name(flushed_seq(&c, 0).await);
         let bytes = t.read(&a, &file, u64::MAX).await.unwrap();
-        t.write(&a, &format!("{}{copy}.seg", file.trim_end_matches(".seg")), &bytes).await.unwrap();
+        t.create(&a, &format!("{}{copy}.seg", file.trim_end_matches(".seg")), &bytes).await.unwrap();
         originals.push((file, bytes));
     }
     // The sync client has brought only the copy of the first segment so far.
@@ -457,7 +458,7 @@ pub async fn restart_after_ingesting_conflict_copies<B: Backend>(env: Env) {
     restart_keeps_view(&mut c, 1, "after ingesting conflict copies").await;
     let r = c.dev(1).replica.ingest().await.unwrap();
     assert_eq!((r.applied, r.duplicates, r.reads), (0, 0, 0), "after a restart nothing is read again: {r:?}");
-    t.write(&a, &originals[0].0, &originals[0].1).await.unwrap();
+    t.create(&a, &originals[0].0, &originals[0].1).await.unwrap();
     let r = c.dev(1).replica.ingest().await.unwrap();
     assert_eq!((r.applied, r.duplicates), (0, 1), "the original is a copy of what was applied: {r:?}");
     restart_keeps_view(&mut c, 1, "after recognising an original as a copy").await;
@@ -552,7 +553,7 @@ async fn bad_input<B: Backend>(env: Env, warning: &str, plant: impl Fn(LibraryId
     let fake = DeviceId::random();
     let planted = plant(library, fake, good);
     let name = names::delta_name(1);
-    c.dev(0).transport.write(&fake, &name, &planted.bytes).await.unwrap();
+    c.dev(0).transport.create(&fake, &name, &planted.bytes).await.unwrap();
     c.lib(0).create_tag(None, "Good", None).unwrap();
     c.dev(0).replica.flush().await.unwrap();
     let report = c.dev(1).replica.ingest().await.unwrap();
@@ -574,7 +575,7 @@ async fn bad_input<B: Backend>(env: Env, warning: &str, plant: impl Fn(LibraryId
     if let Some(repaired) = planted.repaired {
         // The sync client finishes the download: the file is applied on the next pass.
         c.dev(0).transport.delete(&fake, &name).await.unwrap();
-        c.dev(0).transport.write(&fake, &name, &repaired).await.unwrap();
+        c.dev(0).transport.create(&fake, &name, &repaired).await.unwrap();
         let r = c.dev(1).replica.ingest().await.unwrap();
         assert_eq!(r.applied, 1, "{r:?}");
         assert!(c.dev(1).replica.status().warnings.is_empty());
@@ -644,7 +645,7 @@ pub async fn junk_in_shared_folder_is_ignored<B: Backend>(env: Env) {
     let c = Cluster::<B>::start(env, 2).await;
     let peer = c.dev(0).replica.device();
     for junk in ["desktop.ini", "Thumbs.db", "device.json.bak", "notes.txt"] {
-        c.dev(0).transport.write(&peer, junk, b"junk").await.unwrap();
+        c.dev(0).transport.create(&peer, junk, b"junk").await.unwrap();
     }
     c.lib(0).create_tag(None, "Real", None).unwrap();
     c.sync_all().await;

@@ -1,5 +1,6 @@
 //! Checks of the [`Transport`](onefolder_core::Transport) contract, one per `# Behavior` bullet.
 
+use onefolder_core::TransportExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -31,7 +32,7 @@ pub async fn write_then_list_read<T: TransportFactory>() {
     let (t, other) = (T::open(&m), T::open(&m));
     let dev = DeviceId::random();
     let name = names::delta_name(1);
-    t.write(&dev, &name, b"segment bytes").await.unwrap();
+    t.create(&dev, &name, b"segment bytes").await.unwrap();
     assert!(other.list_devices().await.unwrap().contains(&dev.to_string()));
     let listed = other.list(&dev).await.unwrap();
     assert_eq!(listed.len(), 1);
@@ -47,7 +48,7 @@ pub async fn write_is_atomic<T: TransportFactory>() {
     let t = T::open(&m);
     let dev = DeviceId::random();
     for i in 0..20 {
-        t.write(&dev, &names::delta_name(i), &vec![i as u8; 1000 + i as usize]).await.unwrap();
+        t.create(&dev, &names::delta_name(i), &vec![i as u8; 1000 + i as usize]).await.unwrap();
     }
     let listed = t.list(&dev).await.unwrap();
     assert_eq!(listed.len(), 20);
@@ -58,19 +59,21 @@ pub async fn write_is_atomic<T: TransportFactory>() {
     }
 }
 
-/// `write_existing_fails` (except `device.json`).
+/// `write_existing_fails` (create-only), and `Replace` replaces, whatever the name.
 pub async fn write_existing_fails<T: TransportFactory>() {
     let (_tmp, m) = medium();
     let t = T::open(&m);
     let dev = DeviceId::random();
-    let name = names::delta_name(1);
-    t.write(&dev, &name, b"first").await.unwrap();
-    let err = t.write(&dev, &name, b"second").await.unwrap_err();
-    assert!(matches!(err, TransportError::AlreadyExists(_)), "{err:?}");
-    assert_eq!(t.read(&dev, &name, 100).await.unwrap(), b"first");
-    t.write(&dev, names::DEVICE_FILE, b"{\"v\":1}").await.unwrap();
-    t.write(&dev, names::DEVICE_FILE, b"{\"v\":2}").await.unwrap();
-    assert_eq!(t.read(&dev, names::DEVICE_FILE, 100).await.unwrap(), b"{\"v\":2}");
+    for name in [names::delta_name(1), names::DEVICE_FILE.to_owned()] {
+        t.create(&dev, &name, b"first").await.unwrap();
+        let err = t.create(&dev, &name, b"second").await.unwrap_err();
+        assert!(matches!(err, TransportError::AlreadyExists(_)), "{name}: {err:?}");
+        assert_eq!(t.read(&dev, &name, 100).await.unwrap(), b"first");
+        t.replace(&dev, &name, b"{\"v\":2}").await.unwrap();
+        assert_eq!(t.read(&dev, &name, 100).await.unwrap(), b"{\"v\":2}");
+    }
+    t.replace(&dev, "new.json", b"new").await.unwrap();
+    assert_eq!(t.read(&dev, "new.json", 100).await.unwrap(), b"new");
 }
 
 /// `read_missing_not_found`.
@@ -94,7 +97,7 @@ pub async fn delete_missing_ok<T: TransportFactory>() {
     let t = T::open(&m);
     let dev = DeviceId::random();
     t.delete(&dev, "00000000000000000001.seg").await.unwrap();
-    t.write(&dev, "00000000000000000001.seg", b"x").await.unwrap();
+    t.create(&dev, "00000000000000000001.seg", b"x").await.unwrap();
     t.delete(&dev, "00000000000000000001.seg").await.unwrap();
     assert!(t.list(&dev).await.unwrap().is_empty());
 }
@@ -105,7 +108,7 @@ pub async fn names_are_checked<T: TransportFactory>() {
     let t = T::open(&m);
     let dev = DeviceId::random();
     for bad in ["../escape.seg", "a/b.seg", "a\\b.seg", "..", ".hidden.seg", "nul\0.seg", ""] {
-        let w = t.write(&dev, bad, b"x").await.unwrap_err();
+        let w = t.create(&dev, bad, b"x").await.unwrap_err();
         assert!(matches!(w, TransportError::InvalidName { .. }), "write {bad:?}: {w:?}");
         let r = t.read(&dev, bad, 10).await.unwrap_err();
         assert!(matches!(r, TransportError::InvalidName { .. }), "read {bad:?}: {r:?}");
@@ -123,7 +126,7 @@ pub async fn changes_hint_on_write<T: TransportFactory>() {
     }
     let mut hints = watcher.changes().await.unwrap().expect("a watching transport gives a stream");
     let dev = DeviceId::random();
-    writer.write(&dev, &names::delta_name(1), b"x").await.unwrap();
+    writer.create(&dev, &names::delta_name(1), b"x").await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let hint = tokio::time::timeout_at(deadline, hints.next()).await.expect("a hint within the deadline");

@@ -19,6 +19,7 @@
 //! `ONEFOLDER_PROPTEST_CASES=256 cargo test -p onefolder-conformance --test random_schedules`
 //! runs more cases than the default.
 
+use onefolder_core::TransportExt;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
@@ -686,7 +687,7 @@ impl<B: Backend> Run<B> {
                     let copy = format!("{} (Laptop's conflicted copy 2026-11-25).seg", name.trim_end_matches(".seg"));
                     let device = self.ids[from];
                     let bytes = self.raw.read(&device, &name, u64::MAX).await.map_err(|e| self.fail(e.to_string()))?;
-                    if self.raw.write(&device, &copy, &bytes).await.is_ok() {
+                    if self.raw.create(&device, &copy, &bytes).await.is_ok() {
                         self.log(format!("conflicted copy of d{from} seq {seq}"));
                     }
                 }

@@ -83,7 +83,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use onefolder_core::names::MANIFEST_FILE;
 use onefolder_core::transport::check_name;
-use onefolder_core::{Capabilities, ChangeStream, DeviceId, FileEntry, Transport, TransportError};
+use onefolder_core::{Capabilities, ChangeStream, DeviceId, FileEntry, Transport, TransportError, WriteMode};
 
 /// Name of the folder, inside a library, that holds everything OneFolder Sync writes.
 pub const TAGS_DIR: &str = "onefolder_tags";
@@ -227,7 +227,7 @@ impl Transport for FolderTransport {
         .await
     }
 
-    async fn write(&self, device: &DeviceId, name: &str, bytes: &[u8]) -> Result<(), TransportError> {
+    async fn write(&self, device: &DeviceId, name: &str, bytes: &[u8], mode: WriteMode) -> Result<(), TransportError> {
         check_name(name)?;
         let dir = self.device_dir(device);
         let (device, name, bytes) = (*device, name.to_owned(), bytes.to_vec());
@@ -235,8 +235,7 @@ impl Transport for FolderTransport {
             if !fsops::device_dir_exists(&dir, &device)? {
                 fsops::ensure_dir(&dir)?;
             }
-            let replace = name == onefolder_core::names::DEVICE_FILE;
-            fsops::publish(&dir, &name, &bytes, replace).map_err(|e| match e {
+            fsops::publish(&dir, &name, &bytes, mode == WriteMode::Replace).map_err(|e| match e {
                 TransportError::AlreadyExists(_) => TransportError::AlreadyExists(format!("{device}/{name}")),
                 e => e,
             })

@@ -1,5 +1,6 @@
 //! One test per `# Behavior` bullet of [`Transport`], plus the folder-specific guarantees.
 
+use onefolder_core::TransportExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -69,7 +70,7 @@ async fn write_then_list_read() {
     let (_lib, t) = setup();
     let device = DeviceId::random();
     let name = delta_name(1);
-    t.write(&device, &name, b"segment one").await.unwrap();
+    t.create(&device, &name, b"segment one").await.unwrap();
     assert_eq!(t.list(&device).await.unwrap(), vec![FileEntry { name: name.clone(), size: 11 }]);
     assert_eq!(t.read(&device, &name, 1024).await.unwrap(), b"segment one");
     assert_eq!(t.list_devices().await.unwrap(), vec![device.to_string()]);
@@ -101,7 +102,7 @@ async fn write_is_atomic() {
         let t = t.clone();
         tokio::spawn(async move {
             for seq in 1..=FILES {
-                t.write(&device, &delta_name(seq), &vec![seq as u8; SIZE]).await.unwrap();
+                t.create(&device, &delta_name(seq), &vec![seq as u8; SIZE]).await.unwrap();
             }
         })
     };
@@ -134,13 +135,13 @@ async fn write_existing_fails() {
     let (_lib, t) = setup();
     let device = DeviceId::random();
     let name = delta_name(1);
-    t.write(&device, &name, b"first").await.unwrap();
-    let err = t.write(&device, &name, b"second").await.unwrap_err();
+    t.create(&device, &name, b"first").await.unwrap();
+    let err = t.create(&device, &name, b"second").await.unwrap_err();
     assert!(matches!(err, TransportError::AlreadyExists(_)), "{err:?}");
     assert_eq!(t.read(&device, &name, 1024).await.unwrap(), b"first");
 
-    t.write(&device, DEVICE_FILE, b"{\"v\":1}").await.unwrap();
-    t.write(&device, DEVICE_FILE, b"{\"v\":2}").await.unwrap();
+    t.replace(&device, DEVICE_FILE, b"{\"v\":1}").await.unwrap();
+    t.replace(&device, DEVICE_FILE, b"{\"v\":2}").await.unwrap();
     assert_eq!(t.read(&device, DEVICE_FILE, 1024).await.unwrap(), b"{\"v\":2}");
     // The refused write left no temporary file.
     assert_eq!(raw_names(&t.device_dir(&device)), vec![name, DEVICE_FILE.to_owned()]);
@@ -152,7 +153,7 @@ async fn read_missing_not_found() {
     let device = DeviceId::random();
     let err = t.read(&device, &delta_name(1), 1024).await.unwrap_err();
     assert!(matches!(err, TransportError::NotFound(_)), "missing folder: {err:?}");
-    t.write(&device, &delta_name(1), b"x").await.unwrap();
+    t.create(&device, &delta_name(1), b"x").await.unwrap();
     let err = t.read(&device, &delta_name(2), 1024).await.unwrap_err();
     assert!(matches!(err, TransportError::NotFound(_)), "missing file: {err:?}");
 }
@@ -171,7 +172,7 @@ async fn delete_missing_ok() {
     let (_lib, t) = setup();
     let device = DeviceId::random();
     t.delete(&device, &delta_name(1)).await.unwrap();
-    t.write(&device, &delta_name(1), b"x").await.unwrap();
+    t.create(&device, &delta_name(1), b"x").await.unwrap();
     t.delete(&device, &delta_name(2)).await.unwrap();
     t.delete(&device, &delta_name(1)).await.unwrap();
     assert_eq!(t.list(&device).await.unwrap(), vec![]);
@@ -182,10 +183,10 @@ async fn delete_missing_ok() {
 async fn names_are_checked() {
     let (lib, t) = setup();
     let device = DeviceId::random();
-    t.write(&device, &delta_name(1), b"x").await.unwrap();
+    t.create(&device, &delta_name(1), b"x").await.unwrap();
     for bad in ["", ".", "..", "../x", "a/b", "a\\b", "/etc/passwd", "a\0b", ".hidden", ".tmp-1", "C:x"] {
         assert!(is_invalid_name(&t.read(&device, bad, 1024).await), "read {bad:?}");
-        assert!(is_invalid_name(&t.write(&device, bad, b"evil").await), "write {bad:?}");
+        assert!(is_invalid_name(&t.create(&device, bad, b"evil").await), "write {bad:?}");
         assert!(is_invalid_name(&t.delete(&device, bad).await), "delete {bad:?}");
     }
     // Nothing was written anywhere else.
@@ -203,15 +204,15 @@ async fn changes_hint_on_write() {
     let mut latencies = Vec::new();
     for seq in 1..=5 {
         let device = DeviceId::random();
-        writer_side.write(&device, &delta_name(seq), b"segment").await.unwrap();
+        writer_side.create(&device, &delta_name(seq), b"segment").await.unwrap();
         latencies.push(wait_for_hint(&mut stream, device).await);
     }
     // A later write into an existing folder is seen too.
     let device = DeviceId::random();
-    writer_side.write(&device, &delta_name(1), b"one").await.unwrap();
+    writer_side.create(&device, &delta_name(1), b"one").await.unwrap();
     wait_for_hint(&mut stream, device).await;
     drain_until_quiet(&mut stream, Duration::from_millis(200)).await;
-    writer_side.write(&device, &delta_name(2), b"two").await.unwrap();
+    writer_side.create(&device, &delta_name(2), b"two").await.unwrap();
     latencies.push(wait_for_hint(&mut stream, device).await);
     latencies.sort();
     eprintln!("hint latency after write: min {:?}, median {:?}, max {:?}", latencies[0], latencies[3], latencies[5]);
@@ -222,7 +223,7 @@ async fn reads_and_lists_do_not_hint() {
     let (_lib, t) = setup();
     let device = DeviceId::random();
     let mut stream = t.changes().await.unwrap().expect("watcher available");
-    t.write(&device, &delta_name(1), b"segment").await.unwrap();
+    t.create(&device, &delta_name(1), b"segment").await.unwrap();
     wait_for_hint(&mut stream, device).await;
     drain_until_quiet(&mut stream, Duration::from_millis(300)).await;
     // Reading peers' files must not wake the reader, or the sync loop would spin.
@@ -276,9 +277,9 @@ async fn dropping_the_stream_stops_the_watch() {
     drop(stream);
     // Writes after the drop still work; a new subscription still gets hints.
     let device = DeviceId::random();
-    t.write(&device, &delta_name(1), b"x").await.unwrap();
+    t.create(&device, &delta_name(1), b"x").await.unwrap();
     let mut again = t.changes().await.unwrap().expect("watcher available");
-    t.write(&device, &delta_name(2), b"y").await.unwrap();
+    t.create(&device, &delta_name(2), b"y").await.unwrap();
     wait_for_hint(&mut again, device).await;
 }
 
@@ -286,7 +287,7 @@ async fn dropping_the_stream_stops_the_watch() {
 async fn read_over_cap_too_large() {
     let (_lib, t) = setup();
     let device = DeviceId::random();
-    t.write(&device, &delta_name(1), &[7; 100]).await.unwrap();
+    t.create(&device, &delta_name(1), &[7; 100]).await.unwrap();
     match t.read(&device, &delta_name(1), 99).await {
         Err(TransportError::TooLarge { size: 100, cap: 99, .. }) => {}
         other => panic!("expected TooLarge, got {other:?}"),
@@ -301,14 +302,14 @@ async fn symlinked_device_folder_not_followed() {
     let outside = tempfile::tempdir().unwrap();
     std::fs::write(outside.path().join(delta_name(1)), b"secret").unwrap();
     let real = DeviceId::random();
-    t.write(&real, &delta_name(1), b"x").await.unwrap();
+    t.create(&real, &delta_name(1), b"x").await.unwrap();
     let linked = DeviceId::random();
     std::os::unix::fs::symlink(outside.path(), t.device_dir(&linked)).unwrap();
 
     assert_eq!(t.list_devices().await.unwrap(), vec![real.to_string()]);
     assert!(is_invalid_name(&t.list(&linked).await));
     assert!(is_invalid_name(&t.read(&linked, &delta_name(1), 1024).await));
-    assert!(is_invalid_name(&t.write(&linked, &delta_name(2), b"evil").await));
+    assert!(is_invalid_name(&t.create(&linked, &delta_name(2), b"evil").await));
     assert!(is_invalid_name(&t.delete(&linked, &delta_name(1)).await));
     assert_eq!(raw_names(outside.path()), vec![delta_name(1)]);
 }
@@ -321,7 +322,7 @@ async fn symlinked_file_not_followed() {
     let secret = outside.path().join("secret");
     std::fs::write(&secret, b"secret").unwrap();
     let device = DeviceId::random();
-    t.write(&device, &delta_name(1), b"x").await.unwrap();
+    t.create(&device, &delta_name(1), b"x").await.unwrap();
     std::os::unix::fs::symlink(&secret, t.device_dir(&device).join(delta_name(2))).unwrap();
 
     assert_eq!(t.list(&device).await.unwrap(), vec![FileEntry { name: delta_name(1), size: 1 }]);
@@ -343,7 +344,7 @@ async fn files_are_created_like_user_files() {
     use std::os::unix::fs::PermissionsExt;
     let (_lib, t) = setup();
     let device = DeviceId::random();
-    t.write(&device, &delta_name(1), b"x").await.unwrap();
+    t.create(&device, &delta_name(1), b"x").await.unwrap();
     let dir = t.device_dir(&device);
     std::fs::write(dir.join("plain"), b"x").unwrap();
     let mode = |name: &str| std::fs::metadata(dir.join(name)).unwrap().permissions().mode() & 0o777;

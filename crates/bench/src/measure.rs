@@ -16,6 +16,7 @@
 //!
 //! Times are wall-clock milliseconds (`f64`); nothing here asserts on a time.
 
+use onefolder_core::TransportExt;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -397,7 +398,7 @@ pub fn ingest(b: &Backend, w: &Workload, dir: &Path) -> Result<IngestReport> {
             let t = Instant::now();
             raw.apply_remote(payload)?;
             raw_times.push(ms_since(t));
-            shared.write(id, &delta_name(1), seg).await?;
+            shared.create(id, &delta_name(1), seg).await?;
             let t = Instant::now();
             let report = replica.ingest().await?;
             times.push(ms_since(t));
@@ -624,7 +625,7 @@ pub fn idle(b: &Backend, w: &Workload, dir: &Path) -> Result<IdleReport> {
                     seq,
                     &payload,
                 )?;
-                shared.write(&peer, &delta_name(seq), &bytes).await?;
+                shared.create(&peer, &delta_name(seq), &bytes).await?;
             }
         }
         let (transport, meter) = Metered::wrap(folder(dir));

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use onefolder_core::names::DEVICE_FILE;
-use onefolder_core::{Capabilities, ChangeStream, DeviceId, FileEntry, Transport, TransportError};
+use onefolder_core::{Capabilities, ChangeStream, DeviceId, FileEntry, Transport, TransportError, WriteMode};
 
 /// Counters of a [`Metered`] transport.
 #[derive(Debug, Default)]
@@ -95,8 +95,8 @@ impl Transport for Metered {
         self.meter.read_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         Ok(bytes)
     }
-    async fn write(&self, device: &DeviceId, name: &str, bytes: &[u8]) -> Result<(), TransportError> {
-        self.inner.write(device, name, bytes).await?;
+    async fn write(&self, device: &DeviceId, name: &str, bytes: &[u8], mode: WriteMode) -> Result<(), TransportError> {
+        self.inner.write(device, name, bytes, mode).await?;
         *self.meter.last_write.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
         self.meter.writes.fetch_add(1, Ordering::Relaxed);
         self.meter.written_bytes.fetch_add(bytes.len() as u64, Ordering::Relaxed);

@@ -24,7 +24,7 @@ use async_trait::async_trait;
 
 use crate::ids::DeviceId;
 use crate::names::SegmentName;
-use crate::transport::{Capabilities, ChangeStream, FileEntry, Transport, TransportError};
+use crate::transport::{Capabilities, ChangeStream, FileEntry, Transport, TransportError, WriteMode};
 
 /// Probabilities (0.0–1.0) and limits of each fault.
 #[derive(Clone, Debug)]
@@ -273,8 +273,8 @@ impl Transport for FaultLayer {
         Ok(bytes)
     }
 
-    async fn write(&self, device: &DeviceId, name: &str, bytes: &[u8]) -> Result<(), TransportError> {
-        self.inner.write(device, name, bytes).await
+    async fn write(&self, device: &DeviceId, name: &str, bytes: &[u8], mode: WriteMode) -> Result<(), TransportError> {
+        self.inner.write(device, name, bytes, mode).await
     }
 
     async fn delete(&self, device: &DeviceId, name: &str) -> Result<(), TransportError> {
@@ -291,13 +291,14 @@ mod tests {
     use super::*;
     use crate::memory::MemoryTransport;
     use crate::names::delta_name;
+    use crate::transport::TransportExt;
 
     #[tokio::test]
     async fn same_seed_same_faults_and_off_means_clean() {
         let medium = MemoryTransport::new();
         let dev = DeviceId::random();
         for seq in 1..=30 {
-            medium.write(&dev, &delta_name(seq), &[seq as u8; 50]).await.unwrap();
+            medium.create(&dev, &delta_name(seq), &[seq as u8; 50]).await.unwrap();
         }
         let run = |seed| {
             let layer = FaultLayer::new(Arc::new(medium.clone()), FaultConfig::chaos(seed));

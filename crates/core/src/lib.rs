@@ -33,7 +33,9 @@ pub use replica::{
 };
 pub use segment::{SegmentError, SegmentHeader, SegmentKind};
 pub use store::{AppliedSegment, FlushRecord, LogEntry, LogKind, Store, StoreError, StoredState};
-pub use transport::{Capabilities, ChangeHint, ChangeStream, FileEntry, Transport, TransportError};
+pub use transport::{
+    Capabilities, ChangeHint, ChangeStream, FileEntry, Transport, TransportError, TransportExt, WriteMode,
+};
 pub use value::{Collection, Op, Record, Value};
 
 /// Errors of the [`Replica`] and of everything built on it.

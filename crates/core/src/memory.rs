@@ -7,8 +7,9 @@ use async_trait::async_trait;
 use tokio::sync::{broadcast, mpsc};
 
 use crate::ids::DeviceId;
-use crate::names::DEVICE_FILE;
-use crate::transport::{Capabilities, ChangeHint, ChangeStream, FileEntry, Transport, TransportError, check_name};
+use crate::transport::{
+    Capabilities, ChangeHint, ChangeStream, FileEntry, Transport, TransportError, WriteMode, check_name,
+};
 
 #[derive(Default)]
 struct Medium {
@@ -102,11 +103,11 @@ impl Transport for MemoryTransport {
         Ok(bytes.as_ref().clone())
     }
 
-    async fn write(&self, device: &DeviceId, name: &str, bytes: &[u8]) -> Result<(), TransportError> {
+    async fn write(&self, device: &DeviceId, name: &str, bytes: &[u8], mode: WriteMode) -> Result<(), TransportError> {
         check_name(name)?;
         let mut m = self.medium.lock().expect("memory medium poisoned");
         let folder = m.files.entry(device.to_string()).or_default();
-        if name != DEVICE_FILE && folder.contains_key(name) {
+        if mode == WriteMode::CreateNew && folder.contains_key(name) {
             return Err(TransportError::AlreadyExists(format!("{device}/{name}")));
         }
         folder.insert(name.to_owned(), Arc::new(bytes.to_vec()));

@@ -81,6 +81,16 @@ pub struct Capabilities {
     pub max_file_size: Option<u64>,
 }
 
+/// How [`Transport::write`] treats a file that already has the name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum WriteMode {
+    /// Fail with [`TransportError::AlreadyExists`] and keep the first content: segments are
+    /// immutable once visible.
+    CreateNew,
+    /// Replace the file atomically (`device.json`): a reader sees the old or the new content.
+    Replace,
+}
+
 /// One file in a device folder.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileEntry {
@@ -142,9 +152,9 @@ impl std::fmt::Debug for ChangeStream {
 ///   appears in [`Transport::list_devices`].
 /// - `write_is_atomic`: a reader never sees a partial file under the final name; temporary
 ///   files are never listed.
-/// - `write_existing_fails`: writing a name that already exists fails with
-///   [`TransportError::AlreadyExists`] and keeps the first content (segments are immutable),
-///   except for `device.json`, which is replaced.
+/// - `write_existing_fails`: writing a name that already exists with [`WriteMode::CreateNew`]
+///   fails with [`TransportError::AlreadyExists`] and keeps the first content (segments are
+///   immutable); with [`WriteMode::Replace`] the new content replaces it.
 /// - `read_missing_not_found`: reading a missing file gives [`TransportError::NotFound`].
 /// - `list_missing_device_empty`: listing a device folder that does not exist gives an empty list.
 /// - `delete_missing_ok`: deleting a missing file succeeds.
@@ -177,8 +187,9 @@ pub trait Transport: Send + Sync {
     /// the file is larger than `cap` bytes.
     async fn read(&self, device: &DeviceId, name: &str, cap: u64) -> Result<Vec<u8>, TransportError>;
 
-    /// Writes a file atomically into a device folder (the caller's own).
-    async fn write(&self, device: &DeviceId, name: &str, bytes: &[u8]) -> Result<(), TransportError>;
+    /// Writes a file atomically into a device folder (the caller's own); `mode` says what
+    /// happens when the name exists.
+    async fn write(&self, device: &DeviceId, name: &str, bytes: &[u8], mode: WriteMode) -> Result<(), TransportError>;
 
     /// Removes a file from a device folder (the caller's own).
     async fn delete(&self, device: &DeviceId, name: &str) -> Result<(), TransportError>;
@@ -210,8 +221,8 @@ impl<T: Transport + ?Sized> Transport for std::sync::Arc<T> {
     async fn read(&self, device: &DeviceId, name: &str, cap: u64) -> Result<Vec<u8>, TransportError> {
         (**self).read(device, name, cap).await
     }
-    async fn write(&self, device: &DeviceId, name: &str, bytes: &[u8]) -> Result<(), TransportError> {
-        (**self).write(device, name, bytes).await
+    async fn write(&self, device: &DeviceId, name: &str, bytes: &[u8], mode: WriteMode) -> Result<(), TransportError> {
+        (**self).write(device, name, bytes, mode).await
     }
     async fn delete(&self, device: &DeviceId, name: &str) -> Result<(), TransportError> {
         (**self).delete(device, name).await
@@ -220,6 +231,22 @@ impl<T: Transport + ?Sized> Transport for std::sync::Arc<T> {
         (**self).changes().await
     }
 }
+
+/// Conveniences on every [`Transport`], kept out of the implementor trait.
+#[async_trait]
+pub trait TransportExt: Transport {
+    /// Writes a new immutable file ([`WriteMode::CreateNew`]).
+    async fn create(&self, device: &DeviceId, name: &str, bytes: &[u8]) -> Result<(), TransportError> {
+        self.write(device, name, bytes, WriteMode::CreateNew).await
+    }
+
+    /// Writes or replaces a file ([`WriteMode::Replace`]).
+    async fn replace(&self, device: &DeviceId, name: &str, bytes: &[u8]) -> Result<(), TransportError> {
+        self.write(device, name, bytes, WriteMode::Replace).await
+    }
+}
+
+impl<T: Transport + ?Sized> TransportExt for T {}
 
 /// Checks one file or folder name for the shared medium: not empty, no path separators, not
 /// `.`/`..`, no NUL or other control characters, no leading `.` (temporary files), at most 255

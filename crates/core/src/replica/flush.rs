@@ -7,7 +7,7 @@ use crate::ids::DeviceId;
 use crate::names::delta_name;
 use crate::segment::{self, SegmentKind};
 use crate::store::FlushRecord;
-use crate::transport::TransportError;
+use crate::transport::{TransportError, WriteMode};
 
 /// A segment ready to be written by [`Replica::flush`].
 struct PendingFlush {
@@ -27,7 +27,11 @@ impl Replica {
             let Some(pending) = self.prepare_flush()? else {
                 return Ok(None);
             };
-            match self.transport.write(&pending.device, &pending.record.file_name, &pending.bytes).await {
+            match self
+                .transport
+                .write(&pending.device, &pending.record.file_name, &pending.bytes, WriteMode::CreateNew)
+                .await
+            {
                 Ok(()) => return self.finish_flush(pending).map(Some),
                 Err(TransportError::AlreadyExists(_)) if !collided => {
                     // Our own folder already holds this seq: another copy of this local state

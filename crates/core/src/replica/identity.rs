@@ -6,6 +6,7 @@ use crate::Result;
 use crate::ids::DeviceId;
 use crate::manifest::DeviceInfo;
 use crate::names::{DEVICE_FILE, SegmentName};
+use crate::transport::WriteMode;
 
 impl Replica {
     /// A segment in our own folder that this store never wrote means the local state was
@@ -66,7 +67,7 @@ impl Replica {
             last_seen_ms: self.config.clock.now_ms(),
         };
         let bytes = serde_json::to_vec_pretty(&info).expect("device info serializes");
-        if let Err(e) = self.transport.write(&device, DEVICE_FILE, &bytes).await {
+        if let Err(e) = self.transport.write(&device, DEVICE_FILE, &bytes, WriteMode::Replace).await {
             tracing::warn!(error = %e, "could not write {DEVICE_FILE}");
         }
     }
