@@ -10,13 +10,16 @@
 //! - read errors: transient I/O and "the cloud file provider is not running";
 //! - conflicted copies of segments under Dropbox / OneDrive / Syncthing names;
 //! - case changes of names (case-insensitive providers);
-//! - junk files and folders (`desktop.ini`, `.DS_Store`, `Icon\r`, `Thumbs.db`, `.dropbox.cache`).
+//! - junk files and folders (`desktop.ini`, `.DS_Store`, `Icon\r`, `Thumbs.db`, `.dropbox.cache`);
+//! - write faults (off in [`FaultConfig::chaos`], on in [`FaultConfig::write_faults`]): refused
+//!   writes (a read-only folder, a full disk, a provider that is down), rate limits with a
+//!   retry hint, and *ambiguous* writes, whose file becomes visible although the call fails.
 //!
-//! Writes are never faulted: a device's own writes are atomic by contract. Turn the faults off
+//! A write that is refused or rate-limited changes nothing on the medium. Turn the faults off
 //! with [`FaultLayer::set_active`] and the layer is a plain pass-through.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -49,6 +52,14 @@ pub struct FaultConfig {
     pub case_change: f64,
     /// Junk files and folders appear beside the real ones.
     pub junk: bool,
+    /// A write fails with a transient error and writes nothing.
+    pub write_refuse: f64,
+    /// A write fails with [`TransportError::RateLimited`] and writes nothing.
+    pub write_rate_limit: f64,
+    /// The `retry_after` of an injected rate limit.
+    pub retry_after: Duration,
+    /// A write lands, then the call fails with a transient error (its reply was lost).
+    pub write_ambiguous: f64,
 }
 
 impl FaultConfig {
@@ -65,6 +76,31 @@ impl FaultConfig {
             duplicate: 0.1,
             case_change: 0.1,
             junk: true,
+            write_refuse: 0.0,
+            write_rate_limit: 0.0,
+            retry_after: Duration::from_secs(30),
+            write_ambiguous: 0.0,
+        }
+    }
+
+    /// Only write faults: each write is refused, rate-limited (retry after 30 s) or ambiguous
+    /// with the given probabilities; reads and listings are clean.
+    pub fn write_faults(seed: u64, refuse: f64, rate_limit: f64, ambiguous: f64) -> Self {
+        Self {
+            seed,
+            max_delay: Duration::ZERO,
+            list_miss: 0.0,
+            partial: 0.0,
+            placeholder: 0.0,
+            read_error: 0.0,
+            list_error: 0.0,
+            duplicate: 0.0,
+            case_change: 0.0,
+            junk: false,
+            write_refuse: refuse,
+            write_rate_limit: rate_limit,
+            retry_after: Duration::from_secs(30),
+            write_ambiguous: ambiguous,
         }
     }
 }
@@ -111,6 +147,8 @@ pub struct FaultLayer {
     aliases: Mutex<HashMap<(DeviceId, String), Alias>>,
     /// Conflict copies made so far, per real file (they persist, like real ones).
     copies: Mutex<BTreeMap<(DeviceId, String), String>>,
+    /// Write calls so far, faulted or not.
+    writes: AtomicU64,
 }
 
 impl FaultLayer {
@@ -124,7 +162,13 @@ impl FaultLayer {
             rng: Mutex::new(rng),
             aliases: Mutex::default(),
             copies: Mutex::default(),
+            writes: AtomicU64::new(0),
         })
+    }
+
+    /// Write calls made through this layer so far (attempts, faulted or not).
+    pub fn write_attempts(&self) -> u64 {
+        self.writes.load(Ordering::SeqCst)
     }
 
     /// Turns the faults on or off. Off, the layer passes everything through, except that
@@ -274,7 +318,19 @@ impl Transport for FaultLayer {
     }
 
     async fn write(&self, device: &DeviceId, name: &str, bytes: &[u8], mode: WriteMode) -> Result<(), TransportError> {
-        self.inner.write(device, name, bytes, mode).await
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.delay().await;
+        if self.roll(self.config.write_refuse) {
+            return Err(TransportError::Transient("the medium refused the write (injected)".into()));
+        }
+        if self.roll(self.config.write_rate_limit) {
+            return Err(TransportError::RateLimited { retry_after: Some(self.config.retry_after) });
+        }
+        self.inner.write(device, name, bytes, mode).await?;
+        if self.roll(self.config.write_ambiguous) {
+            return Err(TransportError::Transient("the write landed but its reply was lost (injected)".into()));
+        }
+        Ok(())
     }
 
     async fn delete(&self, device: &DeviceId, name: &str) -> Result<(), TransportError> {

@@ -28,8 +28,8 @@ pub use ids::{DeviceId, LibraryId};
 pub use manifest::{DeviceInfo, LibraryManifest};
 pub use memory::MemoryTransport;
 pub use replica::{
-    Clock, Document, FlushInfo, IngestReport, OpenMode, PeerStatus, Replica, ReplicaConfig, Status, StatusEvent,
-    SyncReport, Warning,
+    Clock, Document, FailureInfo, FlushInfo, IngestReport, OpenMode, PeerStatus, Replica, ReplicaConfig, Status,
+    StatusEvent, SyncReport, Warning,
 };
 pub use segment::{SegmentError, SegmentHeader, SegmentKind};
 pub use store::{AppliedSegment, FlushRecord, LogEntry, LogKind, Store, StoreError, StoredState};

@@ -1,57 +1,187 @@
 //! Outgoing: unflushed local changes → one segment → the own device folder.
+//!
+//! A flush *prepares* a segment (merges the unflushed changes, consumes the seq, persists the
+//! segment in the store), then writes it. A write that fails leaves the prepared segment in
+//! place: the next attempt — in this process or after a restart — writes the same bytes under
+//! the same name, so retrying consumes no seq and a name never gets two contents. When the
+//! name already exists, the existing file is read back: the same bytes mean an earlier attempt
+//! did land (its reply was lost); other bytes mean a copy of this local state wrote the seq.
 
-use super::state::META_NEXT_SEQ;
+use super::backoff::Failure;
+use super::state::{META_NEXT_SEQ, META_PREPARED, State};
 use super::{FlushInfo, Replica, StatusEvent};
-use crate::Result;
 use crate::ids::DeviceId;
 use crate::names::delta_name;
-use crate::segment::{self, SegmentKind};
+use crate::segment::{self, Expect, HEADER_LEN, SegmentKind};
 use crate::store::FlushRecord;
 use crate::transport::{TransportError, WriteMode};
+use crate::{Error, Result};
 
-/// A segment ready to be written by [`Replica::flush`].
-struct PendingFlush {
-    device: DeviceId,
-    bytes: Vec<u8>,
-    record: FlushRecord,
-    changes: usize,
+/// A segment prepared by [`Replica::flush`] and not yet known to be written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct PendingFlush {
+    pub(super) device: DeviceId,
+    pub(super) bytes: Vec<u8>,
+    pub(super) record: FlushRecord,
+    pub(super) changes: usize,
+}
+
+/// Fixed part of a persisted [`PendingFlush`]: seq, upto, changes, at_ms, checksum, device.
+const PREPARED_HEADER: usize = 8 + 8 + 8 + 8 + 4 + 16;
+
+impl PendingFlush {
+    /// The bytes kept in the store's meta while the segment is not known to be written.
+    fn encode(&self) -> Vec<u8> {
+        let r = &self.record;
+        let mut out = Vec::with_capacity(PREPARED_HEADER + self.bytes.len());
+        out.extend_from_slice(&r.seq.to_le_bytes());
+        out.extend_from_slice(&r.upto.to_le_bytes());
+        out.extend_from_slice(&(self.changes as u64).to_le_bytes());
+        out.extend_from_slice(&r.at_ms.to_le_bytes());
+        out.extend_from_slice(&r.checksum.to_le_bytes());
+        out.extend_from_slice(self.device.as_bytes());
+        out.extend_from_slice(&self.bytes);
+        out
+    }
+
+    fn decode(b: &[u8]) -> Option<Self> {
+        let (head, bytes) = (b.get(..PREPARED_HEADER)?, b.get(PREPARED_HEADER..)?);
+        let u64_at = |i: usize| u64::from_le_bytes(head[i..i + 8].try_into().expect("8 bytes"));
+        let seq = u64_at(0);
+        let record = FlushRecord {
+            seq,
+            upto: u64_at(8),
+            file_name: delta_name(seq),
+            checksum: u32::from_le_bytes(head[32..36].try_into().expect("4 bytes")),
+            size: bytes.len() as u64,
+            at_ms: u64_at(24) as i64,
+        };
+        let device = DeviceId::from_bytes(head[36..52].try_into().expect("16 bytes"));
+        Some(PendingFlush { device, bytes: bytes.to_vec(), record, changes: u64_at(16) as usize })
+    }
+}
+
+impl State {
+    /// Loads the segment a previous process prepared and may not have written. It is kept
+    /// only while it is still this device's and its changes are still unflushed (a crash
+    /// after the flush was recorded leaves a stale one behind).
+    pub(super) fn load_prepared(&mut self) -> Result<()> {
+        let Some(bytes) = self.store.get_meta(META_PREPARED)? else {
+            return Ok(());
+        };
+        let prepared = PendingFlush::decode(&bytes);
+        let first_unflushed = self.store.unflushed()?.first().map(|e| e.id);
+        match prepared {
+            Some(p) if p.device == self.device && first_unflushed.is_some_and(|id| id <= p.record.upto) => {
+                self.prepared = Some(p);
+            }
+            _ => self.discard_prepared()?,
+        }
+        Ok(())
+    }
+
+    /// Forgets the prepared segment (written and recorded, or made obsolete by a new id).
+    pub(super) fn discard_prepared(&mut self) -> Result<()> {
+        self.prepared = None;
+        self.store.set_meta(META_PREPARED, None)?;
+        Ok(())
+    }
+}
+
+/// What became of one write of a prepared segment.
+enum Written {
+    /// It is on the medium (now, or by an earlier attempt).
+    Yes,
+    /// The name holds other bytes: another copy of this local state wrote this seq.
+    Taken,
 }
 
 impl Replica {
     /// Writes every acknowledged, unflushed local change as one new segment. Returns `None`
-    /// when there was nothing to write (nothing is written while nothing changes).
+    /// when there was nothing to write (nothing is written while nothing changes). After a
+    /// failed write the next call retries the same segment (same seq, same bytes) first.
     pub async fn flush(&self) -> Result<Option<FlushInfo>> {
         let _flushing = self.flush_lock.lock().await;
+        let result = self.flush_locked().await;
+        let mut st = self.lock();
+        st.flush_failure = match &result {
+            Ok(_) => None,
+            Err(e) => Some(Failure::next(st.flush_failure.as_ref(), e, self.config.clock.now_ms())),
+        };
+        result
+    }
+
+    async fn flush_locked(&self) -> Result<Option<FlushInfo>> {
         let mut collided = false;
         loop {
-            let Some(pending) = self.prepare_flush()? else {
-                return Ok(None);
+            let prepared = self.lock().prepared.take();
+            let pending = match prepared {
+                Some(p) => p,
+                None => match self.prepare_flush()? {
+                    Some(p) => p,
+                    None => {
+                        // Nothing unflushed: whatever the counters said, nothing is pending.
+                        let mut st = self.lock();
+                        (st.pending_edits, st.first_pending, st.last_edit) = (0, None, None);
+                        return Ok(None);
+                    }
+                },
             };
-            match self
-                .transport
-                .write(&pending.device, &pending.record.file_name, &pending.bytes, WriteMode::CreateNew)
-                .await
-            {
-                Ok(()) => return self.finish_flush(pending).map(Some),
-                Err(TransportError::AlreadyExists(_)) if !collided => {
-                    // Our own folder already holds this seq: another copy of this local state
-                    // wrote it. Become a new device and write the same changes under its id.
+            match self.write_prepared(&pending).await {
+                Ok(Written::Yes) => return self.finish_flush(pending).map(Some),
+                Ok(Written::Taken) if !collided => {
+                    // Become a new device and write the same changes under its id.
                     collided = true;
                     self.take_new_device_id("its next segment name was already taken")?;
                     self.write_device_info().await;
                 }
+                Ok(Written::Taken) => {
+                    return Err(TransportError::AlreadyExists(pending.record.file_name).into());
+                }
                 Err(e) => {
-                    let message = format!("flush of {} failed: {e}", pending.record.file_name);
-                    let _ = self.events.send(StatusEvent::Error { message });
-                    return Err(e.into());
+                    tracing::debug!(file = %pending.record.file_name, error = %e, "flush failed; the segment is kept for the next attempt");
+                    self.lock().prepared = Some(pending);
+                    return Err(e);
                 }
             }
         }
     }
 
-    /// Merges the unflushed local changes into a segment and consumes its seq. The seq is
-    /// consumed before the write: a write that failed half-way (or a crash after it became
-    /// visible) must never be followed by different bytes under the same name.
+    async fn write_prepared(&self, p: &PendingFlush) -> Result<Written> {
+        let name = &p.record.file_name;
+        match self.transport.write(&p.device, name, &p.bytes, WriteMode::CreateNew).await {
+            Ok(()) => Ok(Written::Yes),
+            Err(TransportError::AlreadyExists(_)) => {
+                let cap = self.config.max_payload as u64 + HEADER_LEN as u64;
+                let existing = self.transport.read(&p.device, name, cap).await?;
+                if existing == p.bytes {
+                    tracing::debug!(file = %name, "an earlier attempt of this flush had landed");
+                    return Ok(Written::Yes);
+                }
+                // A whole, valid segment proves another writer. A read that does not decode
+                // may be partial (a sync client still at work): retried a few times before
+                // the name counts as taken by whatever damaged file sits there.
+                let expect = Expect {
+                    library: self.manifest.library_id,
+                    engine: &self.manifest.engine,
+                    max_payload: self.config.max_payload,
+                };
+                let failures = self.lock().flush_failure.as_ref().map_or(0, |f| f.attempts);
+                if segment::decode(&existing, &expect).is_ok() || failures >= 3 {
+                    return Ok(Written::Taken);
+                }
+                Err(Error::Transport(TransportError::Transient(format!(
+                    "{name} exists with other bytes that do not decode (still being written?); will retry"
+                ))))
+            }
+            Err(e) => Err(Error::Transport(e)),
+        }
+    }
+
+    /// Merges the unflushed local changes into a segment, consumes its seq and persists the
+    /// segment. The seq is consumed before the write: a write that failed half-way (or a
+    /// crash after it became visible) must never be followed by different bytes under the
+    /// same name.
     fn prepare_flush(&self) -> Result<Option<PendingFlush>> {
         let mut st = self.lock();
         let entries = st.store.unflushed()?;
@@ -86,7 +216,9 @@ impl Replica {
             size: bytes.len() as u64,
             at_ms: self.config.clock.now_ms(),
         };
-        Ok(Some(PendingFlush { device: st.device, bytes, record, changes: entries.len() }))
+        let pending = PendingFlush { device: st.device, bytes, record, changes: entries.len() };
+        st.store.set_meta(META_PREPARED, Some(&pending.encode()))?;
+        Ok(Some(pending))
     }
 
     fn finish_flush(&self, pending: PendingFlush) -> Result<FlushInfo> {
@@ -95,6 +227,7 @@ impl Replica {
         {
             let mut st = self.lock();
             st.store.commit_flush(&record)?;
+            st.discard_prepared()?;
             st.pending_edits = st.pending_edits.saturating_sub(changes);
             if st.pending_edits == 0 {
                 st.first_pending = None;
@@ -110,5 +243,29 @@ impl Replica {
         tracing::debug!(seq = info.seq, bytes = info.bytes, changes, "flushed");
         let _ = self.events.send(StatusEvent::Flushed(info.clone()));
         Ok(info)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prepared_flush_round_trips() {
+        let p = PendingFlush {
+            device: DeviceId::random(),
+            bytes: vec![1, 2, 3, 4, 5],
+            record: FlushRecord {
+                seq: u64::MAX - 1,
+                upto: 42,
+                file_name: delta_name(u64::MAX - 1),
+                checksum: 0xdead_beef,
+                size: 5,
+                at_ms: -7,
+            },
+            changes: 3,
+        };
+        assert_eq!(PendingFlush::decode(&p.encode()), Some(p));
+        assert_eq!(PendingFlush::decode(&[0; 10]), None);
     }
 }

@@ -42,6 +42,8 @@ impl Replica {
             // The seq keeps counting: seqs only need to be unique per folder, and the flush
             // history in the store stays keyed by seq.
             st.store.set_meta(META_DEVICE_ID, Some(new.to_string().as_bytes()))?;
+            // A segment prepared under the old id must not be written under it.
+            st.discard_prepared()?;
             std::mem::replace(&mut st.device, new)
         };
         tracing::warn!(%old, %new, "this device's local state was copied ({why}); taking a new device id");

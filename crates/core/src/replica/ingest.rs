@@ -1,5 +1,6 @@
 //! Incoming: list peer folders → read → verify → apply → record the cursor.
 
+use super::backoff::Failure;
 use super::{IngestReport, Replica, StatusEvent, Warning};
 use crate::Result;
 use crate::ids::DeviceId;
@@ -14,6 +15,16 @@ impl Replica {
     /// other files or peers.
     pub async fn ingest(&self) -> Result<IngestReport> {
         let _ingesting = self.ingest_lock.lock().await;
+        let result = self.ingest_locked().await;
+        let mut st = self.lock();
+        st.ingest_failure = match &result {
+            Ok(_) => None,
+            Err(e) => Some(Failure::next(st.ingest_failure.as_ref(), e, self.config.clock.now_ms())),
+        };
+        result
+    }
+
+    async fn ingest_locked(&self) -> Result<IngestReport> {
         let mut report = IngestReport::default();
         let own = self.device();
         for folder in self.transport.list_devices().await? {

@@ -8,6 +8,7 @@
 //! (length, checksums, library, engine, device) → engine apply → store commit with the cursor.
 //! A file that fails any check is skipped with a [`Warning`] and retried on the next pass.
 
+mod backoff;
 mod config;
 mod document;
 mod flush;
@@ -26,7 +27,7 @@ use tokio::time::Instant;
 pub use config::{Clock, OpenMode, ReplicaConfig};
 pub use document::Document;
 use state::{META_CREATED, META_DEVICE_ID, META_LIBRARY_ID, META_NEXT_SEQ, State, read_u64_meta};
-pub use status::{FlushInfo, IngestReport, PeerStatus, Status, StatusEvent, SyncReport, Warning};
+pub use status::{FailureInfo, FlushInfo, IngestReport, PeerStatus, Status, StatusEvent, SyncReport, Warning};
 
 use crate::engine::Engine;
 use crate::ids::{DeviceId, LibraryId};
@@ -114,8 +115,12 @@ impl Replica {
             last_edit: (unflushed > 0).then(Instant::now),
             last_flush: None,
             log_since_compact: 0,
+            prepared: None,
+            flush_failure: None,
+            ingest_failure: None,
         };
         state.rebuild_engine()?;
+        state.load_prepared()?;
         for a in &applied {
             state.record_applied(a);
         }
@@ -260,6 +265,8 @@ impl Replica {
             last_flush: st.last_flush.clone(),
             peers: st.peers.clone(),
             warnings: st.warnings.values().cloned().collect(),
+            flush_failure: st.flush_failure.as_ref().map(|f| f.info()),
+            ingest_failure: st.ingest_failure.as_ref().map(|f| f.info()),
         }
     }
 

@@ -15,17 +15,25 @@ impl Replica {
         Ok(SyncReport { flushed, ingest })
     }
 
+    /// When the run loop flushes next: after the debounce (or the longest delay), and never
+    /// before a failed flush's backoff has passed.
     pub(super) fn flush_deadline(&self) -> Option<Instant> {
         let st = self.lock();
-        if st.pending_edits == 0 {
+        if st.pending_edits == 0 && st.prepared.is_none() {
             return None;
         }
         let quiet = st.last_edit.map(|t| t + self.config.debounce);
         let max = st.first_pending.map(|t| t + self.config.max_delay);
-        match (quiet, max) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let due = match (quiet, max) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b).unwrap_or_else(Instant::now),
+        };
+        Some(st.flush_failure.as_ref().map_or(due, |f| due.max(f.retry_at)))
+    }
+
+    /// When the run loop may ingest again after failed passes (`None`: any time).
+    fn ingest_backoff(&self) -> Option<Instant> {
+        self.lock().ingest_failure.as_ref().map(|f| f.retry_at)
     }
 
     /// The long-running loop: flushes after the debounce, ingests on change hints and on the
@@ -44,6 +52,7 @@ impl Replica {
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let deadline = self.flush_deadline();
+            let backoff = self.ingest_backoff();
             let own = self.device();
             tokio::select! {
                 _ = &mut shutdown => break,
@@ -59,13 +68,17 @@ impl Replica {
                             while let Some(more) = hints.as_mut().and_then(|h| h.try_next()) {
                                 relevant |= more.device != Some(own);
                             }
-                            if relevant {
+                            // While ingest backs off, the retry below covers the hint.
+                            if relevant && backoff.is_none() {
                                 self.report(self.ingest().await.map(drop));
                             }
                         }
                     }
                 }
-                _ = poll.tick() => {
+                _ = poll.tick(), if backoff.is_none() => {
+                    self.report(self.ingest().await.map(drop));
+                }
+                _ = sleep_until_opt(backoff) => {
                     self.report(self.ingest().await.map(drop));
                 }
                 _ = sleep_until_opt(deadline) => {
@@ -78,6 +91,8 @@ impl Replica {
         Ok(())
     }
 
+    /// Reports a failed pass (a warning and an [`StatusEvent::Error`]); the pass has already
+    /// scheduled its retry.
     pub(super) fn report(&self, result: Result<()>) {
         if let Err(e) = result {
             tracing::warn!(error = %e, "sync pass failed; will retry");

@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use tokio::time::Instant;
 
+use super::backoff::Failure;
+use super::flush::PendingFlush;
 use super::status::{FlushInfo, PeerStatus, Warning};
 use crate::Result;
 use crate::engine::Engine;
@@ -15,6 +17,8 @@ pub(super) const META_DEVICE_ID: &str = "device_id";
 pub(super) const META_LIBRARY_ID: &str = "library_id";
 pub(super) const META_NEXT_SEQ: &str = "next_seq";
 pub(super) const META_CREATED: &str = "device_created_ms";
+/// The segment prepared by a flush and not yet known to be written (see `flush.rs`).
+pub(super) const META_PREPARED: &str = "prepared_flush";
 
 pub(super) type ContentKey = (DeviceId, u64, u64, u32);
 
@@ -32,6 +36,10 @@ pub(super) struct State {
     pub(super) last_edit: Option<Instant>,
     pub(super) last_flush: Option<FlushInfo>,
     pub(super) log_since_compact: usize,
+    /// The segment of a flush that failed, retried as is (same seq, same bytes).
+    pub(super) prepared: Option<PendingFlush>,
+    pub(super) flush_failure: Option<Failure>,
+    pub(super) ingest_failure: Option<Failure>,
 }
 
 impl State {

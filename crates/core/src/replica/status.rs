@@ -30,6 +30,19 @@ pub struct FlushInfo {
     pub at_ms: i64,
 }
 
+/// A kind of pass (flush or ingest) that keeps failing, and when it is tried again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FailureInfo {
+    /// Failed attempts in a row.
+    pub attempts: u32,
+    /// The last error.
+    pub message: String,
+    /// Wall-clock ms since epoch of the first failure in the row (advisory).
+    pub since_ms: i64,
+    /// Time until the next attempt, in ms.
+    pub retry_in_ms: u64,
+}
+
 /// What is known about one peer.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct PeerStatus {
@@ -62,6 +75,10 @@ pub struct Status {
     pub peers: BTreeMap<DeviceId, PeerStatus>,
     /// Files skipped on the last passes.
     pub warnings: Vec<Warning>,
+    /// Flushes that keep failing (the pending edits wait, durable, for the next attempt).
+    pub flush_failure: Option<FailureInfo>,
+    /// Ingest passes that keep failing.
+    pub ingest_failure: Option<FailureInfo>,
 }
 
 /// Something that happened, broadcast to subscribers ([`Replica::subscribe`]).

@@ -1,0 +1,173 @@
+//! A shared medium that refuses, rate-limits or loses the reply of a device's own writes, for
+//! every engine × store × transport. Device 0 writes through a [`FaultLayer`] with write
+//! faults; device 1 reads the medium directly.
+//!
+//! The backoff checks run on tokio's paused clock (an injected clock: virtual time advances
+//! only while every task waits), so they count attempts over ten minutes without sleeping.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use onefolder_conformance::{Backend, Cluster, Env, wait_for};
+use onefolder_core::fault::{FaultConfig, FaultLayer};
+use onefolder_core::names;
+use tokio::sync::Notify;
+
+/// Generous virtual deadline for a condition on the paused clock.
+const DEADLINE: Duration = Duration::from_secs(900);
+
+/// Two devices; device 0 writes through a fault layer with `config`, returned too.
+async fn cluster<B: Backend>(config: FaultConfig) -> (Cluster<B>, Arc<FaultLayer>) {
+    let stash: Arc<Mutex<Option<Arc<FaultLayer>>>> = Arc::default();
+    let s = stash.clone();
+    let c = Cluster::<B>::with_layers(Env::PLAIN, 2, move |i, t| {
+        if i == 0 {
+            let layer = FaultLayer::new(t, config.clone());
+            *s.lock().unwrap() = Some(layer.clone());
+            layer
+        } else {
+            t
+        }
+    })
+    .await;
+    let faults = stash.lock().unwrap().clone().expect("device 0 has the layer");
+    (c, faults)
+}
+
+/// Runs device 0's sync loop until the returned notify fires.
+fn run_device_0<B: Backend>(c: &Cluster<B>) -> (Arc<Notify>, tokio::task::JoinHandle<onefolder_core::Result<()>>) {
+    let stop = Arc::new(Notify::new());
+    let (replica, s) = (c.dev(0).replica.clone(), stop.clone());
+    (stop, tokio::spawn(async move { replica.run(s.notified()).await }))
+}
+
+/// A device whose writes are all refused makes a handful of attempts in ten minutes (never a
+/// busy loop), consumes one seq for its segment and none per retry, says so in `status`, and
+/// publishes the pending edit under that seq once writes work again.
+async fn persistent_refusal_backs_off<B: Backend>() {
+    let (c, faults) = cluster::<B>(FaultConfig::write_faults(1, 1.0, 0.0, 0.0)).await;
+    let seq = c.dev(0).replica.status().next_seq;
+    let tag = c.lib(0).create_tag(None, "Waiting", None).unwrap();
+    let before = faults.write_attempts();
+    let (stop, run) = run_device_0(&c);
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    let attempts = faults.write_attempts() - before;
+    // 1 s, 2 s, 4 s … (less up to a quarter of jitter): about ten in ten minutes.
+    assert!((4..=14).contains(&attempts), "{attempts} write attempts in 10 minutes");
+    let status = c.dev(0).replica.status();
+    assert_eq!(status.next_seq, seq + 1, "one seq for the segment, none per retry");
+    assert_eq!(status.pending_edits, 1);
+    let failure = status.flush_failure.expect("the failure is in status");
+    assert!(failure.attempts as u64 >= attempts - 1 && failure.retry_in_ms > 0, "{failure:?}");
+
+    faults.set_active(false);
+    assert!(wait_for(DEADLINE, || c.dev(0).replica.status().last_flush.is_some()).await, "never flushed");
+    let status = c.dev(0).replica.status();
+    assert_eq!(status.last_flush.map(|f| f.seq), Some(seq), "published under the seq it had");
+    assert_eq!((status.pending_edits, status.flush_failure), (0, None));
+    stop.notify_one();
+    run.await.unwrap().unwrap();
+    c.dev(1).replica.ingest().await.unwrap();
+    assert!(c.lib(1).tags().unwrap().contains_key(&tag));
+}
+
+/// A rate limit's `retry_after` (30 s here) is honoured: no attempt comes sooner.
+async fn rate_limit_honours_retry_after<B: Backend>() {
+    let (c, faults) = cluster::<B>(FaultConfig::write_faults(2, 0.0, 1.0, 0.0)).await;
+    c.lib(0).create_tag(None, "Limited", None).unwrap();
+    let before = faults.write_attempts();
+    let (stop, run) = run_device_0(&c);
+    tokio::time::sleep(Duration::from_secs(125)).await;
+    let attempts = faults.write_attempts() - before;
+    assert!((2..=5).contains(&attempts), "{attempts} attempts in 125 s with retry_after 30 s");
+    faults.set_active(false);
+    assert!(wait_for(DEADLINE, || c.dev(0).replica.status().pending_edits == 0).await, "never flushed");
+    stop.notify_one();
+    run.await.unwrap().unwrap();
+}
+
+/// A write that landed although the call failed is recognised on the retry: one content per
+/// name, no new device id, and every edit reaches the peer.
+async fn ambiguous_write_keeps_one_content<B: Backend>() {
+    let (c, faults) = cluster::<B>(FaultConfig::write_faults(3, 0.0, 0.0, 1.0)).await;
+    let (device, seq) = (c.dev(0).replica.device(), c.dev(0).replica.status().next_seq);
+    let first = c.lib(0).create_tag(None, "First", None).unwrap();
+    c.dev(0).replica.flush().await.expect_err("the reply was lost");
+    let name = names::delta_name(seq);
+    let landed = c.dev(1).transport.read(&device, &name, u64::MAX).await.expect("the segment landed");
+    // An edit made before the retry goes into the next segment, not into this name.
+    let second = c.lib(0).create_tag(None, "Second", None).unwrap();
+    faults.set_active(false);
+    assert_eq!(c.dev(0).replica.flush().await.unwrap().map(|f| f.seq), Some(seq));
+    assert_eq!(c.dev(1).transport.read(&device, &name, u64::MAX).await.unwrap(), landed);
+    assert_eq!(c.dev(0).replica.flush().await.unwrap().map(|f| f.seq), Some(seq + 1));
+    assert_eq!(c.dev(0).replica.device(), device, "our own segment is not a clone's");
+    c.dev(1).replica.ingest().await.unwrap();
+    let tags = c.lib(1).tags().unwrap();
+    assert!(tags.contains_key(&first) && tags.contains_key(&second));
+    c.assert_converged();
+}
+
+/// The prepared segment survives a restart: a process that could not write it leaves it to
+/// the next one, which publishes it under the same seq.
+async fn prepared_segment_survives_restart<B: Backend>() {
+    let (mut c, faults) = cluster::<B>(FaultConfig::write_faults(4, 1.0, 0.0, 0.0)).await;
+    let seq = c.dev(0).replica.status().next_seq;
+    let tag = c.lib(0).create_tag(None, "Across restarts", None).unwrap();
+    c.dev(0).replica.flush().await.expect_err("refused");
+    c.restart(0).await;
+    c.dev(0).replica.flush().await.expect_err("still refused");
+    assert_eq!(c.dev(0).replica.status().next_seq, seq + 1);
+    faults.set_active(false);
+    c.restart(0).await;
+    assert_eq!(c.dev(0).replica.flush().await.unwrap().map(|f| f.seq), Some(seq));
+    assert_eq!(c.dev(0).replica.flush().await.unwrap(), None, "nothing left to write");
+    c.dev(1).replica.ingest().await.unwrap();
+    assert!(c.lib(1).tags().unwrap().contains_key(&tag));
+}
+
+macro_rules! write_faults {
+    ($($name:ident: $engine:ty, $store:ty, $transport:ty;)*) => {$(
+        mod $name {
+            use super::*;
+            type B = onefolder_conformance::Combo<$engine, $store, $transport>;
+
+            #[tokio::test(start_paused = true)]
+            async fn persistent_refusal_backs_off() {
+                super::persistent_refusal_backs_off::<B>().await;
+            }
+            #[tokio::test(start_paused = true)]
+            async fn rate_limit_honours_retry_after() {
+                super::rate_limit_honours_retry_after::<B>().await;
+            }
+            #[tokio::test]
+            async fn ambiguous_write_keeps_one_content() {
+                super::ambiguous_write_keeps_one_content::<B>().await;
+            }
+            #[tokio::test]
+            async fn prepared_segment_survives_restart() {
+                super::prepared_segment_survives_restart::<B>().await;
+            }
+        }
+    )*};
+}
+
+#[allow(unused_imports)]
+use onefolder_conformance::factories::*;
+
+#[cfg(all(feature = "yrs", feature = "sqlite"))]
+write_faults! { yrs_sqlite_memory: Yrs, Sqlite, Memory; }
+#[cfg(all(feature = "yrs", feature = "sqlite", feature = "folder"))]
+write_faults! { yrs_sqlite_folder: Yrs, Sqlite, Folder; }
+#[cfg(all(feature = "yrs", feature = "lmdb"))]
+write_faults! { yrs_lmdb_memory: Yrs, Lmdb, Memory; }
+#[cfg(all(feature = "yrs", feature = "lmdb", feature = "folder"))]
+write_faults! { yrs_lmdb_folder: Yrs, Lmdb, Folder; }
+#[cfg(all(feature = "automerge", feature = "sqlite"))]
+write_faults! { automerge_sqlite_memory: Automerge, Sqlite, Memory; }
+#[cfg(all(feature = "automerge", feature = "sqlite", feature = "folder"))]
+write_faults! { automerge_sqlite_folder: Automerge, Sqlite, Folder; }
+#[cfg(all(feature = "automerge", feature = "lmdb"))]
+write_faults! { automerge_lmdb_memory: Automerge, Lmdb, Memory; }
+#[cfg(all(feature = "automerge", feature = "lmdb", feature = "folder"))]
+write_faults! { automerge_lmdb_folder: Automerge, Lmdb, Folder; }
