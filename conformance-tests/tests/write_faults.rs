@@ -8,9 +8,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use onefolder_conformance::{Backend, Cluster, Env, wait_for};
+use onefolder_conformance::{Backend, Cluster, Env, test_config, wait_for};
 use onefolder_core::fault::{FaultConfig, FaultLayer};
 use onefolder_core::names;
+use onefolder_core::{Clock, ReplicaConfig};
 use tokio::sync::Notify;
 
 /// Generous virtual deadline for a condition on the paused clock.
@@ -34,6 +35,10 @@ async fn cluster<B: Backend>(config: FaultConfig) -> (Cluster<B>, Arc<FaultLayer
     (c, faults)
 }
 
+fn is_segment(name: &str) -> bool {
+    name.ends_with(".seg")
+}
+
 /// Runs device 0's sync loop until the returned notify fires.
 fn run_device_0<B: Backend>(c: &Cluster<B>) -> (Arc<Notify>, tokio::task::JoinHandle<onefolder_core::Result<()>>) {
     let stop = Arc::new(Notify::new());
@@ -48,12 +53,15 @@ async fn persistent_refusal_backs_off<B: Backend>() {
     let (c, faults) = cluster::<B>(FaultConfig::write_faults(1, 1.0, 0.0, 0.0)).await;
     let seq = c.dev(0).replica.status().next_seq;
     let tag = c.lib(0).create_tag(None, "Waiting", None).unwrap();
-    let before = faults.write_attempts();
+    let (segments, all) = (faults.write_attempts_of(is_segment), faults.write_attempts());
     let (stop, run) = run_device_0(&c);
     tokio::time::sleep(Duration::from_secs(600)).await;
-    let attempts = faults.write_attempts() - before;
+    let attempts = faults.write_attempts_of(is_segment) - segments;
     // 1 s, 2 s, 4 s … (less up to a quarter of jitter): about ten in ten minutes.
-    assert!((4..=14).contains(&attempts), "{attempts} write attempts in 10 minutes");
+    assert!((4..=14).contains(&attempts), "{attempts} segment write attempts in 10 minutes");
+    // device.json, which the loop refreshes, backs off the same way.
+    let others = faults.write_attempts() - all - attempts;
+    assert!(others <= 14, "{others} other write attempts in 10 minutes");
     let status = c.dev(0).replica.status();
     assert_eq!(status.next_seq, seq + 1, "one seq for the segment, none per retry");
     assert_eq!(status.pending_edits, 1);
@@ -75,10 +83,10 @@ async fn persistent_refusal_backs_off<B: Backend>() {
 async fn rate_limit_honours_retry_after<B: Backend>() {
     let (c, faults) = cluster::<B>(FaultConfig::write_faults(2, 0.0, 1.0, 0.0)).await;
     c.lib(0).create_tag(None, "Limited", None).unwrap();
-    let before = faults.write_attempts();
+    let before = faults.write_attempts_of(is_segment);
     let (stop, run) = run_device_0(&c);
     tokio::time::sleep(Duration::from_secs(125)).await;
-    let attempts = faults.write_attempts() - before;
+    let attempts = faults.write_attempts_of(is_segment) - before;
     assert!((2..=5).contains(&attempts), "{attempts} attempts in 125 s with retry_after 30 s");
     faults.set_active(false);
     assert!(wait_for(DEADLINE, || c.dev(0).replica.status().pending_edits == 0).await, "never flushed");
@@ -126,6 +134,61 @@ async fn prepared_segment_survives_restart<B: Backend>() {
     assert!(c.lib(1).tags().unwrap().contains_key(&tag));
 }
 
+thread_local! {
+    /// How far device clocks run ahead of the system clock, per test thread.
+    static AHEAD_MS: std::cell::Cell<i64> = const { std::cell::Cell::new(0) };
+}
+
+/// The test settings, with a wall clock that [`AHEAD_MS`] moves forward.
+fn clocked(name: &str) -> ReplicaConfig {
+    let clock = Clock::from_fn(|| onefolder_core::manifest::now_ms() + AHEAD_MS.with(|a| a.get()));
+    ReplicaConfig { clock, ..test_config(name) }
+}
+
+/// Opening, reading and idle syncs leave `device.json` alone; it is written again once its
+/// last-seen time is older than `device_info_every` (6 h), at open or by the running loop.
+async fn device_info_written_only_when_due<B: Backend>() {
+    let stash: Arc<Mutex<Option<Arc<FaultLayer>>>> = Arc::default();
+    let s = stash.clone();
+    let mut c = Cluster::<B>::build(Env::PLAIN, 2, clocked, move |i, t| {
+        if i == 0 {
+            let layer = FaultLayer::new(t, FaultConfig::write_faults(5, 0.0, 0.0, 0.0));
+            *s.lock().unwrap() = Some(layer.clone());
+            layer
+        } else {
+            t
+        }
+    })
+    .await;
+    let counter = stash.lock().unwrap().clone().unwrap();
+    let writes = || counter.write_attempts();
+    let before = writes();
+    c.restart(0).await;
+    c.dev(0).replica.sync_once().await.unwrap();
+    c.lib(0).tags().unwrap();
+    assert_eq!(writes(), before, "no write on open, read or idle sync");
+
+    AHEAD_MS.with(|a| a.set(7 * 3600 * 1000));
+    c.restart(0).await;
+    assert_eq!(writes(), before + 1, "written at open once its last-seen time is stale");
+    c.restart(0).await;
+    assert_eq!(writes(), before + 1);
+
+    let (stop, run) = run_device_0(&c);
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(writes(), before + 1, "an idle loop writes nothing");
+    AHEAD_MS.with(|a| a.set(14 * 3600 * 1000));
+    assert!(wait_for(DEADLINE, || writes() == before + 2).await, "the running loop refreshes it");
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(writes(), before + 2, "once");
+    stop.notify_one();
+    run.await.unwrap().unwrap();
+    let device = c.dev(0).replica.device();
+    let bytes = c.dev(1).transport.read(&device, names::DEVICE_FILE, 1 << 20).await.unwrap();
+    let info: onefolder_core::DeviceInfo = serde_json::from_slice(&bytes).unwrap();
+    assert!(info.last_seen_ms >= onefolder_core::manifest::now_ms() + 13 * 3600 * 1000);
+}
+
 macro_rules! write_faults {
     ($($name:ident: $engine:ty, $store:ty, $transport:ty;)*) => {$(
         mod $name {
@@ -143,6 +206,10 @@ macro_rules! write_faults {
             #[tokio::test]
             async fn ambiguous_write_keeps_one_content() {
                 super::ambiguous_write_keeps_one_content::<B>().await;
+            }
+            #[tokio::test(start_paused = true)]
+            async fn device_info_written_only_when_due() {
+                super::device_info_written_only_when_due::<B>().await;
             }
             #[tokio::test]
             async fn prepared_segment_survives_restart() {

@@ -19,7 +19,7 @@
 //! with [`FaultLayer::set_active`] and the layer is a plain pass-through.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -147,8 +147,8 @@ pub struct FaultLayer {
     aliases: Mutex<HashMap<(DeviceId, String), Alias>>,
     /// Conflict copies made so far, per real file (they persist, like real ones).
     copies: Mutex<BTreeMap<(DeviceId, String), String>>,
-    /// Write calls so far, faulted or not.
-    writes: AtomicU64,
+    /// Names of the write calls so far, faulted or not, in order.
+    writes: Mutex<Vec<String>>,
 }
 
 impl FaultLayer {
@@ -162,13 +162,18 @@ impl FaultLayer {
             rng: Mutex::new(rng),
             aliases: Mutex::default(),
             copies: Mutex::default(),
-            writes: AtomicU64::new(0),
+            writes: Mutex::default(),
         })
     }
 
     /// Write calls made through this layer so far (attempts, faulted or not).
     pub fn write_attempts(&self) -> u64 {
-        self.writes.load(Ordering::SeqCst)
+        self.writes.lock().unwrap_or_else(|e| e.into_inner()).len() as u64
+    }
+
+    /// Write calls so far whose file name satisfies `which` (e.g. segments only).
+    pub fn write_attempts_of(&self, which: impl Fn(&str) -> bool) -> u64 {
+        self.writes.lock().unwrap_or_else(|e| e.into_inner()).iter().filter(|n| which(n)).count() as u64
     }
 
     /// Turns the faults on or off. Off, the layer passes everything through, except that
@@ -318,7 +323,7 @@ impl Transport for FaultLayer {
     }
 
     async fn write(&self, device: &DeviceId, name: &str, bytes: &[u8], mode: WriteMode) -> Result<(), TransportError> {
-        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.writes.lock().unwrap_or_else(|e| e.into_inner()).push(name.to_owned());
         self.delay().await;
         if self.roll(self.config.write_refuse) {
             return Err(TransportError::Transient("the medium refused the write (injected)".into()));

@@ -34,6 +34,9 @@ pub struct ReplicaConfig {
     pub max_payload: u32,
     /// Log entries after which the store is compacted into a snapshot (default 1000).
     pub compact_every: usize,
+    /// How often `device.json` is rewritten only to refresh its last-seen time (default 6 h);
+    /// it is also written whenever what it says changes (name, app version, device id).
+    pub device_info_every: Duration,
     /// The wall clock, in ms since the Unix epoch. Only advisory timestamps come from it
     /// (dates shown to users, status); merging never depends on it, so a device whose clock
     /// is wrong or jumps back still converges. Tests inject skewed clocks here.
@@ -83,6 +86,7 @@ impl Default for ReplicaConfig {
             poll_interval: Duration::from_secs(30),
             max_payload: segment::DEFAULT_MAX_PAYLOAD,
             compact_every: 1000,
+            device_info_every: Duration::from_secs(6 * 3600),
             clock: Clock::system(),
         }
     }

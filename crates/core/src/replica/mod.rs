@@ -118,6 +118,7 @@ impl Replica {
             prepared: None,
             flush_failure: None,
             ingest_failure: None,
+            device_info_failure: None,
         };
         state.rebuild_engine()?;
         state.load_prepared()?;

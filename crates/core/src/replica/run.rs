@@ -77,6 +77,7 @@ impl Replica {
                 }
                 _ = poll.tick(), if backoff.is_none() => {
                     self.report(self.ingest().await.map(drop));
+                    self.write_device_info().await;
                 }
                 _ = sleep_until_opt(backoff) => {
                     self.report(self.ingest().await.map(drop));

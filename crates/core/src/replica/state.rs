@@ -17,6 +17,10 @@ pub(super) const META_DEVICE_ID: &str = "device_id";
 pub(super) const META_LIBRARY_ID: &str = "library_id";
 pub(super) const META_NEXT_SEQ: &str = "next_seq";
 pub(super) const META_CREATED: &str = "device_created_ms";
+/// What `device.json` said when this device last wrote it (without the last-seen time).
+pub(super) const META_DEVICE_INFO: &str = "device_info_written";
+/// When this device last wrote `device.json` (ms since the Unix epoch).
+pub(super) const META_DEVICE_INFO_AT: &str = "device_info_written_ms";
 /// The segment prepared by a flush and not yet known to be written (see `flush.rs`).
 pub(super) const META_PREPARED: &str = "prepared_flush";
 
@@ -40,6 +44,8 @@ pub(super) struct State {
     pub(super) prepared: Option<PendingFlush>,
     pub(super) flush_failure: Option<Failure>,
     pub(super) ingest_failure: Option<Failure>,
+    /// Failed writes of `device.json` (retried with backoff, never on every pass).
+    pub(super) device_info_failure: Option<Failure>,
 }
 
 impl State {
