@@ -11,7 +11,7 @@ use std::time::Duration;
 use onefolder_conformance::{Backend, Cluster, Env, test_config, wait_for};
 use onefolder_core::fault::{FaultConfig, FaultLayer};
 use onefolder_core::names;
-use onefolder_core::{Clock, ReplicaConfig};
+use onefolder_core::{Clock, ReplicaConfig, RetryLayer, RetryPolicy};
 use tokio::sync::Notify;
 
 /// Generous virtual deadline for a condition on the paused clock.
@@ -116,6 +116,35 @@ async fn ambiguous_write_keeps_one_content<B: Backend>() {
     c.assert_converged();
 }
 
+/// Over a medium that refuses or loses the reply of a third of the writes, the retry layer
+/// absorbs the faults: every flush succeeds, seqs follow one another, every edit arrives.
+async fn retry_layer_absorbs_flaky_writes<B: Backend>() {
+    let stash: Arc<Mutex<Option<Arc<RetryLayer>>>> = Arc::default();
+    let s = stash.clone();
+    let c = Cluster::<B>::with_layers(Env::PLAIN, 2, move |i, t| {
+        if i != 0 {
+            return t;
+        }
+        let retry =
+            RetryLayer::new(FaultLayer::new(t, FaultConfig::write_faults(6, 0.2, 0.0, 0.15)), RetryPolicy::default());
+        *s.lock().unwrap() = Some(retry.clone());
+        retry
+    })
+    .await;
+    let retry = stash.lock().unwrap().clone().unwrap();
+    let first = c.dev(0).replica.status().next_seq;
+    let mut tags = Vec::new();
+    for k in 0..20u64 {
+        tags.push(c.lib(0).create_tag(None, &format!("tag {k}"), None).unwrap());
+        let flushed = c.dev(0).replica.flush().await.expect("the retry layer absorbs the faults");
+        assert_eq!(flushed.map(|f| f.seq), Some(first + k));
+    }
+    assert!(retry.retries() > 0 && retry.gave_up() == 0, "{} retries, {} gave up", retry.retries(), retry.gave_up());
+    c.dev(1).replica.ingest().await.unwrap();
+    assert_eq!(c.lib(1).tags().unwrap().len(), tags.len());
+    c.assert_converged();
+}
+
 /// The prepared segment survives a restart: a process that could not write it leaves it to
 /// the next one, which publishes it under the same seq.
 async fn prepared_segment_survives_restart<B: Backend>() {
@@ -210,6 +239,10 @@ macro_rules! write_faults {
             #[tokio::test(start_paused = true)]
             async fn device_info_written_only_when_due() {
                 super::device_info_written_only_when_due::<B>().await;
+            }
+            #[tokio::test(start_paused = true)]
+            async fn retry_layer_absorbs_flaky_writes() {
+                super::retry_layer_absorbs_flaky_writes::<B>().await;
             }
             #[tokio::test]
             async fn prepared_segment_survives_restart() {

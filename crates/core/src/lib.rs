@@ -18,6 +18,7 @@ pub mod manifest;
 pub mod memory;
 pub mod names;
 pub mod replica;
+pub mod retry;
 pub mod segment;
 pub mod store;
 pub mod transport;
@@ -31,6 +32,7 @@ pub use replica::{
     Clock, Document, FailureInfo, FlushInfo, IngestReport, OpenMode, PeerStatus, Replica, ReplicaConfig, Status,
     StatusEvent, SyncReport, Warning,
 };
+pub use retry::{RetryLayer, RetryPolicy};
 pub use segment::{SegmentError, SegmentHeader, SegmentKind};
 pub use store::{AppliedSegment, FlushRecord, LogEntry, LogKind, Store, StoreError, StoredState};
 pub use transport::{
