@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use onefolder_core::{Capabilities, ChangeStream, DeviceId, FileEntry, Transport, TransportError, WriteMode};
+use onefolder_core::{
+    Capabilities, ChangeCursor, ChangeSet, ChangeStream, DeviceId, FileEntry, Transport, TransportError, WriteMode,
+};
 
 /// Holds back files from the device that reads through it, as a sync client that has not
 /// downloaded them yet would: held files are neither listed nor readable until released.
@@ -46,8 +48,9 @@ impl Transport for HoldBack {
     fn name(&self) -> &'static str {
         self.inner.name()
     }
+    /// The inner transport's, but changes are found by listing through this layer.
     fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
+        Capabilities { changes_feed: false, ..self.inner.capabilities() }
     }
     async fn read_manifest(&self) -> Result<Option<Vec<u8>>, TransportError> {
         self.inner.read_manifest().await
@@ -117,8 +120,9 @@ impl Transport for Offline {
     fn name(&self) -> &'static str {
         self.inner.name()
     }
+    /// The inner transport's, but changes are found by listing through this layer.
     fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
+        Capabilities { changes_feed: false, ..self.inner.capabilities() }
     }
     // The manifest was synced long before: it stays readable, so a restart works offline.
     async fn read_manifest(&self) -> Result<Option<Vec<u8>>, TransportError> {
@@ -147,5 +151,139 @@ impl Transport for Offline {
     }
     async fn changes(&self) -> Result<Option<ChangeStream>, TransportError> {
         self.inner.changes().await
+    }
+}
+
+/// Fails the first read of every file (a provider hiccup), and keeps the inner transport's
+/// change feed: a device reading through it must retry files the feed will not mention again.
+pub struct FirstReadFails {
+    inner: Arc<dyn Transport>,
+    failed: Mutex<BTreeSet<(DeviceId, String)>>,
+}
+
+impl FirstReadFails {
+    /// Wraps a transport.
+    pub fn new(inner: Arc<dyn Transport>) -> Arc<Self> {
+        Arc::new(Self { inner, failed: Mutex::default() })
+    }
+}
+
+#[async_trait]
+impl Transport for FirstReadFails {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    async fn read_manifest(&self) -> Result<Option<Vec<u8>>, TransportError> {
+        self.inner.read_manifest().await
+    }
+    async fn create_manifest(&self, bytes: &[u8]) -> Result<bool, TransportError> {
+        self.inner.create_manifest(bytes).await
+    }
+    async fn list_devices(&self) -> Result<Vec<String>, TransportError> {
+        self.inner.list_devices().await
+    }
+    async fn list(&self, device: &DeviceId) -> Result<Vec<FileEntry>, TransportError> {
+        self.inner.list(device).await
+    }
+    async fn read(&self, device: &DeviceId, name: &str, cap: u64) -> Result<Vec<u8>, TransportError> {
+        if self.failed.lock().unwrap().insert((*device, name.to_owned())) {
+            return Err(TransportError::Transient("first read fails (injected)".into()));
+        }
+        self.inner.read(device, name, cap).await
+    }
+    async fn write(&self, device: &DeviceId, name: &str, bytes: &[u8], mode: WriteMode) -> Result<(), TransportError> {
+        self.inner.write(device, name, bytes, mode).await
+    }
+    async fn delete(&self, device: &DeviceId, name: &str) -> Result<(), TransportError> {
+        self.inner.delete(device, name).await
+    }
+    async fn changes(&self) -> Result<Option<ChangeStream>, TransportError> {
+        self.inner.changes().await
+    }
+    async fn changes_since(
+        &self,
+        cursor: Option<&ChangeCursor>,
+        skip: Option<&DeviceId>,
+    ) -> Result<ChangeSet, TransportError> {
+        self.inner.changes_since(cursor, skip).await
+    }
+}
+
+/// Counts the requests one device makes of the medium: listings, feed queries, reads, writes.
+/// A feed query goes to the inner transport's feed; without one, the full listing is made
+/// through this layer so that every folder listing is counted.
+pub struct Counting {
+    inner: Arc<dyn Transport>,
+    /// Requests so far, by kind: `list_devices`, `list`, `changes_since`, `read`, `write`.
+    pub counts: Mutex<std::collections::BTreeMap<&'static str, u64>>,
+}
+
+impl Counting {
+    /// Wraps a transport.
+    pub fn new(inner: Arc<dyn Transport>) -> Arc<Self> {
+        Arc::new(Self { inner, counts: Mutex::default() })
+    }
+
+    fn count(&self, kind: &'static str) {
+        *self.counts.lock().unwrap().entry(kind).or_default() += 1;
+    }
+
+    /// Requests of every kind so far.
+    pub fn total(&self) -> u64 {
+        self.counts.lock().unwrap().values().sum()
+    }
+}
+
+#[async_trait]
+impl Transport for Counting {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    async fn read_manifest(&self) -> Result<Option<Vec<u8>>, TransportError> {
+        self.inner.read_manifest().await
+    }
+    async fn create_manifest(&self, bytes: &[u8]) -> Result<bool, TransportError> {
+        self.inner.create_manifest(bytes).await
+    }
+    async fn list_devices(&self) -> Result<Vec<String>, TransportError> {
+        self.count("list_devices");
+        self.inner.list_devices().await
+    }
+    async fn list(&self, device: &DeviceId) -> Result<Vec<FileEntry>, TransportError> {
+        self.count("list");
+        self.inner.list(device).await
+    }
+    async fn read(&self, device: &DeviceId, name: &str, cap: u64) -> Result<Vec<u8>, TransportError> {
+        self.count("read");
+        self.inner.read(device, name, cap).await
+    }
+    async fn write(&self, device: &DeviceId, name: &str, bytes: &[u8], mode: WriteMode) -> Result<(), TransportError> {
+        self.count("write");
+        self.inner.write(device, name, bytes, mode).await
+    }
+    async fn delete(&self, device: &DeviceId, name: &str) -> Result<(), TransportError> {
+        self.count("delete");
+        self.inner.delete(device, name).await
+    }
+    async fn changes(&self) -> Result<Option<ChangeStream>, TransportError> {
+        self.inner.changes().await
+    }
+    async fn changes_since(
+        &self,
+        cursor: Option<&ChangeCursor>,
+        skip: Option<&DeviceId>,
+    ) -> Result<ChangeSet, TransportError> {
+        if self.inner.capabilities().changes_feed {
+            self.count("changes_since");
+            self.inner.changes_since(cursor, skip).await
+        } else {
+            onefolder_core::transport::full_listing(self, skip).await
+        }
     }
 }

@@ -366,6 +366,8 @@ macro_rules! conformance {
                 out_of_order_delivery_converges,
                 restarted_device_loses_nothing,
                 restart_while_a_peer_segment_waits,
+                failed_read_is_retried_without_a_new_change,
+                requests_per_pass,
                 restart_after_ingesting_conflict_copies,
                 restart_after_compaction_with_pending_changes,
                 restart_after_restore,

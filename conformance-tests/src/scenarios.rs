@@ -10,7 +10,7 @@ use onefolder_core::segment::{self, SegmentKind};
 use onefolder_core::{Clock, DeviceId, LibraryId, Op, ReplicaConfig, Transport, names};
 use onefolder_model::{FileMeta, ImportMode};
 
-use crate::layers::HoldBack;
+use crate::layers::{Counting, FirstReadFails, HoldBack};
 use crate::{Backend, Cluster, EngineFactory, Env, StoreFactory, TransportFactory, test_config, wait_for};
 
 /// Generous deadline for background work on a loaded 2-core machine.
@@ -404,6 +404,66 @@ pub async fn restarted_device_loses_nothing<B: Backend>(env: Env) {
     assert_eq!(c.dev(0).replica.device(), device_before, "a restart is not a clone");
     assert!(c.lib(1).file(&f).unwrap().unwrap().tags.contains(&t));
     assert_eq!(c.lib(1).tags().unwrap().len(), 62);
+}
+
+/// What one pass costs in requests, with five peers: an idle pass is one request on a
+/// transport with a change feed and 1 + N listings without; a hint that names a folder lists
+/// just that one; a flushed edit is one write; nothing is read while nothing changed.
+pub async fn requests_per_pass<B: Backend>(env: Env) {
+    let counter: Arc<OnceLock<Arc<Counting>>> = Arc::new(OnceLock::new());
+    let k = counter.clone();
+    let c = Cluster::<B>::with_layers(env, 6, move |i, t| {
+        if i == 0 {
+            let layer = Counting::new(t);
+            k.set(layer.clone()).ok();
+            layer
+        } else {
+            t
+        }
+    })
+    .await;
+    let counter = counter.get().unwrap().clone();
+    for i in 1..6 {
+        c.lib(i).create_tag(None, &format!("from {i}"), None).unwrap();
+        flushed_seq(&c, i).await;
+    }
+    c.dev(0).replica.ingest().await.unwrap();
+    let feed = c.dev(0).transport.capabilities().changes_feed;
+    let before = counter.counts.lock().unwrap().clone();
+    let idle = c.dev(0).replica.ingest().await.unwrap();
+    assert_eq!(idle.reads, 0);
+    let idle_cost = counter.total() - before.values().sum::<u64>();
+    assert_eq!(idle_cost, if feed { 1 } else { 1 + 5 }, "an idle pass: {:?}", counter.counts.lock().unwrap());
+
+    let peer = c.dev(1).replica.device();
+    c.lib(1).create_tag(None, "named", None).unwrap();
+    flushed_seq(&c, 1).await;
+    let start = counter.total();
+    let r = c.dev(0).replica.ingest_from(&[peer]).await.unwrap();
+    assert_eq!((r.applied, r.reads), (1, 1), "{r:?}");
+    assert_eq!(counter.total() - start, 2, "one listing (or one feed query) and one read");
+
+    c.lib(0).create_tag(None, "mine", None).unwrap();
+    let start = counter.total();
+    flushed_seq(&c, 0).await;
+    assert_eq!(counter.total() - start, 1, "a flushed edit is one write");
+}
+
+/// A file whose read failed is tried again on the next pass, although a change feed will not
+/// mention it again; a pass after that reads nothing.
+pub async fn failed_read_is_retried_without_a_new_change<B: Backend>(env: Env) {
+    let c = Cluster::<B>::with_layers(env, 2, |i, t| if i == 1 { FirstReadFails::new(t) } else { t }).await;
+    let tag = c.lib(0).create_tag(None, "Retried", None).unwrap();
+    flushed_seq(&c, 0).await;
+    let first = c.dev(1).replica.ingest().await.unwrap();
+    assert_eq!((first.applied, first.skipped), (0, 1), "{first:?}");
+    assert_eq!(c.dev(1).replica.status().warnings.len(), 1);
+    let second = c.dev(1).replica.ingest().await.unwrap();
+    assert_eq!(second.applied, 1, "{second:?}");
+    assert!(c.lib(1).tags().unwrap().contains_key(&tag));
+    assert!(c.dev(1).replica.status().warnings.is_empty(), "the warning is gone once applied");
+    let idle = c.dev(1).replica.ingest().await.unwrap();
+    assert_eq!((idle.applied, idle.reads, idle.skipped), (0, 0, 0), "{idle:?}");
 }
 
 /// A restart while a peer's segment waits for an earlier one that has not arrived shows what

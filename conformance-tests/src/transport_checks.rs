@@ -137,6 +137,85 @@ pub async fn changes_hint_on_write<T: TransportFactory>() {
     }
 }
 
+/// `changes_since_sees_every_write`.
+pub async fn changes_since_sees_every_write<T: TransportFactory>() {
+    let (_tmp, m) = medium();
+    let (reader, writer) = (T::open(&m), T::open(&m));
+    let (own, peer) = (DeviceId::random(), DeviceId::random());
+    writer.create(&own, &names::delta_name(1), b"own").await.unwrap();
+    writer.create(&peer, &names::delta_name(1), b"one").await.unwrap();
+    let first = reader.changes_since(None, Some(&own)).await.unwrap();
+    assert!(first.complete, "no cursor: a full listing");
+    let files = |set: &onefolder_core::ChangeSet| -> Vec<(String, String, u64)> {
+        let mut v: Vec<_> = set.files.iter().map(|(d, f)| (d.clone(), f.name.clone(), f.size)).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(files(&first), vec![(peer.to_string(), names::delta_name(1), 3)]);
+    assert!(first.failed.is_empty());
+
+    writer.create(&peer, &names::delta_name(2), b"second").await.unwrap();
+    writer.create(&own, &names::delta_name(2), b"own again").await.unwrap();
+    let next = reader.changes_since(Some(&first.cursor), Some(&own)).await.unwrap();
+    let got = files(&next);
+    assert!(got.contains(&(peer.to_string(), names::delta_name(2), 6)), "{got:?}");
+    assert!(got.iter().all(|(d, _, _)| *d != own.to_string()), "the skipped folder: {got:?}");
+    if !next.complete {
+        assert_eq!(got.len(), 1, "a feed reports only what changed: {got:?}");
+        let idle = reader.changes_since(Some(&next.cursor), Some(&own)).await.unwrap();
+        assert!(idle.files.is_empty() && !idle.complete, "nothing changed: {:?}", files(&idle));
+    }
+    assert_eq!(reader.capabilities().changes_feed, !next.complete, "the capability says which it is");
+}
+
+/// `versions_follow_content` (when the transport has versions).
+pub async fn versions_follow_content<T: TransportFactory>() {
+    let (_tmp, m) = medium();
+    let t = T::open(&m);
+    if !t.capabilities().versions {
+        return;
+    }
+    let dev = DeviceId::random();
+    t.create(&dev, &names::delta_name(1), b"segment").await.unwrap();
+    t.replace(&dev, names::DEVICE_FILE, b"{\"v\":1}").await.unwrap();
+    let version = |list: &[onefolder_core::FileEntry], name: &str| {
+        list.iter().find(|f| f.name == name).and_then(|f| f.version.clone()).expect("a listed version")
+    };
+    let a = t.list(&dev).await.unwrap();
+    let b = t.list(&dev).await.unwrap();
+    assert_eq!(a, b, "listing twice gives the same versions");
+    t.replace(&dev, names::DEVICE_FILE, b"{\"v\":2}").await.unwrap();
+    let c = t.list(&dev).await.unwrap();
+    assert_ne!(version(&a, names::DEVICE_FILE), version(&c, names::DEVICE_FILE));
+    assert_eq!(version(&a, &names::delta_name(1)), version(&c, &names::delta_name(1)));
+}
+
+/// `reads_run_concurrently`.
+pub async fn reads_run_concurrently<T: TransportFactory>() {
+    let (_tmp, m) = medium();
+    let t = T::open(&m);
+    let n = t.capabilities().concurrent_reads.max(1) as u64;
+    assert!(n <= 64, "a bound, not unbounded: {n}");
+    let dev = DeviceId::random();
+    for seq in 1..=n * 2 {
+        t.create(&dev, &names::delta_name(seq), &vec![seq as u8; 100 + seq as usize]).await.unwrap();
+    }
+    let reads = (1..=n * 2).map(|seq| {
+        let t = t.clone();
+        async move { (seq, t.read(&dev, &names::delta_name(seq), 1 << 20).await.unwrap()) }
+    });
+    let results = futures_join_all(reads, n as usize).await;
+    for (seq, bytes) in results {
+        assert_eq!(bytes, vec![seq as u8; 100 + seq as usize], "seq {seq}");
+    }
+}
+
+/// Runs `futures` with at most `limit` in flight; results in input order.
+async fn futures_join_all<F: std::future::Future>(futures: impl Iterator<Item = F>, limit: usize) -> Vec<F::Output> {
+    use futures::stream::StreamExt;
+    futures::stream::iter(futures).buffered(limit).collect().await
+}
+
 /// Instantiates every transport check for one transport factory.
 #[macro_export]
 macro_rules! transport_conformance {
@@ -147,7 +226,8 @@ macro_rules! transport_conformance {
             $crate::transport_conformance!(@tests $transport;
                 manifest_create_once, write_then_list_read, write_is_atomic, write_existing_fails,
                 read_missing_not_found, list_missing_device_empty, delete_missing_ok, names_are_checked,
-                changes_hint_on_write,
+                changes_hint_on_write, changes_since_sees_every_write, versions_follow_content,
+                reads_run_concurrently,
             );
         }
     };

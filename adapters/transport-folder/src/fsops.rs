@@ -219,7 +219,7 @@ pub(crate) fn list_files(dir: &Path, device: &DeviceId) -> Result<Vec<FileEntry>
             continue;
         }
         if meta.is_file() {
-            files.push(FileEntry { name, size: meta.len() });
+            files.push(FileEntry::new(name, meta.len()));
         }
     }
     files.sort_by(|a, b| a.name.cmp(&b.name));

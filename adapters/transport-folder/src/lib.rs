@@ -176,7 +176,12 @@ impl Transport for FolderTransport {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities { watch: true, case_insensitive: self.case_insensitive, rate_limited: false, max_file_size: None }
+        Capabilities {
+            watch: true,
+            case_insensitive: self.case_insensitive,
+            concurrent_reads: 4,
+            ..Capabilities::default()
+        }
     }
 
     async fn read_manifest(&self) -> Result<Option<Vec<u8>>, TransportError> {

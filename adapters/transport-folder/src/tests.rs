@@ -71,7 +71,7 @@ async fn write_then_list_read() {
     let device = DeviceId::random();
     let name = delta_name(1);
     t.create(&device, &name, b"segment one").await.unwrap();
-    assert_eq!(t.list(&device).await.unwrap(), vec![FileEntry { name: name.clone(), size: 11 }]);
+    assert_eq!(t.list(&device).await.unwrap(), vec![FileEntry::new(name.clone(), 11)]);
     assert_eq!(t.read(&device, &name, 1024).await.unwrap(), b"segment one");
     assert_eq!(t.list_devices().await.unwrap(), vec![device.to_string()]);
     // A second handle on the same folder (another computer) sees the same.
@@ -248,7 +248,7 @@ async fn hint_for_file_in_fresh_folder() {
     std::fs::write(dir.join(delta_name(1)), b"fresh").unwrap();
     let latency = wait_for_hint(&mut stream, device).await;
     eprintln!("hint latency for a fresh folder: {latency:?}");
-    assert_eq!(t.list(&device).await.unwrap(), vec![FileEntry { name: delta_name(1), size: 5 }]);
+    assert_eq!(t.list(&device).await.unwrap(), vec![FileEntry::new(delta_name(1), 5)]);
     // Files added to that folder later are watched too.
     drain_until_quiet(&mut stream, Duration::from_millis(200)).await;
     std::fs::write(dir.join(delta_name(2)), b"later").unwrap();
@@ -267,7 +267,7 @@ async fn hint_for_folder_moved_in() {
     let device = DeviceId::random();
     std::fs::rename(&staging, t.device_dir(&device)).unwrap();
     wait_for_hint(&mut stream, device).await;
-    assert_eq!(t.list(&device).await.unwrap(), vec![FileEntry { name: delta_name(1), size: 5 }]);
+    assert_eq!(t.list(&device).await.unwrap(), vec![FileEntry::new(delta_name(1), 5)]);
 }
 
 #[tokio::test]
@@ -325,7 +325,7 @@ async fn symlinked_file_not_followed() {
     t.create(&device, &delta_name(1), b"x").await.unwrap();
     std::os::unix::fs::symlink(&secret, t.device_dir(&device).join(delta_name(2))).unwrap();
 
-    assert_eq!(t.list(&device).await.unwrap(), vec![FileEntry { name: delta_name(1), size: 1 }]);
+    assert_eq!(t.list(&device).await.unwrap(), vec![FileEntry::new(delta_name(1), 1)]);
     match t.read(&device, &delta_name(2), 1024).await {
         Err(TransportError::InvalidName { reason: "symbolic link", .. }) => {}
         other => panic!("expected InvalidName, got {other:?}"),

@@ -7,7 +7,10 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use onefolder_core::names::DEVICE_FILE;
-use onefolder_core::{Capabilities, ChangeStream, DeviceId, FileEntry, Transport, TransportError, WriteMode};
+use onefolder_core::transport::full_listing;
+use onefolder_core::{
+    Capabilities, ChangeCursor, ChangeSet, ChangeStream, DeviceId, FileEntry, Transport, TransportError, WriteMode,
+};
 
 /// Counters of a [`Metered`] transport.
 #[derive(Debug, Default)]
@@ -110,5 +113,19 @@ impl Transport for Metered {
     }
     async fn changes(&self) -> Result<Option<ChangeStream>, TransportError> {
         self.inner.changes().await
+    }
+    /// A feed is one request (counted as a listing); without one, the full listing goes
+    /// through this layer, so each folder listing is counted.
+    async fn changes_since(
+        &self,
+        cursor: Option<&ChangeCursor>,
+        skip: Option<&DeviceId>,
+    ) -> Result<ChangeSet, TransportError> {
+        if self.inner.capabilities().changes_feed {
+            self.meter.lists.fetch_add(1, Ordering::Relaxed);
+            self.inner.changes_since(cursor, skip).await
+        } else {
+            full_listing(self, skip).await
+        }
     }
 }

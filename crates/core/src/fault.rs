@@ -226,8 +226,9 @@ impl Transport for FaultLayer {
         self.inner.name()
     }
 
+    /// The inner transport's, but changes are found by listing through this layer.
     fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
+        Capabilities { changes_feed: false, ..self.inner.capabilities() }
     }
 
     async fn read_manifest(&self) -> Result<Option<Vec<u8>>, TransportError> {
@@ -264,19 +265,19 @@ impl Transport for FaultLayer {
             }
             if let Some(copy) = self.copies.lock().unwrap_or_else(|e| e.into_inner()).get(&(*device, file.name.clone()))
             {
-                out.push(FileEntry { name: copy.clone(), size: file.size });
+                out.push(FileEntry::new(copy.clone(), file.size));
             }
             if self.roll(self.config.list_miss) {
                 continue;
             }
             if segment && self.roll(self.config.placeholder) {
-                out.push(FileEntry { name: file.name, size: 0 });
+                out.push(FileEntry::new(file.name, 0));
                 continue;
             }
             if segment && self.roll(self.config.case_change) {
                 let upper = format!("{}.SEG", file.name.strip_suffix(".seg").unwrap_or(&file.name));
                 self.alias(*device, upper.clone(), Alias::Of(file.name.clone()));
-                out.push(FileEntry { name: upper, size: file.size });
+                out.push(FileEntry::new(upper, file.size));
                 continue;
             }
             out.push(file);
@@ -285,7 +286,7 @@ impl Transport for FaultLayer {
             if self.config.junk {
                 for junk in JUNK_FILES {
                     self.alias(*device, junk.to_string(), Alias::Junk);
-                    out.push(FileEntry { name: junk.to_string(), size: JUNK_BYTES.len() as u64 });
+                    out.push(FileEntry::new(junk.to_string(), JUNK_BYTES.len() as u64));
                 }
             }
             // Listings come in no particular order.

@@ -36,7 +36,8 @@ pub use retry::{RetryLayer, RetryPolicy};
 pub use segment::{SegmentError, SegmentHeader, SegmentKind};
 pub use store::{AppliedSegment, FlushRecord, LogEntry, LogKind, Store, StoreError, StoredState};
 pub use transport::{
-    Capabilities, ChangeHint, ChangeStream, FileEntry, Transport, TransportError, TransportExt, WriteMode,
+    Capabilities, ChangeCursor, ChangeHint, ChangeSet, ChangeStream, FileEntry, Transport, TransportError,
+    TransportExt, WriteMode,
 };
 pub use value::{Collection, Op, Record, Value};
 

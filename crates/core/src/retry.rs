@@ -16,7 +16,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::ids::DeviceId;
-use crate::transport::{Capabilities, ChangeStream, FileEntry, Transport, TransportError, WriteMode};
+use crate::transport::{
+    Capabilities, ChangeCursor, ChangeSet, ChangeStream, FileEntry, Transport, TransportError, WriteMode,
+};
 
 /// How a [`RetryLayer`] retries one call.
 #[derive(Clone, Debug, PartialEq)]
@@ -168,6 +170,14 @@ impl Transport for RetryLayer {
 
     async fn changes(&self) -> Result<Option<ChangeStream>, TransportError> {
         self.retry("changes", || self.inner.changes()).await
+    }
+
+    async fn changes_since(
+        &self,
+        cursor: Option<&ChangeCursor>,
+        skip: Option<&DeviceId>,
+    ) -> Result<ChangeSet, TransportError> {
+        self.retry("changes_since", || self.inner.changes_since(cursor, skip)).await
     }
 }
 

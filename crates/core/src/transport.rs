@@ -69,6 +69,7 @@ impl TransportError {
 }
 
 /// What a transport can do; the Replica and the conformance suite read it instead of guessing.
+/// `Default` is the least a transport may offer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Capabilities {
     /// [`Transport::changes`] delivers hints (otherwise only polling finds new files).
@@ -79,6 +80,27 @@ pub struct Capabilities {
     pub rate_limited: bool,
     /// Largest file the medium accepts, if limited.
     pub max_file_size: Option<u64>,
+    /// [`Transport::changes_since`] reads a change feed (one request when nothing changed)
+    /// instead of the default full listing.
+    pub changes_feed: bool,
+    /// Listings carry a [`FileEntry::version`].
+    pub versions: bool,
+    /// How many reads the caller may have in flight at once (at least 1).
+    pub concurrent_reads: usize,
+}
+
+impl Default for Capabilities {
+    fn default() -> Self {
+        Self {
+            watch: false,
+            case_insensitive: false,
+            rate_limited: false,
+            max_file_size: None,
+            changes_feed: false,
+            versions: false,
+            concurrent_reads: 1,
+        }
+    }
 }
 
 /// How [`Transport::write`] treats a file that already has the name.
@@ -98,6 +120,43 @@ pub struct FileEntry {
     pub name: String,
     /// Size in bytes as listed (0 for online-only placeholders on some providers).
     pub size: u64,
+    /// The provider's version of this file (Drive file id, Dropbox rev, ETag), when the
+    /// medium has one: it changes whenever the content does. Two files may share a name on
+    /// some providers (Drive); their versions differ.
+    pub version: Option<String>,
+}
+
+impl FileEntry {
+    /// An entry without a provider version.
+    pub fn new(name: impl Into<String>, size: u64) -> Self {
+        Self { name: name.into(), size, version: None }
+    }
+
+    /// The same entry with a provider version.
+    pub fn with_version(self, version: impl Into<String>) -> Self {
+        Self { version: Some(version.into()), ..self }
+    }
+}
+
+/// An opaque position in a transport's change feed, returned by [`Transport::changes_since`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ChangeCursor(pub String);
+
+/// What changed on the medium since a [`ChangeCursor`].
+#[derive(Debug, Default)]
+pub struct ChangeSet {
+    /// Files that are new or changed, each with the raw name of its device folder. When
+    /// `complete`, every file of every folder listed (but the skipped one).
+    pub files: Vec<(String, FileEntry)>,
+    /// Raw names of the device folders seen (every one, when `complete`).
+    pub folders: Vec<String>,
+    /// Folders that could not be listed this time, with the error; asked again next time.
+    pub failed: Vec<(String, TransportError)>,
+    /// `files` is a full listing: no cursor was given, the feed was reset or expired, or the
+    /// transport has no feed.
+    pub complete: bool,
+    /// Where the next call resumes.
+    pub cursor: ChangeCursor,
 }
 
 /// A hint that something changed on the shared medium. Hints can be lost, merged or spurious:
@@ -162,6 +221,14 @@ impl std::fmt::Debug for ChangeStream {
 ///   [`TransportError::InvalidName`] by `read`, `write` and `delete`.
 /// - `changes_hint_on_write` (when `capabilities().watch`): a write by another handle on the
 ///   same medium produces a hint within a generous deadline.
+/// - `changes_since_sees_every_write`: [`Transport::changes_since`] without a cursor is a
+///   complete listing; from the cursor it returned, a later call reports every file written
+///   since (with its size) — a feed reports only those, a full listing everything — and never
+///   a file of the skipped folder it was asked not to list.
+/// - `versions_follow_content` (when `capabilities().versions`): every listed file has a
+///   version; listing twice gives the same versions; a replaced file gets a new one.
+/// - `reads_run_concurrently`: `capabilities().concurrent_reads` reads in flight at once all
+///   return their own file's bytes.
 #[async_trait]
 pub trait Transport: Send + Sync {
     /// A short name for logs and errors, e.g. `"folder"`.
@@ -196,6 +263,38 @@ pub trait Transport: Send + Sync {
 
     /// A stream of change hints, or `None` when this transport cannot watch.
     async fn changes(&self) -> Result<Option<ChangeStream>, TransportError>;
+
+    /// What changed since `cursor` (everything, without one). `skip` names a device folder
+    /// the caller does not need (its own); a full listing does not list it. Transports with
+    /// a change feed override this (see [`Capabilities::changes_feed`]); the default lists
+    /// every device folder: 1 + N requests.
+    async fn changes_since(
+        &self,
+        cursor: Option<&ChangeCursor>,
+        skip: Option<&DeviceId>,
+    ) -> Result<ChangeSet, TransportError> {
+        let _ = cursor;
+        full_listing(self, skip).await
+    }
+}
+
+/// A complete [`ChangeSet`] made by listing every device folder (but `skip`): the default of
+/// [`Transport::changes_since`], and what a feed falls back to after a reset.
+pub async fn full_listing<T: Transport + ?Sized>(t: &T, skip: Option<&DeviceId>) -> Result<ChangeSet, TransportError> {
+    let folders = t.list_devices().await?;
+    let mut set = ChangeSet { complete: true, ..ChangeSet::default() };
+    for folder in &folders {
+        let Ok(device) = folder.parse::<DeviceId>() else { continue };
+        if Some(&device) == skip {
+            continue;
+        }
+        match t.list(&device).await {
+            Ok(files) => set.files.extend(files.into_iter().map(|f| (folder.clone(), f))),
+            Err(e) => set.failed.push((folder.clone(), e)),
+        }
+    }
+    set.folders = folders;
+    Ok(set)
 }
 
 #[async_trait]
@@ -229,6 +328,13 @@ impl<T: Transport + ?Sized> Transport for std::sync::Arc<T> {
     }
     async fn changes(&self) -> Result<Option<ChangeStream>, TransportError> {
         (**self).changes().await
+    }
+    async fn changes_since(
+        &self,
+        cursor: Option<&ChangeCursor>,
+        skip: Option<&DeviceId>,
+    ) -> Result<ChangeSet, TransportError> {
+        (**self).changes_since(cursor, skip).await
     }
 }
 

@@ -1,4 +1,16 @@
-//! Incoming: list peer folders → read → verify → apply → record the cursor.
+//! Incoming: what changed on the medium → read (a few at once) → verify → apply → record the
+//! cursor.
+//!
+//! A pass asks the transport what changed since the last pass ([`Transport::changes_since`]:
+//! one request on a provider with a change feed, a listing of every peer folder otherwise), or,
+//! when a change hint named its folders, lists just those. Files that fail are remembered and
+//! tried again on the next pass even when the feed does not mention them again.
+//!
+//! [`Transport::changes_since`]: crate::Transport::changes_since
+
+use std::collections::BTreeMap;
+
+use futures::stream::{self, StreamExt};
 
 use super::backoff::Failure;
 use super::{IngestReport, Replica, StatusEvent, Warning};
@@ -7,15 +19,28 @@ use crate::ids::DeviceId;
 use crate::names::{SegmentName, is_temporary};
 use crate::segment::{self, Expect, HEADER_LEN, SegmentKind};
 use crate::store::AppliedSegment;
-use crate::transport::FileEntry;
+use crate::transport::{ChangeSet, FileEntry, TransportError};
+
+/// Why a file was not applied: a warning for the user; the file is tried again later.
+struct Skip(String);
 
 impl Replica {
     /// One pass over every peer folder: applies every segment not applied yet. Files that fail
     /// a check are skipped with a warning and retried on the next pass; they never stop the
     /// other files or peers.
     pub async fn ingest(&self) -> Result<IngestReport> {
+        self.ingest_pass(None).await
+    }
+
+    /// A pass over the named peer folders only (what a change hint names). On a transport
+    /// with a change feed this is a full pass, which costs no more.
+    pub async fn ingest_from(&self, peers: &[DeviceId]) -> Result<IngestReport> {
+        self.ingest_pass(Some(peers)).await
+    }
+
+    async fn ingest_pass(&self, peers: Option<&[DeviceId]>) -> Result<IngestReport> {
         let _ingesting = self.ingest_lock.lock().await;
-        let result = self.ingest_locked().await;
+        let result = self.ingest_locked(peers).await;
         let mut st = self.lock();
         st.ingest_failure = match &result {
             Ok(_) => None,
@@ -24,98 +49,138 @@ impl Replica {
         result
     }
 
-    async fn ingest_locked(&self) -> Result<IngestReport> {
+    /// What changed: from the feed (or a full listing), or by listing the named folders.
+    async fn changed(&self, peers: Option<&[DeviceId]>, own: DeviceId) -> Result<(ChangeSet, bool)> {
+        match peers {
+            Some(peers) if !self.transport.capabilities().changes_feed => {
+                let mut set = ChangeSet::default();
+                for peer in peers.iter().filter(|&&p| p != own) {
+                    let folder = peer.to_string();
+                    match self.transport.list(peer).await {
+                        Ok(files) => set.files.extend(files.into_iter().map(|f| (folder.clone(), f))),
+                        Err(e) => set.failed.push((folder.clone(), e)),
+                    }
+                    set.folders.push(folder);
+                }
+                Ok((set, false))
+            }
+            _ => {
+                let cursor = self.lock().cursor.clone();
+                Ok((self.transport.changes_since(cursor.as_ref(), Some(&own)).await?, true))
+            }
+        }
+    }
+
+    async fn ingest_locked(&self, peers: Option<&[DeviceId]>) -> Result<IngestReport> {
         let mut report = IngestReport::default();
         let own = self.device();
-        for folder in self.transport.list_devices().await? {
-            let peer = match folder.parse::<DeviceId>() {
-                Ok(peer) if peer == own => continue,
-                Ok(peer) => peer,
-                Err(_) => {
-                    if !is_temporary(&folder) {
-                        self.warn(&folder, None, "folder name is not a device id; ignored".into());
-                    }
-                    continue;
-                }
-            };
-            let files = match self.transport.list(&peer).await {
-                Ok(files) => files,
-                Err(e) => {
-                    self.warn(&folder, None, format!("could not list: {e}; will retry"));
-                    report.skipped += 1;
-                    continue;
-                }
-            };
-            let mut todo: Vec<(SegmentName, FileEntry)> = {
-                let st = self.lock();
-                let known = st.applied_names.get(&peer);
-                files
-                    .into_iter()
-                    .filter(|f| known.and_then(|k| k.get(&f.name)) != Some(&f.size))
-                    .filter_map(|f| SegmentName::parse(&f.name).map(|n| (n, f)))
-                    .collect()
-            };
-            // Snapshots first (they cover the most), then by seq, canonical names before copies.
-            todo.sort_by_key(|(n, f)| (n.kind != SegmentKind::Snapshot, n.seq, n.variant, f.name.clone()));
-            for (_, file) in todo {
-                self.ingest_file(peer, &folder, file, &mut report).await?;
+        let (set, from_feed) = self.changed(peers, own).await?;
+        for folder in &set.folders {
+            if folder.parse::<DeviceId>().is_err() && !is_temporary(folder) {
+                self.warn(folder, None, "folder name is not a device id; ignored".into());
             }
+        }
+        for (folder, e) in &set.failed {
+            self.warn(folder, None, format!("could not list: {e}; will retry"));
+            report.skipped += 1;
+        }
+        let mut todo: BTreeMap<DeviceId, Vec<(SegmentName, FileEntry)>> = BTreeMap::new();
+        {
+            let mut st = self.lock();
+            if set.complete {
+                // A full listing holds whatever is still there to retry.
+                st.retry.clear();
+            }
+            let mut seen: std::collections::HashSet<(DeviceId, String)> = std::collections::HashSet::new();
+            let retry: Vec<(DeviceId, FileEntry)> = st.retry.iter().map(|((d, _), f)| (*d, f.clone())).collect();
+            let listed =
+                set.files.into_iter().filter_map(|(folder, f)| folder.parse::<DeviceId>().ok().map(|d| (d, f)));
+            for (peer, file) in listed.chain(retry) {
+                if peer == own || !seen.insert((peer, file.name.clone())) {
+                    continue;
+                }
+                if st.applied_names.get(&peer).and_then(|k| k.get(&file.name)) == Some(&file.size) {
+                    continue;
+                }
+                if let Some(name) = SegmentName::parse(&file.name) {
+                    todo.entry(peer).or_default().push((name, file));
+                }
+            }
+        }
+        let parallel = self.transport.capabilities().concurrent_reads.max(1);
+        for (peer, mut files) in todo {
+            // Snapshots first (they cover the most), then by seq, canonical names before copies.
+            files.sort_by_key(|(n, f)| (n.kind != SegmentKind::Snapshot, n.seq, n.variant, f.name.clone()));
+            let folder = peer.to_string();
+            let mut reads = stream::iter(files.into_iter().map(|(_, file)| async move {
+                let bytes = self.fetch(peer, &file).await;
+                (file, bytes)
+            }))
+            .buffered(parallel);
+            while let Some((file, fetched)) = reads.next().await {
+                let outcome = match fetched {
+                    Ok(bytes) => {
+                        report.reads += 1;
+                        self.apply_file(peer, &file, &bytes, &mut report)?
+                    }
+                    Err(skip) => Err(skip),
+                };
+                let key = (peer, file.name.clone());
+                match outcome {
+                    Ok(()) => {
+                        let mut st = self.lock();
+                        st.retry.remove(&key);
+                        st.warnings.remove(&(folder.clone(), Some(file.name.clone())));
+                    }
+                    Err(Skip(message)) => {
+                        self.warn(&folder, Some(&file.name), message);
+                        report.skipped += 1;
+                        self.lock().retry.insert(key, file);
+                    }
+                }
+            }
+        }
+        if from_feed {
+            self.lock().cursor = Some(set.cursor);
         }
         Ok(report)
     }
 
-    async fn ingest_file(
-        &self,
-        peer: DeviceId,
-        folder: &str,
-        file: FileEntry,
-        report: &mut IngestReport,
-    ) -> Result<()> {
+    /// Reads one listed file, unless its listing already says it cannot be a segment yet.
+    async fn fetch(&self, peer: DeviceId, file: &FileEntry) -> Result<Vec<u8>, Skip> {
         let cap = self.config.max_payload as u64 + HEADER_LEN as u64;
         if file.size == 0 {
-            self.warn(folder, Some(&file.name), "empty file (not downloaded yet?); will retry".into());
-            report.skipped += 1;
-            return Ok(());
+            return Err(Skip("empty file (not downloaded yet?); will retry".into()));
         }
         if file.size > cap {
-            self.warn(
-                folder,
-                Some(&file.name),
-                format!("{} bytes is over the {cap}-byte segment limit; ignored", file.size),
-            );
-            report.skipped += 1;
-            return Ok(());
+            return Err(Skip(format!("{} bytes is over the {cap}-byte segment limit; ignored", file.size)));
         }
-        report.reads += 1;
-        let bytes = match self.transport.read(&peer, &file.name, cap).await {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                self.warn(folder, Some(&file.name), format!("could not read: {e}; will retry"));
-                report.skipped += 1;
-                return Ok(());
-            }
-        };
+        self.transport
+            .read(&peer, &file.name, cap)
+            .await
+            .map_err(|e: TransportError| Skip(format!("could not read: {e}; will retry")))
+    }
+
+    /// Verifies and applies one segment's bytes. `Ok(Err(_))` is a file skipped with a
+    /// warning; `Err(_)` a failure of the local store, which ends the pass.
+    fn apply_file(
+        &self,
+        peer: DeviceId,
+        file: &FileEntry,
+        bytes: &[u8],
+        report: &mut IngestReport,
+    ) -> Result<Result<(), Skip>> {
         let expect = Expect {
             library: self.manifest.library_id,
             engine: &self.manifest.engine,
             max_payload: self.config.max_payload,
         };
-        let seg = match segment::decode(&bytes, &expect) {
+        let seg = match segment::decode(bytes, &expect) {
             Ok(seg) => seg,
-            Err(e) => {
-                self.warn(folder, Some(&file.name), format!("{e}; skipped, will retry"));
-                report.skipped += 1;
-                return Ok(());
-            }
+            Err(e) => return Ok(Err(Skip(format!("{e}; skipped, will retry")))),
         };
         if seg.header.device != peer {
-            self.warn(
-                folder,
-                Some(&file.name),
-                format!("segment claims to be written by device {}; skipped", seg.header.device),
-            );
-            report.skipped += 1;
-            return Ok(());
+            return Ok(Err(Skip(format!("segment claims to be written by device {}; skipped", seg.header.device))));
         }
         let applied = AppliedSegment {
             device: peer,
@@ -132,25 +197,20 @@ impl Replica {
             // A conflict copy (or a re-upload) of a segment already applied.
             st.store.commit_remote(&applied, None)?;
             st.record_applied(&applied);
-            st.warnings.remove(&(folder.to_owned(), Some(file.name.clone())));
             report.duplicates += 1;
-            return Ok(());
+            return Ok(Ok(()));
         }
         if let Err(e) = st.engine.apply_remote(seg.payload) {
             // An engine may have integrated part of a payload it then rejected: return to the
             // stored state so nothing unrecorded stays visible.
             st.rebuild_engine()?;
-            drop(st);
-            self.warn(folder, Some(&file.name), format!("engine rejected the payload: {e}; skipped, will retry"));
-            report.skipped += 1;
-            return Ok(());
+            return Ok(Err(Skip(format!("engine rejected the payload: {e}; skipped, will retry"))));
         }
         if let Err(e) = st.store.commit_remote(&applied, Some(seg.payload)) {
             st.rebuild_engine()?;
             return Err(e.into());
         }
         st.record_applied(&applied);
-        st.warnings.remove(&(folder.to_owned(), Some(file.name.clone())));
         st.log_since_compact += 1;
         if st.log_since_compact >= self.config.compact_every {
             st.compact()?;
@@ -160,11 +220,11 @@ impl Replica {
         tracing::debug!(%peer, file = %file.name, "applied");
         let _ = self.events.send(StatusEvent::Applied {
             device: peer,
-            file: file.name,
+            file: file.name.clone(),
             seq: applied.seq_end,
             bytes: applied.size,
         });
-        Ok(())
+        Ok(Ok(()))
     }
 
     pub(super) fn warn(&self, folder: &str, file: Option<&str>, message: String) {

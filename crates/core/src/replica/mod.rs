@@ -119,6 +119,8 @@ impl Replica {
             flush_failure: None,
             ingest_failure: None,
             device_info_failure: None,
+            cursor: None,
+            retry: HashMap::new(),
         };
         state.rebuild_engine()?;
         state.load_prepared()?;

@@ -1,11 +1,13 @@
 //! The long-running loop: debounced flushes, change hints, polling.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 
 use tokio::time::Instant;
 
 use super::{Replica, StatusEvent, SyncReport};
 use crate::Result;
+use crate::ids::DeviceId;
 
 impl Replica {
     /// Flushes own changes, then applies everything new from peers.
@@ -63,14 +65,26 @@ impl Replica {
                             hints = None;
                         }
                         Some(hint) => {
-                            let mut relevant = hint.device != Some(own);
-                            // Coalesce a burst of hints into one pass.
-                            while let Some(more) = hints.as_mut().and_then(|h| h.try_next()) {
-                                relevant |= more.device != Some(own);
+                            // Coalesce a burst of hints into one pass over what they name.
+                            let mut named = BTreeSet::new();
+                            let mut everything = false;
+                            for hint in std::iter::once(hint).chain(std::iter::from_fn(|| hints.as_mut()?.try_next())) {
+                                match hint.device {
+                                    Some(device) if device == own => {}
+                                    Some(device) => {
+                                        named.insert(device);
+                                    }
+                                    None => everything = true,
+                                }
                             }
                             // While ingest backs off, the retry below covers the hint.
-                            if relevant && backoff.is_none() {
-                                self.report(self.ingest().await.map(drop));
+                            if backoff.is_none() {
+                                if everything {
+                                    self.report(self.ingest().await.map(drop));
+                                } else if !named.is_empty() {
+                                    let named: Vec<DeviceId> = named.into_iter().collect();
+                                    self.report(self.ingest_from(&named).await.map(drop));
+                                }
                             }
                         }
                     }

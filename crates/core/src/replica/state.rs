@@ -12,6 +12,7 @@ use crate::Result;
 use crate::engine::Engine;
 use crate::ids::DeviceId;
 use crate::store::{AppliedSegment, Store};
+use crate::transport::{ChangeCursor, FileEntry};
 
 pub(super) const META_DEVICE_ID: &str = "device_id";
 pub(super) const META_LIBRARY_ID: &str = "library_id";
@@ -44,6 +45,10 @@ pub(super) struct State {
     pub(super) prepared: Option<PendingFlush>,
     pub(super) flush_failure: Option<Failure>,
     pub(super) ingest_failure: Option<Failure>,
+    /// Where the next ingest pass resumes the transport's change feed (`None`: list all).
+    pub(super) cursor: Option<ChangeCursor>,
+    /// Peer files skipped with a warning, tried again on the next pass.
+    pub(super) retry: HashMap<(DeviceId, String), FileEntry>,
     /// Failed writes of `device.json` (retried with backoff, never on every pass).
     pub(super) device_info_failure: Option<Failure>,
 }
