@@ -431,19 +431,16 @@ pub fn replay_equals_applies_in_order<E: EngineFactory>() {
     assert_eq!(view(replayed.as_ref()), view(each.as_ref()));
 }
 
-/// Instantiates every engine check for one engine factory.
+/// Every engine check as a test for the factory `E` in scope; expand it per adapter with
+/// [`for_each_engine!`](crate::for_each_engine).
 #[macro_export]
 macro_rules! engine_conformance {
-    ($name:ident, $engine:ty) => {
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-            $crate::engine_conformance!(@tests $engine;
+    () => {
+            $crate::engine_conformance!(@tests E;
                 write_then_read, fields_merge_independently, concurrent_create_merges, set_add_wins,
                 take_local_changes_only_local, apply_idempotent_any_order, apply_garbage_is_corrupt,
                 snapshot_round_trip, merge_changes_equivalent, replay_equals_applies_in_order,
             );
-        }
     };
     (@tests $e:ty; $($test:ident),* $(,)?) => {
         $( #[test] fn $test() { $crate::engine_checks::$test::<$e>(); } )*

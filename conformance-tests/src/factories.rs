@@ -11,9 +11,24 @@ use crate::{Medium, TransportFactory};
 /// The in-memory transport (always available).
 pub struct Memory;
 
+/// A [`MemoryTransport`](onefolder_core::MemoryTransport) medium.
+pub struct MemoryMedium(pub onefolder_core::MemoryTransport);
+
+#[async_trait::async_trait]
+impl Medium for MemoryMedium {
+    fn open(&self) -> Arc<dyn Transport> {
+        Arc::new(self.0.clone())
+    }
+    async fn plant(&self, folder: &str, name: &str, bytes: &[u8]) -> bool {
+        self.0.plant(folder, name, bytes);
+        true
+    }
+}
+
+#[async_trait::async_trait]
 impl TransportFactory for Memory {
-    fn open(medium: &Medium) -> Arc<dyn Transport> {
-        Arc::new(medium.memory.clone())
+    async fn medium(_dir: &std::path::Path) -> Box<dyn Medium> {
+        Box::new(MemoryMedium(onefolder_core::MemoryTransport::new()))
     }
 }
 
@@ -67,9 +82,37 @@ impl crate::StoreFactory for Lmdb {
 #[cfg(feature = "folder")]
 pub struct Folder;
 
+/// A library folder on the local file system, as a sync client keeps it.
 #[cfg(feature = "folder")]
+pub struct FolderMedium {
+    /// The library folder (`onefolder_tags/` goes inside).
+    pub library: std::path::PathBuf,
+}
+
+#[cfg(feature = "folder")]
+#[async_trait::async_trait]
+impl Medium for FolderMedium {
+    fn open(&self) -> Arc<dyn Transport> {
+        Arc::new(onefolder_transport_folder::FolderTransport::for_library(&self.library))
+    }
+    async fn plant(&self, folder: &str, name: &str, bytes: &[u8]) -> bool {
+        let impossible = |n: &str| n.is_empty() || n == "." || n == ".." || n.contains(['/', '\\', '\0']);
+        if impossible(folder) || impossible(name) {
+            return false;
+        }
+        let dir = self.library.join(onefolder_transport_folder::TAGS_DIR).join("database").join(folder);
+        std::fs::create_dir_all(&dir).expect("create a planted folder");
+        std::fs::write(dir.join(name), bytes).expect("plant a file");
+        true
+    }
+}
+
+#[cfg(feature = "folder")]
+#[async_trait::async_trait]
 impl TransportFactory for Folder {
-    fn open(medium: &Medium) -> Arc<dyn Transport> {
-        Arc::new(onefolder_transport_folder::FolderTransport::for_library(&medium.library))
+    async fn medium(dir: &Path) -> Box<dyn Medium> {
+        let library = dir.join("library");
+        std::fs::create_dir_all(&library).expect("create the library folder");
+        Box::new(FolderMedium { library })
     }
 }

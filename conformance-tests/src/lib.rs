@@ -9,10 +9,12 @@
 //!   contract, one function per `# Behavior` bullet, instantiated per adapter by
 //!   [`engine_conformance!`], [`store_conformance!`] and [`transport_conformance!`].
 //! - [`scenarios`] holds the end-to-end checks, plain `async fn`s generic over a combination.
-//! - [`conformance!`] instantiates every scenario for one combination as `#[tokio::test]`s in a
-//!   module named after it, so test names carry the combination
-//!   (`yrs_sqlite_folder::concurrent_tag_move`). A new adapter is one line in
-//!   `tests/matrix.rs`.
+//! - [`for_each_engine!`], [`for_each_store!`], [`for_each_transport!`] and
+//!   [`for_each_combination!`] expand a test macro once per adapter (or engine × store ×
+//!   transport) compiled into this build, in modules named after each, so test names carry
+//!   the combination (`yrs::sqlite::folder::concurrent_tag_move_makes_no_cycle`). The adapters
+//!   of each axis are listed once, in `__axes!`: **a new adapter is one line there** (plus its
+//!   factory in [`factories`]).
 
 #![warn(missing_docs)]
 
@@ -28,7 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use onefolder_core::fault::{FaultConfig, FaultLayer};
-use onefolder_core::{Engine, MemoryTransport, OpenMode, Replica, ReplicaConfig, Store, StoreError, Transport};
+use onefolder_core::{Engine, OpenMode, Replica, ReplicaConfig, Store, StoreError, Transport};
 use onefolder_model::Library;
 
 /// Makes empty engines of one kind.
@@ -48,19 +50,26 @@ pub trait StoreFactory: 'static {
     }
 }
 
-/// Opens one device's view of a shared medium of one kind.
-pub trait TransportFactory: 'static {
-    /// A transport on `medium`; every device of a cluster gets its own.
-    fn open(medium: &Medium) -> Arc<dyn Transport>;
+/// One shared medium, set up for one test: a folder, a bucket, an emulated cloud account.
+/// Dropping it tears it down (an emulator or server it started stops).
+#[async_trait::async_trait]
+pub trait Medium: Send + Sync {
+    /// One device's view of the medium; every device of a cluster gets its own.
+    fn open(&self) -> Arc<dyn Transport>;
+
+    /// Puts `bytes` under `name` in the device folder named `folder` directly on the medium,
+    /// bypassing every check a transport makes — what a sync client, a user or an attacker
+    /// can do. Returns `false` when this medium cannot hold such a folder name at all (a
+    /// folder named `..` on a file system).
+    async fn plant(&self, folder: &str, name: &str, bytes: &[u8]) -> bool;
 }
 
-/// The shared medium of a cluster: a temporary library folder (for folder-like transports)
-/// and an in-memory medium (for the memory transport).
-pub struct Medium {
-    /// The library folder (the folder a sync client would sync).
-    pub library: PathBuf,
-    /// The in-memory medium.
-    pub memory: MemoryTransport,
+/// Sets up media of one transport kind.
+#[async_trait::async_trait]
+pub trait TransportFactory: 'static {
+    /// A new, empty medium; `dir` is a temporary directory it may use, alive as long as the
+    /// medium. Setup may be asynchronous (start a server and wait until it answers).
+    async fn medium(dir: &Path) -> Box<dyn Medium>;
 }
 
 /// One combination of engine, store and transport.
@@ -127,10 +136,10 @@ pub struct Device {
 
 /// N devices of one combination sharing one medium.
 pub struct Cluster<B: Backend> {
+    /// The shared medium (dropped before `tmp`).
+    pub medium: Box<dyn Medium>,
     /// The temporary directory holding the medium and every device's state.
     pub tmp: tempfile::TempDir,
-    /// The shared medium.
-    pub medium: Medium,
     /// The devices; device 0 created the library.
     pub devices: Vec<Device>,
     config: fn(&str) -> ReplicaConfig,
@@ -162,13 +171,13 @@ impl<B: Backend> Cluster<B> {
         layer: impl Fn(usize, Arc<dyn Transport>) -> Arc<dyn Transport>,
     ) -> Self {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let library = tmp.path().join("library");
-        std::fs::create_dir_all(&library).expect("library dir");
-        let medium = Medium { library, memory: MemoryTransport::new() };
+        let dir = tmp.path().join("medium");
+        std::fs::create_dir_all(&dir).expect("medium dir");
+        let medium = B::T::medium(&dir).await;
         let mut cluster =
-            Cluster { tmp, medium, config, devices: Vec::new(), faults: Vec::new(), _b: std::marker::PhantomData };
+            Cluster { medium, tmp, config, devices: Vec::new(), faults: Vec::new(), _b: std::marker::PhantomData };
         for i in 0..n {
-            let mut transport = B::T::open(&cluster.medium);
+            let mut transport = cluster.medium.open();
             if let Some(seed) = env.faults {
                 let faulty = FaultLayer::new(transport, FaultConfig::chaos(seed.wrapping_add(i as u64)));
                 cluster.faults.push(faulty.clone());
@@ -237,7 +246,7 @@ impl<B: Backend> Cluster<B> {
     /// Opens a copied local state as a new device (the restored image on another computer);
     /// returns its index.
     pub async fn open_copy(&mut self, state: PathBuf) -> usize {
-        let transport = B::T::open(&self.medium);
+        let transport = self.medium.open();
         let replica = Replica::open(B::E::engine(), B::S::open(&state), transport.clone(), (self.config)("copy"))
             .await
             .expect("open copied state");
@@ -334,20 +343,18 @@ pub async fn wait_for(deadline: Duration, mut cond: impl FnMut() -> bool) -> boo
     }
 }
 
-/// Instantiates every scenario of [`scenarios`] for one combination, as a module of
-/// `#[tokio::test]`s named after it:
+/// Every scenario of [`scenarios`] as `#[tokio::test]`s for the combination `B` in scope,
+/// and again under the fault layer in a module `faults`. Expand it once per combination with
+/// [`for_each_combination!`]:
 ///
 /// ```ignore
-/// conformance!(yrs_sqlite_folder, Yrs, Sqlite, Folder);
+/// onefolder_conformance::for_each_combination!(onefolder_conformance::scenario_tests);
 /// ```
 #[macro_export]
-macro_rules! conformance {
-    ($name:ident, $engine:ty, $store:ty, $transport:ty) => {
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-            type B = $crate::Combo<$engine, $store, $transport>;
-            $crate::conformance!(@tests B, $crate::Env::PLAIN;
+macro_rules! scenario_tests {
+    () => {
+            $crate::scenario_tests!(@tests B, $crate::Env::PLAIN;
+
                 two_devices_converge,
                 five_devices_converge,
                 same_file_indexed_twice_is_one_record,
@@ -394,7 +401,7 @@ macro_rules! conformance {
             mod faults {
                 #[allow(unused_imports)]
                 use super::*;
-                $crate::conformance!(@tests B, $crate::Env::faulty(0x5eed);
+                $crate::scenario_tests!(@tests B, $crate::Env::faulty(0x5eed);
                     two_devices_converge,
                     five_devices_converge,
                     same_file_indexed_twice_is_one_record,
@@ -416,7 +423,6 @@ macro_rules! conformance {
                     hostile_folder_names_are_ignored,
                 );
             }
-        }
     };
     (@tests $b:ty, $env:expr; $($test:ident),* $(,)?) => {
         $(
@@ -425,5 +431,92 @@ macro_rules! conformance {
                 $crate::scenarios::$test::<$b>($env).await;
             }
         )*
+    };
+}
+
+/// The adapters of each axis, listed once. **A new adapter is one line here** (plus its
+/// factory in [`factories`]): `name factory-type [cfg]`.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __axes {
+    ($mode:ident $callback:path) => {
+        $crate::__expand! { $mode $callback;
+            engines [
+                yrs $crate::factories::Yrs [feature = "yrs"],
+                automerge $crate::factories::Automerge [feature = "automerge"],
+            ]
+            stores [
+                sqlite $crate::factories::Sqlite [feature = "sqlite"],
+                lmdb $crate::factories::Lmdb [feature = "lmdb"],
+            ]
+            transports [
+                memory $crate::factories::Memory [all()],
+                folder $crate::factories::Folder [feature = "folder"],
+            ]
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __expand {
+    (engines $cb:path; engines [$($n:ident $t:ty [$c:meta],)*] stores $s:tt transports $tr:tt) => {
+        $( #[cfg($c)] mod $n { #[allow(unused_imports)] use super::*; #[allow(dead_code)] type E = $t; $cb!(); } )*
+    };
+    (stores $cb:path; engines $e:tt stores [$($n:ident $t:ty [$c:meta],)*] transports $tr:tt) => {
+        $( #[cfg($c)] mod $n { #[allow(unused_imports)] use super::*; #[allow(dead_code)] type S = $t; $cb!(); } )*
+    };
+    (transports $cb:path; engines $e:tt stores $s:tt transports [$($n:ident $t:ty [$c:meta],)*]) => {
+        $( #[cfg($c)] mod $n { #[allow(unused_imports)] use super::*; #[allow(dead_code)] type T = $t; $cb!(); } )*
+    };
+    (combinations $cb:path; engines [$($n:ident $t:ty [$c:meta],)*] stores $s:tt transports $tr:tt) => {
+        $( #[cfg($c)] mod $n { #[allow(unused_imports)] use super::*; $crate::__expand!(@stores $cb; $t; $s $tr); } )*
+    };
+    (@stores $cb:path; $e:ty; [$($n:ident $t:ty [$c:meta],)*] $tr:tt) => {
+        $( #[cfg($c)] mod $n { #[allow(unused_imports)] use super::*; $crate::__expand!(@transports $cb; $e; $t; $tr); } )*
+    };
+    (@transports $cb:path; $e:ty; $s:ty; [$($n:ident $t:ty [$c:meta],)*]) => {
+        $( #[cfg($c)] mod $n {
+            #[allow(unused_imports)]
+            use super::*;
+            /// The combination this module tests.
+            #[allow(dead_code)]
+            type B = $crate::Combo<$e, $s, $t>;
+            $cb!();
+        } )*
+    };
+}
+
+/// Expands `$callback!()` once per engine in this build, in a module named after it, with
+/// `type E` set to its factory.
+#[macro_export]
+macro_rules! for_each_engine {
+    ($callback:path) => {
+        $crate::__axes!(engines $callback);
+    };
+}
+
+/// Expands `$callback!()` once per store in this build, with `type S` set to its factory.
+#[macro_export]
+macro_rules! for_each_store {
+    ($callback:path) => {
+        $crate::__axes!(stores $callback);
+    };
+}
+
+/// Expands `$callback!()` once per transport in this build, with `type T` set to its factory.
+#[macro_export]
+macro_rules! for_each_transport {
+    ($callback:path) => {
+        $crate::__axes!(transports $callback);
+    };
+}
+
+/// Expands `$callback!()` once per engine × store × transport in this build, in nested
+/// modules `engine::store::transport`, with `type B` set to the combination.
+#[macro_export]
+macro_rules! for_each_combination {
+    ($callback:path) => {
+        $crate::__axes!(combinations $callback);
     };
 }

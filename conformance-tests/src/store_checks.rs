@@ -313,20 +313,17 @@ pub fn second_open_is_locked_until_the_first_is_dropped<S: StoreFactory>() {
     assert_eq!(second.get_meta("k").unwrap(), Some(b"v".to_vec()));
 }
 
-/// Instantiates every store check for one store factory.
+/// Every store check as a test for the factory `S` in scope; expand it per adapter with
+/// [`for_each_store!`](crate::for_each_store).
 #[macro_export]
 macro_rules! store_conformance {
-    ($name:ident, $store:ty) => {
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-            $crate::store_conformance!(@tests $store;
+    () => {
+            $crate::store_conformance!(@tests S;
                 meta_round_trip, append_local_is_durable, log_ids_increase, commit_flush_marks_entries,
                 commit_flush_refuses_invalid, commit_remote_records_cursor, compact_keeps_unflushed,
                 reopen_sees_everything, u64_values_round_trip_and_order_as_unsigned,
                 second_open_is_locked_until_the_first_is_dropped,
             );
-        }
     };
     (@tests $s:ty; $($test:ident),* $(,)?) => {
         $( #[test] fn $test() { $crate::store_checks::$test::<$s>(); } )*

@@ -1,35 +1,33 @@
 //! Checks of the [`Transport`](onefolder_core::Transport) contract, one per `# Behavior` bullet.
 
 use onefolder_core::TransportExt;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use onefolder_core::{DeviceId, MemoryTransport, TransportError, names};
+use onefolder_core::{DeviceId, TransportError, names};
 
 use crate::{Medium, TransportFactory};
 
-/// A fresh medium (the temporary directory lives as long as the returned guard).
-pub fn medium() -> (tempfile::TempDir, Medium) {
+/// A fresh medium of `T` (its temporary directory lives as long as the returned guard).
+pub async fn medium<T: TransportFactory>() -> (tempfile::TempDir, Box<dyn Medium>) {
     let tmp = tempfile::tempdir().unwrap();
-    let library: PathBuf = tmp.path().join("library");
-    std::fs::create_dir_all(&library).unwrap();
-    (tmp, Medium { library, memory: MemoryTransport::new() })
+    let medium = T::medium(tmp.path()).await;
+    (tmp, medium)
 }
 
 /// `manifest_create_once`.
 pub async fn manifest_create_once<T: TransportFactory>() {
-    let (_tmp, m) = medium();
-    let t = T::open(&m);
+    let (_tmp, m) = medium::<T>().await;
+    let t = m.open();
     assert_eq!(t.read_manifest().await.unwrap(), None);
     assert!(t.create_manifest(b"{\"first\":1}").await.unwrap());
-    assert!(!T::open(&m).create_manifest(b"{\"second\":2}").await.unwrap());
+    assert!(!m.open().create_manifest(b"{\"second\":2}").await.unwrap());
     assert_eq!(t.read_manifest().await.unwrap().as_deref(), Some(&b"{\"first\":1}"[..]));
 }
 
 /// `write_then_list_read`.
 pub async fn write_then_list_read<T: TransportFactory>() {
-    let (_tmp, m) = medium();
-    let (t, other) = (T::open(&m), T::open(&m));
+    let (_tmp, m) = medium::<T>().await;
+    let (t, other) = (m.open(), m.open());
     let dev = DeviceId::random();
     let name = names::delta_name(1);
     t.create(&dev, &name, b"segment bytes").await.unwrap();
@@ -44,8 +42,8 @@ pub async fn write_then_list_read<T: TransportFactory>() {
 
 /// `write_is_atomic`: temporary names can be neither written nor listed.
 pub async fn write_is_atomic<T: TransportFactory>() {
-    let (_tmp, m) = medium();
-    let t = T::open(&m);
+    let (_tmp, m) = medium::<T>().await;
+    let t = m.open();
     let dev = DeviceId::random();
     for i in 0..20 {
         t.create(&dev, &names::delta_name(i), &vec![i as u8; 1000 + i as usize]).await.unwrap();
@@ -61,8 +59,8 @@ pub async fn write_is_atomic<T: TransportFactory>() {
 
 /// `write_existing_fails` (create-only), and `Replace` replaces, whatever the name.
 pub async fn write_existing_fails<T: TransportFactory>() {
-    let (_tmp, m) = medium();
-    let t = T::open(&m);
+    let (_tmp, m) = medium::<T>().await;
+    let t = m.open();
     let dev = DeviceId::random();
     for name in [names::delta_name(1), names::DEVICE_FILE.to_owned()] {
         t.create(&dev, &name, b"first").await.unwrap();
@@ -78,23 +76,23 @@ pub async fn write_existing_fails<T: TransportFactory>() {
 
 /// `read_missing_not_found`.
 pub async fn read_missing_not_found<T: TransportFactory>() {
-    let (_tmp, m) = medium();
-    let err = T::open(&m).read(&DeviceId::random(), "00000000000000000001.seg", 100).await.unwrap_err();
+    let (_tmp, m) = medium::<T>().await;
+    let err = m.open().read(&DeviceId::random(), "00000000000000000001.seg", 100).await.unwrap_err();
     assert!(matches!(err, TransportError::NotFound(_)), "{err:?}");
 }
 
 /// `list_missing_device_empty`.
 pub async fn list_missing_device_empty<T: TransportFactory>() {
-    let (_tmp, m) = medium();
-    let t = T::open(&m);
+    let (_tmp, m) = medium::<T>().await;
+    let t = m.open();
     assert!(t.list(&DeviceId::random()).await.unwrap().is_empty());
     assert!(t.list_devices().await.unwrap().is_empty());
 }
 
 /// `delete_missing_ok`.
 pub async fn delete_missing_ok<T: TransportFactory>() {
-    let (_tmp, m) = medium();
-    let t = T::open(&m);
+    let (_tmp, m) = medium::<T>().await;
+    let t = m.open();
     let dev = DeviceId::random();
     t.delete(&dev, "00000000000000000001.seg").await.unwrap();
     t.create(&dev, "00000000000000000001.seg", b"x").await.unwrap();
@@ -104,8 +102,8 @@ pub async fn delete_missing_ok<T: TransportFactory>() {
 
 /// `names_are_checked`.
 pub async fn names_are_checked<T: TransportFactory>() {
-    let (_tmp, m) = medium();
-    let t = T::open(&m);
+    let (_tmp, m) = medium::<T>().await;
+    let t = m.open();
     let dev = DeviceId::random();
     for bad in ["../escape.seg", "a/b.seg", "a\\b.seg", "..", ".hidden.seg", "nul\0.seg", ""] {
         let w = t.create(&dev, bad, b"x").await.unwrap_err();
@@ -119,8 +117,8 @@ pub async fn names_are_checked<T: TransportFactory>() {
 
 /// `changes_hint_on_write` (when the transport can watch).
 pub async fn changes_hint_on_write<T: TransportFactory>() {
-    let (_tmp, m) = medium();
-    let (watcher, writer) = (T::open(&m), T::open(&m));
+    let (_tmp, m) = medium::<T>().await;
+    let (watcher, writer) = (m.open(), m.open());
     if !watcher.capabilities().watch {
         return;
     }
@@ -139,8 +137,8 @@ pub async fn changes_hint_on_write<T: TransportFactory>() {
 
 /// `changes_since_sees_every_write`.
 pub async fn changes_since_sees_every_write<T: TransportFactory>() {
-    let (_tmp, m) = medium();
-    let (reader, writer) = (T::open(&m), T::open(&m));
+    let (_tmp, m) = medium::<T>().await;
+    let (reader, writer) = (m.open(), m.open());
     let (own, peer) = (DeviceId::random(), DeviceId::random());
     writer.create(&own, &names::delta_name(1), b"own").await.unwrap();
     writer.create(&peer, &names::delta_name(1), b"one").await.unwrap();
@@ -170,8 +168,8 @@ pub async fn changes_since_sees_every_write<T: TransportFactory>() {
 
 /// `versions_follow_content` (when the transport has versions).
 pub async fn versions_follow_content<T: TransportFactory>() {
-    let (_tmp, m) = medium();
-    let t = T::open(&m);
+    let (_tmp, m) = medium::<T>().await;
+    let t = m.open();
     if !t.capabilities().versions {
         return;
     }
@@ -192,8 +190,8 @@ pub async fn versions_follow_content<T: TransportFactory>() {
 
 /// `reads_run_concurrently`.
 pub async fn reads_run_concurrently<T: TransportFactory>() {
-    let (_tmp, m) = medium();
-    let t = T::open(&m);
+    let (_tmp, m) = medium::<T>().await;
+    let t = m.open();
     let n = t.capabilities().concurrent_reads.max(1) as u64;
     assert!(n <= 64, "a bound, not unbounded: {n}");
     let dev = DeviceId::random();
@@ -216,20 +214,17 @@ async fn futures_join_all<F: std::future::Future>(futures: impl Iterator<Item = 
     futures::stream::iter(futures).buffered(limit).collect().await
 }
 
-/// Instantiates every transport check for one transport factory.
+/// Every transport check as a test for the factory `T` in scope; expand it per adapter with
+/// [`for_each_transport!`](crate::for_each_transport).
 #[macro_export]
 macro_rules! transport_conformance {
-    ($name:ident, $transport:ty) => {
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-            $crate::transport_conformance!(@tests $transport;
+    () => {
+            $crate::transport_conformance!(@tests T;
                 manifest_create_once, write_then_list_read, write_is_atomic, write_existing_fails,
                 read_missing_not_found, list_missing_device_empty, delete_missing_ok, names_are_checked,
                 changes_hint_on_write, changes_since_sees_every_write, versions_follow_content,
                 reads_run_concurrently,
             );
-        }
     };
     (@tests $t:ty; $($test:ident),* $(,)?) => {
         $(

@@ -13,21 +13,17 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use onefolder_conformance::factories::{Folder, Sqlite, Yrs};
-use onefolder_conformance::{EngineFactory, Medium, StoreFactory, TransportFactory, test_config};
+use onefolder_conformance::{EngineFactory, StoreFactory, TransportFactory, test_config};
 use onefolder_core::segment::{self, Expect};
-use onefolder_core::{MemoryTransport, Replica, names};
+use onefolder_core::{Replica, names};
 use onefolder_model::Library;
 
 const CHILD_ENV: &str = "ONEFOLDER_CRASH_CHILD";
 const TEST_NAME: &str = "acknowledged_edits_survive_sigkill";
 
-fn medium(root: &Path) -> Medium {
-    Medium { library: root.join("library"), memory: MemoryTransport::new() }
-}
-
 async fn open(root: &Path, state: &str) -> Arc<Replica> {
-    let m = medium(root);
-    let replica = Replica::open(Yrs::engine(), Sqlite::open(&root.join(state)), Folder::open(&m), test_config(state))
+    let transport = Folder::medium(root).await.open();
+    let replica = Replica::open(Yrs::engine(), Sqlite::open(&root.join(state)), transport, test_config(state))
         .await
         .expect("open replica");
     Arc::new(replica)

@@ -16,15 +16,15 @@
 //! (modulo its size), so every shrunk schedule is still valid and failures shrink to a short,
 //! readable list. The failure message also carries the resolved trace of the minimal case.
 //!
-//! `ONEFOLDER_PROPTEST_CASES=256 cargo test -p onefolder-conformance --test random_schedules`
-//! runs more cases than the default.
+//! `ONEFOLDER_PROPTEST_CASES=2000 cargo test -p onefolder-conformance --test random_schedules`
+//! runs more cases than the default (500 per combination, about two minutes on two cores).
 
 use onefolder_core::TransportExt;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use onefolder_conformance::layers::{HoldBack, Offline};
-use onefolder_conformance::{Backend, Cluster, Env, TransportFactory};
+use onefolder_conformance::{Backend, Cluster, Env};
 use onefolder_core::fault::{FaultConfig, FaultLayer};
 use onefolder_core::{DeviceId, Error, Transport, names};
 use onefolder_model::{Export, FileMeta, ImportMode, ModelError};
@@ -32,7 +32,7 @@ use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
 /// Cases per combination unless `ONEFOLDER_PROPTEST_CASES` says otherwise.
-const DEFAULT_CASES: u32 = 48;
+const DEFAULT_CASES: u32 = 500;
 
 fn config() -> ProptestConfig {
     let cases = std::env::var("ONEFOLDER_PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_CASES);
@@ -310,7 +310,7 @@ impl<B: Backend> Run<B> {
         .await;
         let layers = stash.lock().unwrap().clone();
         let ids = c.devices.iter().map(|d| d.replica.device()).collect();
-        let raw = B::T::open(&c.medium);
+        let raw = c.medium.open();
         // Every device adds the library folder as a location on its own (one deterministic id).
         let mut location = String::new();
         for i in 0..n {
@@ -937,45 +937,23 @@ fn restart_after_ingest_steps() -> Vec<Step> {
     ]
 }
 
+/// The schedules for the combination `B` in scope.
 macro_rules! random_schedules {
-    ($($name:ident: $engine:ty, $store:ty, $transport:ty;)*) => {$(
-        mod $name {
-            use super::*;
-            type B = onefolder_conformance::Combo<$engine, $store, $transport>;
-
-            proptest! {
-                #![proptest_config(config())]
-                #[test]
-                fn random((n, seed, steps) in schedule()) {
-                    check::<B>(n, seed, &steps)?;
-                }
-            }
-
-            /// Regression: a restart right after ingesting a peer's file dropped the file.
+    () => {
+        proptest! {
+            #![proptest_config(config())]
             #[test]
-            fn restart_after_ingest_keeps_the_peer_file() {
-                check::<B>(2, 13709127835086719578, &restart_after_ingest_steps()).unwrap();
+            fn random((n, seed, steps) in schedule()) {
+                check::<B>(n, seed, &steps)?;
             }
         }
-    )*};
+
+        /// Regression: a restart right after ingesting a peer's file dropped the file.
+        #[test]
+        fn restart_after_ingest_keeps_the_peer_file() {
+            check::<B>(2, 13709127835086719578, &restart_after_ingest_steps()).unwrap();
+        }
+    };
 }
 
-#[allow(unused_imports)]
-use onefolder_conformance::factories::*;
-
-#[cfg(all(feature = "yrs", feature = "sqlite"))]
-random_schedules! { yrs_sqlite_memory: Yrs, Sqlite, Memory; }
-#[cfg(all(feature = "yrs", feature = "sqlite", feature = "folder"))]
-random_schedules! { yrs_sqlite_folder: Yrs, Sqlite, Folder; }
-#[cfg(all(feature = "yrs", feature = "lmdb"))]
-random_schedules! { yrs_lmdb_memory: Yrs, Lmdb, Memory; }
-#[cfg(all(feature = "yrs", feature = "lmdb", feature = "folder"))]
-random_schedules! { yrs_lmdb_folder: Yrs, Lmdb, Folder; }
-#[cfg(all(feature = "automerge", feature = "sqlite"))]
-random_schedules! { automerge_sqlite_memory: Automerge, Sqlite, Memory; }
-#[cfg(all(feature = "automerge", feature = "sqlite", feature = "folder"))]
-random_schedules! { automerge_sqlite_folder: Automerge, Sqlite, Folder; }
-#[cfg(all(feature = "automerge", feature = "lmdb"))]
-random_schedules! { automerge_lmdb_memory: Automerge, Lmdb, Memory; }
-#[cfg(all(feature = "automerge", feature = "lmdb", feature = "folder"))]
-random_schedules! { automerge_lmdb_folder: Automerge, Lmdb, Folder; }
+onefolder_conformance::for_each_combination!(random_schedules);

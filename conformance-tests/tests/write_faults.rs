@@ -218,56 +218,34 @@ async fn device_info_written_only_when_due<B: Backend>() {
     assert!(info.last_seen_ms >= onefolder_core::manifest::now_ms() + 13 * 3600 * 1000);
 }
 
+/// The checks for the combination `B` in scope.
 macro_rules! write_faults {
-    ($($name:ident: $engine:ty, $store:ty, $transport:ty;)*) => {$(
-        mod $name {
-            use super::*;
-            type B = onefolder_conformance::Combo<$engine, $store, $transport>;
-
-            #[tokio::test(start_paused = true)]
-            async fn persistent_refusal_backs_off() {
-                super::persistent_refusal_backs_off::<B>().await;
-            }
-            #[tokio::test(start_paused = true)]
-            async fn rate_limit_honours_retry_after() {
-                super::rate_limit_honours_retry_after::<B>().await;
-            }
-            #[tokio::test]
-            async fn ambiguous_write_keeps_one_content() {
-                super::ambiguous_write_keeps_one_content::<B>().await;
-            }
-            #[tokio::test(start_paused = true)]
-            async fn device_info_written_only_when_due() {
-                super::device_info_written_only_when_due::<B>().await;
-            }
-            #[tokio::test(start_paused = true)]
-            async fn retry_layer_absorbs_flaky_writes() {
-                super::retry_layer_absorbs_flaky_writes::<B>().await;
-            }
-            #[tokio::test]
-            async fn prepared_segment_survives_restart() {
-                super::prepared_segment_survives_restart::<B>().await;
-            }
+    () => {
+        #[tokio::test(start_paused = true)]
+        async fn persistent_refusal_backs_off() {
+            crate::persistent_refusal_backs_off::<B>().await;
         }
-    )*};
+        #[tokio::test(start_paused = true)]
+        async fn rate_limit_honours_retry_after() {
+            crate::rate_limit_honours_retry_after::<B>().await;
+        }
+        #[tokio::test]
+        async fn ambiguous_write_keeps_one_content() {
+            crate::ambiguous_write_keeps_one_content::<B>().await;
+        }
+        #[tokio::test(start_paused = true)]
+        async fn device_info_written_only_when_due() {
+            crate::device_info_written_only_when_due::<B>().await;
+        }
+        #[tokio::test(start_paused = true)]
+        async fn retry_layer_absorbs_flaky_writes() {
+            crate::retry_layer_absorbs_flaky_writes::<B>().await;
+        }
+        #[tokio::test]
+        async fn prepared_segment_survives_restart() {
+            crate::prepared_segment_survives_restart::<B>().await;
+        }
+    };
 }
 
-#[allow(unused_imports)]
-use onefolder_conformance::factories::*;
-
-#[cfg(all(feature = "yrs", feature = "sqlite"))]
-write_faults! { yrs_sqlite_memory: Yrs, Sqlite, Memory; }
-#[cfg(all(feature = "yrs", feature = "sqlite", feature = "folder"))]
-write_faults! { yrs_sqlite_folder: Yrs, Sqlite, Folder; }
-#[cfg(all(feature = "yrs", feature = "lmdb"))]
-write_faults! { yrs_lmdb_memory: Yrs, Lmdb, Memory; }
-#[cfg(all(feature = "yrs", feature = "lmdb", feature = "folder"))]
-write_faults! { yrs_lmdb_folder: Yrs, Lmdb, Folder; }
-#[cfg(all(feature = "automerge", feature = "sqlite"))]
-write_faults! { automerge_sqlite_memory: Automerge, Sqlite, Memory; }
-#[cfg(all(feature = "automerge", feature = "sqlite", feature = "folder"))]
-write_faults! { automerge_sqlite_folder: Automerge, Sqlite, Folder; }
-#[cfg(all(feature = "automerge", feature = "lmdb"))]
-write_faults! { automerge_lmdb_memory: Automerge, Lmdb, Memory; }
-#[cfg(all(feature = "automerge", feature = "lmdb", feature = "folder"))]
-write_faults! { automerge_lmdb_folder: Automerge, Lmdb, Folder; }
+onefolder_conformance::for_each_combination!(write_faults);
