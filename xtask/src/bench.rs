@@ -316,8 +316,8 @@ pub fn bench(args: &[String]) -> Result<()> {
     let combos: Vec<(String, String)> =
         engines.iter().flat_map(|e| stores.iter().map(move |s| (e.clone(), s.clone()))).collect();
     // Per engine: build-raw, build-bare; per combo: build, open (as left), compact, 3 × open,
-    // 3 × open-raw, bytes, ingest, propagation, idle, converge.
-    let per_combo = 5 + 2 * OPEN_REPEATS + 5;
+    // 3 × open-raw, bytes, ingest, propagation, idle, requests, converge.
+    let per_combo = 5 + 2 * OPEN_REPEATS + 6;
     let mut runner = Runner { bin, preset: opts.preset, total: 2 * engines.len() + per_combo * combos.len(), done: 0 };
     eprintln!(
         "== bench: preset {} ({} engines × {} stores), working in {}",
@@ -356,7 +356,7 @@ pub fn bench(args: &[String]) -> Result<()> {
         let o = runner.step("compact", engine, store, &dir);
         record(&mut results, "compact", engine, store, o);
         opens(&mut runner, &mut results, engine, store, &dir);
-        for step in ["bytes", "ingest", "propagation", "idle"] {
+        for step in ["bytes", "ingest", "propagation", "idle", "requests"] {
             let o = runner.step(step, engine, store, &dir);
             record(&mut results, step, engine, store, o);
         }
@@ -857,6 +857,43 @@ fn render(
             opt(n("segments"), |v| format!("{v:.0}")),
             opt(n("segment_bytes"), fmt_bytes),
         ]);
+    }
+    s.push_str(&t.render());
+
+    // 7. Requests.
+    s.push_str(
+        "\n## 7. Requests to the shared medium, per transport\n\n\
+         What one device asks of the medium (folder listings or change-feed queries, segment reads, writes) \
+         with the idle-pass peers above, each holding two segments: per ingest pass with nothing new (mean of 5), \
+         to flush one edit, and for the pass after one peer wrote one new segment. The memory transport has a \
+         change feed, as an HTTP provider does; the folder transport lists every peer folder.\n\n",
+    );
+    let mut t = Table::new(&[
+        "engine × store",
+        "transport",
+        "change feed",
+        "peers",
+        "idle pass",
+        "of which reads",
+        "flushed edit",
+        "pass after one new segment",
+    ]);
+    for (e, st) in combos {
+        let Some(v) = r.get("requests", e, st) else { continue };
+        let peers = v["peers"].as_u64().map_or("–".into(), |p| p.to_string());
+        for tr in v["transports"].as_array().into_iter().flatten() {
+            let f = |k: &str| tr[k].as_f64().map_or("–".into(), |x| format!("{x:.0}"));
+            t.row(vec![
+                format!("{e} × {st}"),
+                tr["transport"].as_str().unwrap_or("?").to_owned(),
+                if tr["changes_feed"].as_bool() == Some(true) { "yes".into() } else { "no".into() },
+                peers.clone(),
+                f("idle_pass"),
+                f("idle_reads"),
+                f("flushed_edit"),
+                f("pass_after_one_segment"),
+            ]);
+        }
     }
     s.push_str(&t.render());
 

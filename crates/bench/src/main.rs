@@ -89,6 +89,8 @@ enum Step {
     Idle(Common),
     /// N devices × M edits: time to converge.
     Converge(Common),
+    /// Requests per idle pass and per flushed edit, for each transport.
+    Requests(Common),
 }
 
 fn line(step: &str, c: Option<&Common>, report: impl Serialize) -> Result<()> {
@@ -141,6 +143,7 @@ fn main() -> Result<()> {
             line("propagation", Some(c), measure::propagation(&c.backend()?, &c.workload()?, &c.dir)?)
         }
         Step::Idle(c) => line("idle", Some(c), measure::idle(&c.backend()?, &c.workload()?, &c.dir)?),
+        Step::Requests(c) => line("requests", Some(c), measure::requests(&c.backend()?, &c.workload()?, &c.dir)?),
         Step::Converge(c) => {
             let dir = c.dir.join("converge-run");
             if dir.exists() {

@@ -35,7 +35,9 @@ use serde::Serialize;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::backends::{Backend, EngineFn};
-use crate::metered::Metered;
+use std::sync::atomic::Ordering;
+
+use crate::metered::{Meter, Metered};
 use crate::workload::{Preset, Workload};
 
 /// Milliseconds since `t`.
@@ -670,6 +672,117 @@ pub fn idle(b: &Backend, w: &Workload, dir: &Path) -> Result<IdleReport> {
         prototype_ms,
         prototype_merges,
     })
+}
+
+/// What one device asks of one kind of medium ([`requests`]).
+#[derive(Clone, Debug, Serialize)]
+pub struct TransportRequests {
+    /// The transport.
+    pub transport: String,
+    /// Whether it has a change feed.
+    pub changes_feed: bool,
+    /// Requests (listings or feed queries, reads, writes) per ingest pass with nothing new.
+    pub idle_pass: f64,
+    /// Of those, segment reads.
+    pub idle_reads: f64,
+    /// Requests to flush one edit (and nothing else).
+    pub flushed_edit: u64,
+    /// Requests of a pass after one peer wrote one segment.
+    pub pass_after_one_segment: u64,
+}
+
+/// Result of [`requests`].
+#[derive(Clone, Debug, Serialize)]
+pub struct RequestsReport {
+    /// Peer folders on the medium.
+    pub peers: usize,
+    /// Per transport.
+    pub transports: Vec<TransportRequests>,
+}
+
+/// Measurement 7: requests one device makes of the medium, for each transport: per idle pass
+/// with `preset.idle_peers` peers, per flushed edit, and for a pass after one new segment.
+pub fn requests(b: &Backend, w: &Workload, dir: &Path) -> Result<RequestsReport> {
+    let p = w.preset();
+    let rt = runtime()?;
+    let mut transports = Vec::new();
+    for kind in ["memory", "folder"] {
+        let sub = dir.join(format!("requests-{kind}"));
+        if sub.exists() {
+            std::fs::remove_dir_all(&sub)?;
+        }
+        std::fs::create_dir_all(&sub)?;
+        let medium: Arc<dyn Transport> = match kind {
+            "memory" => Arc::new(onefolder_core::MemoryTransport::new()),
+            _ => folder(&sub),
+        };
+        let report = rt.block_on(async {
+            let (transport, meter) = Metered::wrap(medium.clone());
+            let replica = Arc::new(open_replica(b, &sub, transport.clone(), OpenMode::Create).await?);
+            let manifest = replica.manifest().clone();
+            let mut orders = HashMap::new();
+            let mut edits = w.new_assignments(2, 3_000_000, p.idle_peers * 2 + 4);
+            let mut peers = Vec::new();
+            for _ in 0..p.idle_peers {
+                let peer = DeviceId::random();
+                let mut e = (b.engine)();
+                for seq in 1..=2u64 {
+                    for edit in edits.by_ref().take(1) {
+                        e.write(&w.ops(edit, &mut orders))?;
+                    }
+                    let payload = e.take_local_changes()?.context("no change")?;
+                    let bytes = segment::encode(
+                        SegmentKind::Delta,
+                        &manifest.engine,
+                        manifest.library_id,
+                        peer,
+                        seq,
+                        seq,
+                        &payload,
+                    )?;
+                    medium.create(&peer, &delta_name(seq), &bytes).await?;
+                }
+                peers.push((peer, e));
+            }
+            let first = replica.ingest().await?;
+            ensure!(first.skipped == 0, "catch-up pass skipped files: {first:?}");
+            let requests = |m: &Meter| m.lists.load(Ordering::Relaxed) + m.reads() + m.writes.load(Ordering::Relaxed);
+            meter.reset();
+            for _ in 0..IDLE_PASSES {
+                replica.ingest().await?;
+            }
+            let idle_pass = requests(&meter) as f64 / IDLE_PASSES as f64;
+            let idle_reads = meter.reads() as f64 / IDLE_PASSES as f64;
+
+            let lib = Library::new(replica.clone());
+            meter.reset();
+            lib.create_tag(None, "one edit", None)?;
+            replica.flush().await?.context("nothing flushed")?;
+            let flushed_edit = requests(&meter);
+
+            let (peer, e) = &mut peers[0];
+            let edit = edits.next().context("workload exhausted")?;
+            e.write(&w.ops(edit, &mut orders))?;
+            let payload = e.take_local_changes()?.context("no change")?;
+            let bytes =
+                segment::encode(SegmentKind::Delta, &manifest.engine, manifest.library_id, *peer, 3, 3, &payload)?;
+            medium.create(peer, &delta_name(3), &bytes).await?;
+            meter.reset();
+            let r = replica.ingest().await?;
+            ensure!(r.applied == 1, "the new segment was not applied: {r:?}");
+            Ok::<_, anyhow::Error>(TransportRequests {
+                transport: kind.into(),
+                changes_feed: transport.capabilities().changes_feed,
+                idle_pass,
+                idle_reads,
+                flushed_edit,
+                pass_after_one_segment: requests(&meter),
+            })
+        })?;
+        transports.push(report);
+        let _ = std::fs::remove_dir_all(&sub);
+    }
+    Ok(RequestsReport { peers: p.idle_peers, transports })
 }
 
 /// Result of [`converge`].
