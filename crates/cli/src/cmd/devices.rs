@@ -217,6 +217,8 @@ struct StatusReport {
     device: DeviceId,
     device_name: String,
     pending_edits: usize,
+    /// A segment an earlier flush prepared but could not write; the next sync writes it.
+    unwritten_seq: Option<u64>,
     last_flush: Option<Flushed>,
     devices: Vec<PeerRow>,
     skipped_segments: Vec<SkippedSegment>,
@@ -293,6 +295,7 @@ pub async fn status(global: &Global) -> Result<()> {
         device: st.device,
         device_name: s.config.device_name.clone(),
         pending_edits: st.pending_edits,
+        unwritten_seq: st.unwritten_seq,
         last_flush: last_flush(&s.replica)?,
         devices,
         skipped_segments: skipped,
@@ -310,6 +313,11 @@ pub async fn status(global: &Global) -> Result<()> {
         outln!(
             "pending      {} not shared yet (run `onefolder-sync sync --once`)",
             out::n(report.pending_edits, "local edit")
+        );
+    }
+    if let Some(seq) = report.unwritten_seq {
+        outln!(
+            "             segment {seq} is prepared but not written yet (the shared folder refused it?); the next sync writes it first"
         );
     }
     match &report.last_flush {

@@ -268,6 +268,7 @@ impl Replica {
             last_flush: st.last_flush.clone(),
             peers: st.peers.clone(),
             warnings: st.warnings.values().cloned().collect(),
+            unwritten_seq: st.prepared.as_ref().map(|p| p.record.seq),
             flush_failure: st.flush_failure.as_ref().map(|f| f.info()),
             ingest_failure: st.ingest_failure.as_ref().map(|f| f.info()),
         }

@@ -75,6 +75,9 @@ pub struct Status {
     pub peers: BTreeMap<DeviceId, PeerStatus>,
     /// Files skipped on the last passes.
     pub warnings: Vec<Warning>,
+    /// The seq of a segment prepared by a flush whose write failed (or whose process ended
+    /// first); the next flush writes it, under that seq, before anything else.
+    pub unwritten_seq: Option<u64>,
     /// Flushes that keep failing (the pending edits wait, durable, for the next attempt).
     pub flush_failure: Option<FailureInfo>,
     /// Ingest passes that keep failing.
