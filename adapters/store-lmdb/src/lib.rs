@@ -239,14 +239,14 @@ impl LmdbStore {
     pub fn open(dir: &Path, options: LmdbOptions) -> Result<Self, StoreError> {
         let location = dir.display().to_string();
         fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Io(format!("cannot create the state directory {location}: {e}")))?;
+            .map_err(|e| StoreError::io_from(format_args!("cannot create the state directory {location}"), e))?;
         let lock = lock_dir(dir, &location)?;
 
         let max_map_size = (options.max_map_size / MAP_ALIGN).max(1) * MAP_ALIGN;
         let existing = match fs::metadata(dir.join(DATA_FILE_NAME)) {
             Ok(m) => usize::try_from(m.len()).unwrap_or(usize::MAX),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
-            Err(e) => return Err(StoreError::Io(format!("cannot read the data file in {location}: {e}"))),
+            Err(e) => return Err(StoreError::io_from(format_args!("cannot read the data file in {location}"), e)),
         };
         // Room for the existing data plus as much again, so a reopened store does not start full.
         let map_size = align_up(options.initial_map_size.max(existing.saturating_mul(2)).min(max_map_size))
@@ -328,7 +328,7 @@ impl LmdbStore {
 unsafe fn grow(env: &Env<WithoutTls>, location: &str, max: usize) -> Result<usize, StoreError> {
     let current = env.info().map_size;
     if current >= max {
-        let err = StoreError::Io(format!(
+        let err = StoreError::io(format!(
             "the local store at {location} is full: it reached its maximum map size of {max} bytes"
         ));
         tracing::warn!(db = %location, error = %err, "local store failure");
@@ -355,12 +355,14 @@ fn lock_dir(dir: &Path, location: &str) -> Result<File, StoreError> {
         .create(true)
         .truncate(false)
         .open(&lock_path)
-        .map_err(|e| StoreError::Io(format!("cannot open the lock file {}: {e}", lock_path.display())))?;
+        .map_err(|e| StoreError::io_from(format_args!("cannot open the lock file {}", lock_path.display()), e))?;
     // Fully qualified: `std::fs::File::try_lock` (Rust 1.89) would shadow the trait method.
     match fs4::FileExt::try_lock(&file) {
         Ok(()) => Ok(file),
         Err(fs4::TryLockError::WouldBlock) => Err(StoreError::Locked { path: location.to_owned() }),
-        Err(fs4::TryLockError::Error(e)) => Err(StoreError::Io(format!("cannot lock {}: {e}", lock_path.display()))),
+        Err(fs4::TryLockError::Error(e)) => {
+            Err(StoreError::io_from(format_args!("cannot lock {}", lock_path.display()), e))
+        }
     }
 }
 
@@ -477,7 +479,7 @@ fn heed_error(location: &str, what: &str, e: heed::Error) -> StoreError {
         | heed::Error::Decoding(_) => StoreError::Corrupt(format!("{what}: {e} ({location})")),
         heed::Error::EnvAlreadyOpened => StoreError::Locked { path: location.to_owned() },
         heed::Error::Mdb(MdbError::BadValSize) => StoreError::Invalid(format!("{what}: {e} ({location})")),
-        _ => StoreError::Io(format!("{what}: {e} ({location})")),
+        _ => StoreError::Io { message: format!("{what}: {e} ({location})"), source: Some(Box::new(e)) },
     };
     tracing::warn!(db = %location, operation = what, error = %err, "local store failure");
     err

@@ -350,7 +350,7 @@ fn map_stops_growing_at_the_maximum_and_commits_nothing() {
     let mut store = LmdbStore::open(dir.path(), options).unwrap();
     let kept = store.append_local(&vec![1; MIB]).unwrap();
     match store.append_local(&vec![2; 5 * MIB]) {
-        Err(StoreError::Io(msg)) => assert!(msg.contains("full"), "{msg}"),
+        Err(StoreError::Io { message, .. }) => assert!(message.contains("full"), "{message}"),
         other => panic!("expected Io, got {other:?}"),
     }
     assert_eq!(store.map_size(), 4 * MIB);

@@ -181,7 +181,7 @@ impl SqliteStore {
     pub fn open(dir: &Path, options: SqliteOptions) -> Result<Self, StoreError> {
         let location = dir.display().to_string();
         fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Io(format!("cannot create the state directory {location}: {e}")))?;
+            .map_err(|e| StoreError::io_from(format_args!("cannot create the state directory {location}"), e))?;
         let lock = lock_dir(dir, &location)?;
         let db_path = dir.join(DB_FILE_NAME);
         // No SQLITE_OPEN_URI: the path is a file name, whatever characters it holds.
@@ -227,12 +227,14 @@ fn lock_dir(dir: &Path, location: &str) -> Result<File, StoreError> {
         .create(true)
         .truncate(false)
         .open(&lock_path)
-        .map_err(|e| StoreError::Io(format!("cannot open the lock file {}: {e}", lock_path.display())))?;
+        .map_err(|e| StoreError::io_from(format_args!("cannot open the lock file {}", lock_path.display()), e))?;
     // Fully qualified: `std::fs::File::try_lock` (Rust 1.89) would shadow the trait method.
     match fs4::FileExt::try_lock(&file) {
         Ok(()) => Ok(file),
         Err(fs4::TryLockError::WouldBlock) => Err(StoreError::Locked { path: location.to_owned() }),
-        Err(fs4::TryLockError::Error(e)) => Err(StoreError::Io(format!("cannot lock {}: {e}", lock_path.display()))),
+        Err(fs4::TryLockError::Error(e)) => {
+            Err(StoreError::io_from(format_args!("cannot lock {}", lock_path.display()), e))
+        }
     }
 }
 
@@ -247,7 +249,7 @@ fn configure(conn: &Connection, options: SqliteOptions, on_disk: bool) -> Result
     if on_disk {
         let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Io(format!("SQLite refused WAL mode (journal_mode is {mode})")).into());
+            return Err(StoreError::io(format!("SQLite refused WAL mode (journal_mode is {mode})")).into());
         }
         conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)?;
     }
@@ -326,7 +328,7 @@ fn db_error(location: &str, what: &str, e: rusqlite::Error) -> StoreError {
             rusqlite::Error::InvalidColumnType(..)
             | rusqlite::Error::FromSqlConversionFailure(..)
             | rusqlite::Error::IntegralValueOutOfRange(..) => StoreError::Corrupt(format!("{what}: {e} ({location})")),
-            _ => StoreError::Io(format!("{what}: {e} ({location})")),
+            _ => StoreError::Io { message: format!("{what}: {e} ({location})"), source: Some(Box::new(e)) },
         },
     };
     tracing::warn!(db = %location, operation = what, error = %err, "local store failure");

@@ -27,8 +27,26 @@ pub enum StoreError {
     #[error("invalid store operation: {0}")]
     Invalid(String),
     /// An I/O or database failure; the operation did not commit.
-    #[error("local store I/O failure: {0}")]
-    Io(String),
+    #[error("local store I/O failure: {message}")]
+    Io {
+        /// What failed, in words (with the cause's own message).
+        message: String,
+        /// The underlying error (an `io::Error`, a database error), when there is one.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+}
+
+impl StoreError {
+    /// An I/O failure without an underlying error value.
+    pub fn io(message: impl Into<String>) -> Self {
+        StoreError::Io { message: message.into(), source: None }
+    }
+
+    /// An I/O failure caused by `source`; its message is appended to `what`.
+    pub fn io_from(what: impl std::fmt::Display, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        StoreError::Io { message: format!("{what}: {source}"), source: Some(Box::new(source)) }
+    }
 }
 
 /// Whether a log entry was made on this device or received from a peer.
