@@ -154,77 +154,28 @@ impl Transport for Offline {
     }
 }
 
-/// Fails the first read of every file (a provider hiccup), and keeps the inner transport's
-/// change feed: a device reading through it must retry files the feed will not mention again.
-pub struct FirstReadFails {
-    inner: Arc<dyn Transport>,
-    failed: Mutex<BTreeSet<(DeviceId, String)>>,
-}
-
-impl FirstReadFails {
-    /// Wraps a transport.
-    pub fn new(inner: Arc<dyn Transport>) -> Arc<Self> {
-        Arc::new(Self { inner, failed: Mutex::default() })
-    }
-}
-
-#[async_trait]
-impl Transport for FirstReadFails {
-    fn name(&self) -> &'static str {
-        self.inner.name()
-    }
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    async fn read_manifest(&self) -> Result<Option<Vec<u8>>, TransportError> {
-        self.inner.read_manifest().await
-    }
-    async fn create_manifest(&self, bytes: &[u8]) -> Result<bool, TransportError> {
-        self.inner.create_manifest(bytes).await
-    }
-    async fn list_devices(&self) -> Result<Vec<String>, TransportError> {
-        self.inner.list_devices().await
-    }
-    async fn list(&self, device: &DeviceId) -> Result<Vec<FileEntry>, TransportError> {
-        self.inner.list(device).await
-    }
-    async fn read(&self, device: &DeviceId, name: &str, cap: u64) -> Result<Vec<u8>, TransportError> {
-        if self.failed.lock().unwrap().insert((*device, name.to_owned())) {
-            return Err(TransportError::Transient("first read fails (injected)".into()));
-        }
-        self.inner.read(device, name, cap).await
-    }
-    async fn write(&self, device: &DeviceId, name: &str, bytes: &[u8], mode: WriteMode) -> Result<(), TransportError> {
-        self.inner.write(device, name, bytes, mode).await
-    }
-    async fn delete(&self, device: &DeviceId, name: &str) -> Result<(), TransportError> {
-        self.inner.delete(device, name).await
-    }
-    async fn changes(&self) -> Result<Option<ChangeStream>, TransportError> {
-        self.inner.changes().await
-    }
-    async fn changes_since(
-        &self,
-        cursor: Option<&ChangeCursor>,
-        skip: Option<&DeviceId>,
-    ) -> Result<ChangeSet, TransportError> {
-        self.inner.changes_since(cursor, skip).await
-    }
-}
-
 /// Counts the requests one device makes of the medium: listings, feed queries, reads, writes.
 /// A feed query goes to the inner transport's feed; without one, the full listing is made
-/// through this layer so that every folder listing is counted.
+/// through this layer so that every folder listing is counted. Optionally the first read of
+/// every file fails (a provider hiccup): a device reading through it must retry files the feed
+/// will not mention again.
 pub struct Counting {
     inner: Arc<dyn Transport>,
     /// Requests so far, by kind: `list_devices`, `list`, `changes_since`, `read`, `write`.
     pub counts: Mutex<std::collections::BTreeMap<&'static str, u64>>,
+    /// Files read once already, when first reads fail.
+    failed_once: Option<Mutex<BTreeSet<(DeviceId, String)>>>,
 }
 
 impl Counting {
     /// Wraps a transport.
     pub fn new(inner: Arc<dyn Transport>) -> Arc<Self> {
-        Arc::new(Self { inner, counts: Mutex::default() })
+        Arc::new(Self { inner, counts: Mutex::default(), failed_once: None })
+    }
+
+    /// Wraps a transport; the first read of every file fails with a transient error.
+    pub fn failing_first_reads(inner: Arc<dyn Transport>) -> Arc<Self> {
+        Arc::new(Self { inner, counts: Mutex::default(), failed_once: Some(Mutex::default()) })
     }
 
     fn count(&self, kind: &'static str) {
@@ -261,6 +212,11 @@ impl Transport for Counting {
     }
     async fn read(&self, device: &DeviceId, name: &str, cap: u64) -> Result<Vec<u8>, TransportError> {
         self.count("read");
+        if let Some(failed) = &self.failed_once {
+            if failed.lock().unwrap().insert((*device, name.to_owned())) {
+                return Err(TransportError::Transient("first read fails (injected)".into()));
+            }
+        }
         self.inner.read(device, name, cap).await
     }
     async fn write(&self, device: &DeviceId, name: &str, bytes: &[u8], mode: WriteMode) -> Result<(), TransportError> {

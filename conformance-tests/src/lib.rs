@@ -163,6 +163,29 @@ impl<B: Backend> Cluster<B> {
         Self::build(env, n, test_config, layer).await
     }
 
+    /// A cluster whose device `k` sees the medium through the layer `make` builds; returns
+    /// the layer too, to steer or inspect it.
+    pub async fn with_layer_on<L: Transport + 'static>(
+        env: Env,
+        n: usize,
+        k: usize,
+        config: fn(&str) -> ReplicaConfig,
+        make: impl Fn(Arc<dyn Transport>) -> Arc<L>,
+    ) -> (Self, Arc<L>) {
+        let made: std::sync::Mutex<Option<Arc<L>>> = std::sync::Mutex::new(None);
+        let cluster = Self::build(env, n, config, |i, t| {
+            if i != k {
+                return t;
+            }
+            let layer = make(t);
+            *made.lock().unwrap_or_else(|e| e.into_inner()) = Some(layer.clone());
+            layer
+        })
+        .await;
+        let layer = made.into_inner().unwrap_or_else(|e| e.into_inner()).expect("device k exists");
+        (cluster, layer)
+    }
+
     /// A cluster with per-device replica settings and transport layers.
     pub async fn build(
         env: Env,

@@ -3,14 +3,14 @@
 
 use onefolder_core::TransportExt;
 use std::collections::BTreeSet;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use onefolder_core::segment::{self, SegmentKind};
 use onefolder_core::{Clock, DeviceId, LibraryId, Op, ReplicaConfig, Transport, names};
 use onefolder_model::{FileMeta, ImportMode};
 
-use crate::layers::{Counting, FirstReadFails, HoldBack};
+use crate::layers::{Counting, HoldBack};
 use crate::{Backend, Cluster, EngineFactory, Env, StoreFactory, TransportFactory, test_config, wait_for};
 
 /// Generous deadline for background work on a loaded 2-core machine.
@@ -319,20 +319,7 @@ pub async fn duplicated_delivery_is_harmless<B: Backend>(env: Env) {
 
 /// Two devices; device 1 reads the medium through a [`HoldBack`] layer, returned too.
 async fn cluster_holding_for_device_1<B: Backend>(env: Env) -> (Cluster<B>, Arc<HoldBack>) {
-    let hold: Arc<OnceLock<Arc<HoldBack>>> = Arc::new(OnceLock::new());
-    let h = hold.clone();
-    let c = Cluster::<B>::with_layers(env, 2, move |i, t| {
-        if i == 1 {
-            let layer = HoldBack::new(t);
-            h.set(layer.clone()).ok();
-            layer
-        } else {
-            t
-        }
-    })
-    .await;
-    let hold = hold.get().unwrap().clone();
-    (c, hold)
+    Cluster::<B>::with_layer_on(env, 2, 1, test_config, HoldBack::new).await
 }
 
 /// Flushes device `i` and returns the seq it wrote.
@@ -410,19 +397,7 @@ pub async fn restarted_device_loses_nothing<B: Backend>(env: Env) {
 /// transport with a change feed and 1 + N listings without; a hint that names a folder lists
 /// just that one; a flushed edit is one write; nothing is read while nothing changed.
 pub async fn requests_per_pass<B: Backend>(env: Env) {
-    let counter: Arc<OnceLock<Arc<Counting>>> = Arc::new(OnceLock::new());
-    let k = counter.clone();
-    let c = Cluster::<B>::with_layers(env, 6, move |i, t| {
-        if i == 0 {
-            let layer = Counting::new(t);
-            k.set(layer.clone()).ok();
-            layer
-        } else {
-            t
-        }
-    })
-    .await;
-    let counter = counter.get().unwrap().clone();
+    let (c, counter) = Cluster::<B>::with_layer_on(env, 6, 0, test_config, Counting::new).await;
     for i in 1..6 {
         c.lib(i).create_tag(None, &format!("from {i}"), None).unwrap();
         flushed_seq(&c, i).await;
@@ -452,7 +427,7 @@ pub async fn requests_per_pass<B: Backend>(env: Env) {
 /// A file whose read failed is tried again on the next pass, although a change feed will not
 /// mention it again; a pass after that reads nothing.
 pub async fn failed_read_is_retried_without_a_new_change<B: Backend>(env: Env) {
-    let c = Cluster::<B>::with_layers(env, 2, |i, t| if i == 1 { FirstReadFails::new(t) } else { t }).await;
+    let (c, _) = Cluster::<B>::with_layer_on(env, 2, 1, test_config, Counting::failing_first_reads).await;
     let tag = c.lib(0).create_tag(None, "Retried", None).unwrap();
     flushed_seq(&c, 0).await;
     let first = c.dev(1).replica.ingest().await.unwrap();

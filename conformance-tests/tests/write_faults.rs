@@ -5,7 +5,7 @@
 //! The backoff checks run on tokio's paused clock (an injected clock: virtual time advances
 //! only while every task waits), so they count attempts over ten minutes without sleeping.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use onefolder_conformance::{Backend, Cluster, Env, test_config, wait_for};
@@ -19,20 +19,7 @@ const DEADLINE: Duration = Duration::from_secs(900);
 
 /// Two devices; device 0 writes through a fault layer with `config`, returned too.
 async fn cluster<B: Backend>(config: FaultConfig) -> (Cluster<B>, Arc<FaultLayer>) {
-    let stash: Arc<Mutex<Option<Arc<FaultLayer>>>> = Arc::default();
-    let s = stash.clone();
-    let c = Cluster::<B>::with_layers(Env::PLAIN, 2, move |i, t| {
-        if i == 0 {
-            let layer = FaultLayer::new(t, config.clone());
-            *s.lock().unwrap() = Some(layer.clone());
-            layer
-        } else {
-            t
-        }
-    })
-    .await;
-    let faults = stash.lock().unwrap().clone().expect("device 0 has the layer");
-    (c, faults)
+    Cluster::<B>::with_layer_on(Env::PLAIN, 2, 0, test_config, move |t| FaultLayer::new(t, config.clone())).await
 }
 
 fn is_segment(name: &str) -> bool {
@@ -119,19 +106,10 @@ async fn ambiguous_write_keeps_one_content<B: Backend>() {
 /// Over a medium that refuses or loses the reply of a third of the writes, the retry layer
 /// absorbs the faults: every flush succeeds, seqs follow one another, every edit arrives.
 async fn retry_layer_absorbs_flaky_writes<B: Backend>() {
-    let stash: Arc<Mutex<Option<Arc<RetryLayer>>>> = Arc::default();
-    let s = stash.clone();
-    let c = Cluster::<B>::with_layers(Env::PLAIN, 2, move |i, t| {
-        if i != 0 {
-            return t;
-        }
-        let retry =
-            RetryLayer::new(FaultLayer::new(t, FaultConfig::write_faults(6, 0.2, 0.0, 0.15)), RetryPolicy::default());
-        *s.lock().unwrap() = Some(retry.clone());
-        retry
+    let (c, retry) = Cluster::<B>::with_layer_on(Env::PLAIN, 2, 0, test_config, |t| {
+        RetryLayer::new(FaultLayer::new(t, FaultConfig::write_faults(6, 0.2, 0.0, 0.15)), RetryPolicy::default())
     })
     .await;
-    let retry = stash.lock().unwrap().clone().unwrap();
     let first = c.dev(0).replica.status().next_seq;
     let mut tags = Vec::new();
     for k in 0..20u64 {
@@ -177,19 +155,10 @@ fn clocked(name: &str) -> ReplicaConfig {
 /// Opening, reading and idle syncs leave `device.json` alone; it is written again once its
 /// last-seen time is older than `device_info_every` (6 h), at open or by the running loop.
 async fn device_info_written_only_when_due<B: Backend>() {
-    let stash: Arc<Mutex<Option<Arc<FaultLayer>>>> = Arc::default();
-    let s = stash.clone();
-    let mut c = Cluster::<B>::build(Env::PLAIN, 2, clocked, move |i, t| {
-        if i == 0 {
-            let layer = FaultLayer::new(t, FaultConfig::write_faults(5, 0.0, 0.0, 0.0));
-            *s.lock().unwrap() = Some(layer.clone());
-            layer
-        } else {
-            t
-        }
+    let (mut c, counter) = Cluster::<B>::with_layer_on(Env::PLAIN, 2, 0, clocked, |t| {
+        FaultLayer::new(t, FaultConfig::write_faults(5, 0.0, 0.0, 0.0))
     })
     .await;
-    let counter = stash.lock().unwrap().clone().unwrap();
     let writes = || counter.write_attempts();
     let before = writes();
     c.restart(0).await;

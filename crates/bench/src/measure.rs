@@ -575,6 +575,27 @@ pub fn propagation(b: &Backend, w: &Workload, dir: &Path) -> Result<PropagationR
     })
 }
 
+/// Writes the `edits` into a peer's engine `e` as its segment `seq` on `medium`.
+#[allow(clippy::too_many_arguments)]
+async fn write_peer_segment(
+    medium: &dyn Transport,
+    manifest: &LibraryManifest,
+    w: &Workload,
+    orders: &mut HashMap<Option<usize>, fractional_index::FractionalIndex>,
+    e: &mut dyn Engine,
+    peer: DeviceId,
+    seq: u64,
+    edits: impl Iterator<Item = crate::workload::Edit>,
+) -> Result<()> {
+    for edit in edits {
+        e.write(&w.ops(edit, orders))?;
+    }
+    let payload = e.take_local_changes()?.context("no change")?;
+    let bytes = segment::encode(SegmentKind::Delta, &manifest.engine, manifest.library_id, peer, seq, seq, &payload)?;
+    medium.create(&peer, &delta_name(seq), &bytes).await?;
+    Ok(())
+}
+
 /// Result of [`idle`].
 #[derive(Clone, Debug, Serialize)]
 pub struct IdleReport {
@@ -614,20 +635,8 @@ pub fn idle(b: &Backend, w: &Workload, dir: &Path) -> Result<IdleReport> {
             let peer = DeviceId::random();
             let mut e = (b.engine)();
             for seq in 1..=p.idle_segments_per_peer as u64 {
-                for edit in edits.by_ref().take(3) {
-                    e.write(&w.ops(edit, &mut orders))?;
-                }
-                let payload = e.take_local_changes()?.context("no change")?;
-                let bytes = segment::encode(
-                    SegmentKind::Delta,
-                    &manifest.engine,
-                    manifest.library_id,
-                    peer,
-                    seq,
-                    seq,
-                    &payload,
-                )?;
-                shared.create(&peer, &delta_name(seq), &bytes).await?;
+                let batch = edits.by_ref().take(3);
+                write_peer_segment(shared.as_ref(), &manifest, w, &mut orders, e.as_mut(), peer, seq, batch).await?;
             }
         }
         let (transport, meter) = Metered::wrap(folder(dir));
@@ -727,20 +736,9 @@ pub fn requests(b: &Backend, w: &Workload, dir: &Path) -> Result<RequestsReport>
                 let peer = DeviceId::random();
                 let mut e = (b.engine)();
                 for seq in 1..=2u64 {
-                    for edit in edits.by_ref().take(1) {
-                        e.write(&w.ops(edit, &mut orders))?;
-                    }
-                    let payload = e.take_local_changes()?.context("no change")?;
-                    let bytes = segment::encode(
-                        SegmentKind::Delta,
-                        &manifest.engine,
-                        manifest.library_id,
-                        peer,
-                        seq,
-                        seq,
-                        &payload,
-                    )?;
-                    medium.create(&peer, &delta_name(seq), &bytes).await?;
+                    let batch = edits.by_ref().take(1);
+                    write_peer_segment(medium.as_ref(), &manifest, w, &mut orders, e.as_mut(), peer, seq, batch)
+                        .await?;
                 }
                 peers.push((peer, e));
             }
@@ -761,12 +759,8 @@ pub fn requests(b: &Backend, w: &Workload, dir: &Path) -> Result<RequestsReport>
             let flushed_edit = requests(&meter);
 
             let (peer, e) = &mut peers[0];
-            let edit = edits.next().context("workload exhausted")?;
-            e.write(&w.ops(edit, &mut orders))?;
-            let payload = e.take_local_changes()?.context("no change")?;
-            let bytes =
-                segment::encode(SegmentKind::Delta, &manifest.engine, manifest.library_id, *peer, 3, 3, &payload)?;
-            medium.create(peer, &delta_name(3), &bytes).await?;
+            let batch = edits.by_ref().take(1);
+            write_peer_segment(medium.as_ref(), &manifest, w, &mut orders, e.as_mut(), *peer, 3, batch).await?;
             meter.reset();
             let r = replica.ingest().await?;
             ensure!(r.applied == 1, "the new segment was not applied: {r:?}");
