@@ -226,9 +226,10 @@ impl Transport for FaultLayer {
         self.inner.name()
     }
 
-    /// The inner transport's, but changes are found by listing through this layer.
+    /// The inner transport's, but changes are found by listing through this layer, and the
+    /// copies and junk it makes up have no version.
     fn capabilities(&self) -> Capabilities {
-        Capabilities { changes_feed: false, ..self.inner.capabilities() }
+        Capabilities { changes_feed: false, versions: false, ..self.inner.capabilities() }
     }
 
     async fn read_manifest(&self) -> Result<Option<Vec<u8>>, TransportError> {

@@ -22,6 +22,8 @@ struct Stored {
 
 #[derive(Default)]
 struct Medium {
+    /// Tells this medium's cursors from another's.
+    id: u64,
     manifest: Option<Vec<u8>>,
     files: BTreeMap<String, BTreeMap<String, Stored>>,
     /// Every write, in order: (device folder, file name). A cursor is a position in it.
@@ -61,7 +63,8 @@ impl MemoryTransport {
     /// An empty medium.
     pub fn new() -> Self {
         let (hints, _) = broadcast::channel(1024);
-        Self { medium: Arc::default(), hints }
+        let medium = Medium { id: uuid::Uuid::new_v4().as_u128() as u64, ..Medium::default() };
+        Self { medium: Arc::new(Mutex::new(medium)), hints }
     }
 
     /// Puts raw bytes into any device folder, bypassing every check: tests use it to plant
@@ -183,9 +186,13 @@ impl Transport for MemoryTransport {
     ) -> Result<ChangeSet, TransportError> {
         let m = self.medium.lock().expect("memory medium poisoned");
         let end = m.feed.len();
-        let from = cursor.and_then(|c| c.0.parse::<usize>().ok()).filter(|&from| from <= end);
+        let from = cursor
+            .and_then(|c| c.0.split_once(':'))
+            .filter(|(id, _)| *id == m.id.to_string())
+            .and_then(|(_, pos)| pos.parse::<usize>().ok())
+            .filter(|&from| from <= end);
         let skip = skip.map(DeviceId::to_string);
-        let mut set = ChangeSet { cursor: ChangeCursor(end.to_string()), ..ChangeSet::default() };
+        let mut set = ChangeSet { cursor: ChangeCursor(format!("{}:{end}", m.id)), ..ChangeSet::default() };
         let wanted = |folder: &String| Some(folder) != skip.as_ref();
         match from {
             Some(from) => {
