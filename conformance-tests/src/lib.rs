@@ -397,6 +397,7 @@ macro_rules! scenario_tests {
                 restarted_device_loses_nothing,
                 restart_while_a_peer_segment_waits,
                 failed_read_is_retried_without_a_new_change,
+                vanished_file_is_forgotten,
                 requests_per_pass,
                 restart_after_ingesting_conflict_copies,
                 restart_after_compaction_with_pending_changes,

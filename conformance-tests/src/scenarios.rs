@@ -393,6 +393,24 @@ pub async fn restarted_device_loses_nothing<B: Backend>(env: Env) {
     assert_eq!(c.lib(1).tags().unwrap().len(), 62);
 }
 
+/// A file that was skipped and then vanished from the medium (its writer deleted it) is
+/// forgotten: no warning stays behind and nothing is retried.
+pub async fn vanished_file_is_forgotten<B: Backend>(env: Env) {
+    let (c, counter) = Cluster::<B>::with_layer_on(env, 2, 1, test_config, Counting::failing_first_reads).await;
+    let a = c.dev(0).replica.device();
+    c.lib(0).create_tag(None, "Short-lived", None).unwrap();
+    let seq = flushed_seq(&c, 0).await;
+    let first = c.dev(1).replica.ingest().await.unwrap();
+    assert_eq!((first.applied, first.skipped), (0, 1), "{first:?}");
+    c.dev(0).transport.delete(&a, &names::delta_name(seq)).await.unwrap();
+    let second = c.dev(1).replica.ingest().await.unwrap();
+    assert_eq!((second.applied, second.skipped), (0, 0), "{second:?}");
+    assert!(c.dev(1).replica.status().warnings.is_empty(), "{:?}", c.dev(1).replica.status().warnings);
+    let reads = counter.counts.lock().unwrap().get("read").copied();
+    let third = c.dev(1).replica.ingest().await.unwrap();
+    assert_eq!((third.skipped, counter.counts.lock().unwrap().get("read").copied()), (0, reads), "not retried");
+}
+
 /// What one pass costs in requests, with five peers: an idle pass is one request on a
 /// transport with a change feed and 1 + N listings without; a hint that names a folder lists
 /// just that one; a flushed edit is one write; nothing is read while nothing changed.

@@ -8,7 +8,7 @@
 //!
 //! [`Transport::changes_since`]: crate::Transport::changes_since
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use futures::stream::{self, StreamExt};
 
@@ -21,8 +21,18 @@ use crate::segment::{self, Expect, HEADER_LEN, SegmentKind};
 use crate::store::AppliedSegment;
 use crate::transport::{ChangeSet, FileEntry, TransportError};
 
-/// Why a file was not applied: a warning for the user; the file is tried again later.
-struct Skip(String);
+/// Why a file was not applied: a warning for the user, and the file is tried again later;
+/// or, when `gone`, the file is no longer there and is forgotten without a warning.
+struct Skip {
+    message: String,
+    gone: bool,
+}
+
+impl Skip {
+    fn new(message: String) -> Self {
+        Skip { message, gone: false }
+    }
+}
 
 impl Replica {
     /// One pass over every peer folder: applies every segment not applied yet. Files that fail
@@ -88,10 +98,20 @@ impl Replica {
         {
             let mut st = self.lock();
             if set.complete {
-                // A full listing holds whatever is still there to retry.
+                // A full listing holds whatever is still there to retry, and a warning about a
+                // file it no longer lists is over.
                 st.retry.clear();
+                let listed: HashSet<(&str, &str)> =
+                    set.files.iter().map(|(d, f)| (d.as_str(), f.name.as_str())).collect();
+                let unlisted: HashSet<&str> = set.failed.iter().map(|(d, _)| d.as_str()).collect();
+                st.warnings.retain(|(folder, file), _| match file {
+                    Some(file) => {
+                        unlisted.contains(folder.as_str()) || listed.contains(&(folder.as_str(), file.as_str()))
+                    }
+                    None => true,
+                });
             }
-            let mut seen: std::collections::HashSet<(DeviceId, String)> = std::collections::HashSet::new();
+            let mut seen: HashSet<(DeviceId, String)> = HashSet::new();
             let retry: Vec<(DeviceId, FileEntry)> = st.retry.iter().map(|((d, _), f)| (*d, f.clone())).collect();
             let listed =
                 set.files.into_iter().filter_map(|(folder, f)| folder.parse::<DeviceId>().ok().map(|d| (d, f)));
@@ -132,7 +152,13 @@ impl Replica {
                         st.retry.remove(&key);
                         st.warnings.remove(&(folder.clone(), Some(file.name.clone())));
                     }
-                    Err(Skip(message)) => {
+                    Err(Skip { gone: true, .. }) => {
+                        tracing::debug!(%peer, file = %file.name, "listed file is gone");
+                        let mut st = self.lock();
+                        st.retry.remove(&key);
+                        st.warnings.remove(&(folder.clone(), Some(file.name.clone())));
+                    }
+                    Err(Skip { message, .. }) => {
                         self.warn(&folder, Some(&file.name), message);
                         report.skipped += 1;
                         self.lock().retry.insert(key, file);
@@ -150,15 +176,15 @@ impl Replica {
     async fn fetch(&self, peer: DeviceId, file: &FileEntry) -> Result<Vec<u8>, Skip> {
         let cap = self.config.max_payload as u64 + HEADER_LEN as u64;
         if file.size == 0 {
-            return Err(Skip("empty file (not downloaded yet?); will retry".into()));
+            return Err(Skip::new("empty file (not downloaded yet?); will retry".into()));
         }
         if file.size > cap {
-            return Err(Skip(format!("{} bytes is over the {cap}-byte segment limit; ignored", file.size)));
+            return Err(Skip::new(format!("{} bytes is over the {cap}-byte segment limit; ignored", file.size)));
         }
-        self.transport
-            .read(&peer, &file.name, cap)
-            .await
-            .map_err(|e: TransportError| Skip(format!("could not read: {e}; will retry")))
+        self.transport.read(&peer, &file.name, cap).await.map_err(|e| match e {
+            TransportError::NotFound(_) => Skip { message: String::new(), gone: true },
+            e => Skip::new(format!("could not read: {e}; will retry")),
+        })
     }
 
     /// Verifies and applies one segment's bytes. `Ok(Err(_))` is a file skipped with a
@@ -177,10 +203,13 @@ impl Replica {
         };
         let seg = match segment::decode(bytes, &expect) {
             Ok(seg) => seg,
-            Err(e) => return Ok(Err(Skip(format!("{e}; skipped, will retry")))),
+            Err(e) => return Ok(Err(Skip::new(format!("{e}; skipped, will retry")))),
         };
         if seg.header.device != peer {
-            return Ok(Err(Skip(format!("segment claims to be written by device {}; skipped", seg.header.device))));
+            return Ok(Err(Skip::new(format!(
+                "segment claims to be written by device {}; skipped",
+                seg.header.device
+            ))));
         }
         let applied = AppliedSegment {
             device: peer,
@@ -204,7 +233,7 @@ impl Replica {
             // An engine may have integrated part of a payload it then rejected: return to the
             // stored state so nothing unrecorded stays visible.
             st.rebuild_engine()?;
-            return Ok(Err(Skip(format!("engine rejected the payload: {e}; skipped, will retry"))));
+            return Ok(Err(Skip::new(format!("engine rejected the payload: {e}; skipped, will retry"))));
         }
         if let Err(e) = st.store.commit_remote(&applied, Some(seg.payload)) {
             st.rebuild_engine()?;
