@@ -199,9 +199,9 @@ impl std::fmt::Debug for ChangeStream {
 /// The shared medium, seen as one folder per device holding immutable files, plus the library
 /// manifest beside them.
 ///
-/// Implementors: `onefolder-transport-folder` (a synced directory), [`MemoryTransport`]
-/// (tests), the Google Drive and Dropbox adapters. Wrappers (fault injection, retry) are
-/// transports too.
+/// Implementors: `onefolder-transport-folder` (a synced directory) and [`MemoryTransport`]
+/// (in process, with versions and a change feed, as an HTTP provider has). Layers (fault
+/// injection, [`RetryLayer`](crate::RetryLayer)) are transports too.
 ///
 /// # Behavior
 /// - `manifest_create_once`: [`Transport::create_manifest`] writes the manifest when there is
