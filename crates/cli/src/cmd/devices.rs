@@ -147,7 +147,7 @@ async fn list(global: &Global) -> Result<()> {
         let this = if r.this_device { "  (this computer)" } else { "" };
         outln!("{}  {name}{this}", r.id);
         outln!(
-            "    last seen {}, {} in its folder (up to seq {})",
+            "    last seen {} (device.json, refreshed every few hours), {} in its folder (up to seq {})",
             out::time(r.last_seen_ms.unwrap_or(0)),
             out::n(r.segments, "segment"),
             r.available_seq
