@@ -18,7 +18,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::cmd::{data, devices, index, inspect, location, search, setup, sync, tags};
+use crate::cmd::{backup, data, devices, index, inspect, location, search, setup, sync, tags};
 use crate::session::Global;
 
 const AFTER_HELP: &str = "\
@@ -87,8 +87,12 @@ enum Command {
     Devices(devices::DevicesArgs),
     /// Print the whole library as canonical JSON (the same bytes on converged computers).
     Export(data::ExportArgs),
-    /// Restore an export: the library becomes equal to it, on every computer.
+    /// Restore an export or a backup: the library becomes equal to it, on every computer.
     Import(data::ImportArgs),
+    /// Write a backup file of the library (or list the backups).
+    Backup(backup::BackupArgs),
+    /// Show what a backup file holds and when it was taken (no library needed).
+    Peek(backup::PeekArgs),
     /// Show library.json, the device folders, every segment and its check, document statistics.
     Inspect(inspect::InspectArgs),
     /// Check every segment and the local store; exit code 2 if anything is corrupt.
@@ -125,6 +129,8 @@ async fn dispatch(command: Command, global: &Global) -> anyhow::Result<ExitCode>
         Command::Devices(args) => devices::run(args, global).await?,
         Command::Export(args) => data::export(args, global).await?,
         Command::Import(args) => data::import(args, global).await?,
+        Command::Backup(args) => backup::backup(args, global).await?,
+        Command::Peek(args) => backup::peek(args, global)?,
         Command::Inspect(args) => inspect::inspect(args, global).await?,
         Command::Verify => inspect::verify(global).await?,
         Command::Demo(args) => return demo::run(args, global.json).await,

@@ -14,6 +14,7 @@
 
 #![warn(missing_docs)]
 
+pub mod backup;
 mod export;
 pub mod ids;
 mod tree;
@@ -24,6 +25,7 @@ use fractional_index::FractionalIndex;
 use onefolder_core::{Document, Engine, EngineError, Op, Record, Value};
 use serde::{Deserialize, Serialize};
 
+pub use backup::{BACKUP_EXTENSION, Backup, BackupError, BackupHeader};
 pub use export::{Export, ExportFile, ExportLocation, ExportSearch, ExportTag, ImportMode};
 pub use tree::TagNode;
 

@@ -5,7 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use onefolder_model::{Export, ImportMode, ids};
+use onefolder_model::backup::BACKUP_MAGIC;
+use onefolder_model::{Backup, Export, ImportMode, ids};
+
+use super::backup;
 use serde::Serialize;
 
 use crate::error::user;
@@ -24,7 +27,8 @@ pub struct ExportArgs {
 /// Options of `import`.
 #[derive(Args, Debug)]
 pub struct ImportArgs {
-    /// An export written by `onefolder-sync export` (`-` reads standard input).
+    /// An export written by `onefolder-sync export`, or a backup written by `onefolder-sync
+    /// backup` (`-` reads standard input).
     pub file: PathBuf,
     /// Add what the file holds and keep everything else, instead of making the library equal
     /// to the file (the default, which deletes what the file does not hold — on every
@@ -91,17 +95,32 @@ fn check(export: &Export) -> Result<()> {
 
 /// Runs `import`.
 pub async fn import(args: ImportArgs, global: &Global) -> Result<()> {
-    let text = if args.file.as_os_str() == "-" {
-        let mut text = String::new();
-        std::io::stdin().read_to_string(&mut text).context("reading standard input")?;
-        text
+    let bytes = if args.file.as_os_str() == "-" {
+        let mut bytes = Vec::new();
+        std::io::stdin().read_to_end(&mut bytes).context("reading standard input")?;
+        bytes
     } else {
-        std::fs::read_to_string(&args.file).map_err(|e| user(format!("{}: {e}", args.file.display())))?
+        std::fs::read(&args.file).map_err(|e| user(format!("{}: {e}", args.file.display())))?
     };
-    let export = Export::from_json(&text)
-        .map_err(|e| user(format!("{} is not a onefolder-sync export: {e}", args.file.display())))?;
+    let (export, of_library) = if bytes.starts_with(BACKUP_MAGIC.as_bytes()) {
+        let b = Backup::decode(&bytes).map_err(|e| backup::backup_error(&args.file, e))?;
+        (b.export, Some(b.header.library_id))
+    } else {
+        let text = String::from_utf8(bytes)
+            .map_err(|_| user(format!("{} is not a onefolder-sync export or backup", args.file.display())))?;
+        let export = Export::from_json(&text)
+            .map_err(|e| user(format!("{} is not a onefolder-sync export: {e}", args.file.display())))?;
+        (export, None)
+    };
     check(&export)?;
     let s = Session::open(global).await?;
+    let here = s.replica.manifest().library_id.to_string();
+    if let Some(other) = of_library.filter(|id| *id != here) {
+        return Err(user(format!(
+            "{} is a backup of library {other}, not of this one ({here}); export it from there and import the export to copy its tags over",
+            args.file.display()
+        )));
+    }
     let before = s.lib.export()?;
     let mode = if args.merge { ImportMode::Merge } else { ImportMode::Replace };
     s.lib.import(&export, mode)?;

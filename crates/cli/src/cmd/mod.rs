@@ -1,5 +1,6 @@
 //! One module per group of commands.
 
+pub mod backup;
 pub mod data;
 pub mod devices;
 pub mod index;
