@@ -8,6 +8,20 @@ use onefolder_core::Transport;
 
 use crate::{Medium, TransportFactory};
 
+// Factories of the HTTP transports, one file each (their servers start inside the tests).
+#[cfg(feature = "dropbox")]
+mod dropbox;
+#[cfg(feature = "dropbox")]
+pub use dropbox::*;
+#[cfg(feature = "gdrive")]
+mod gdrive;
+#[cfg(feature = "gdrive")]
+pub use gdrive::*;
+#[cfg(any(feature = "s3", feature = "webdav"))]
+mod opendal;
+#[cfg(any(feature = "s3", feature = "webdav"))]
+pub use opendal::*;
+
 /// The in-memory transport (always available).
 pub struct Memory;
 
