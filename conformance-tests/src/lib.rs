@@ -62,6 +62,20 @@ pub trait Medium: Send + Sync {
     /// can do. Returns `false` when this medium cannot hold such a folder name at all (a
     /// folder named `..` on a file system).
     async fn plant(&self, folder: &str, name: &str, bytes: &[u8]) -> bool;
+
+    /// The library folder on the local disk that holds this same medium, when there is one
+    /// (the folder medium; an emulator that serves a directory): a device on the folder
+    /// transport there shares the library with devices on this medium.
+    fn library_dir(&self) -> Option<PathBuf> {
+        None
+    }
+
+    /// Turns the medium's own faults on (`Some(seed)`) or off (`None`): an emulator's rate
+    /// limits, server errors, slow responses and lagging listings. A medium without faults of
+    /// its own ignores it. [`Cluster`] turns them on with [`Env::faulty`] and off to settle.
+    fn set_faults(&self, seed: Option<u64>) {
+        let _ = seed;
+    }
 }
 
 /// Sets up media of one transport kind.
@@ -95,8 +109,9 @@ impl<E: EngineFactory, S: StoreFactory, T: TransportFactory> Backend for Combo<E
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Env {
     /// `Some(seed)`: every device reads through a [`FaultLayer`] with
-    /// [`FaultConfig::chaos`]; [`Cluster::sync_all`] syncs under faults, then turns them off
-    /// and settles, so scenarios check that devices converge once the faults stop.
+    /// [`FaultConfig::chaos`], and the medium's own faults are on ([`Medium::set_faults`]);
+    /// [`Cluster::sync_all`] syncs under faults, then turns them off and settles, so
+    /// scenarios check that devices converge once the faults stop.
     pub faults: Option<u64>,
 }
 
@@ -143,6 +158,7 @@ pub struct Cluster<B: Backend> {
     /// The devices; device 0 created the library.
     pub devices: Vec<Device>,
     config: fn(&str) -> ReplicaConfig,
+    env: Env,
     faults: Vec<Arc<FaultLayer>>,
     _b: std::marker::PhantomData<B>,
 }
@@ -197,8 +213,9 @@ impl<B: Backend> Cluster<B> {
         let dir = tmp.path().join("medium");
         std::fs::create_dir_all(&dir).expect("medium dir");
         let medium = B::T::medium(&dir).await;
+        medium.set_faults(env.faults);
         let mut cluster =
-            Cluster { medium, tmp, config, devices: Vec::new(), faults: Vec::new(), _b: std::marker::PhantomData };
+            Cluster { medium, tmp, config, env, devices: Vec::new(), faults: Vec::new(), _b: std::marker::PhantomData };
         for i in 0..n {
             let mut transport = cluster.medium.open();
             if let Some(seed) = env.faults {
@@ -291,7 +308,9 @@ impl<B: Backend> Cluster<B> {
         if !self.faults.is_empty() {
             for _ in 0..3 {
                 for &i in which {
-                    self.devices[i].replica.flush().await.expect("own writes are never faulted");
+                    // A medium with faults of its own may refuse a write: the prepared
+                    // segment stays and the next flush writes the same bytes.
+                    let _ = self.devices[i].replica.flush().await;
                 }
                 for &i in which {
                     // Listing errors are injected: the pass fails and is retried, as in `run`.
@@ -299,6 +318,7 @@ impl<B: Backend> Cluster<B> {
                 }
             }
             self.faults.iter().for_each(|f| f.set_active(false));
+            self.medium.set_faults(None);
         }
         for _ in 0..2 {
             for &i in which {
@@ -309,6 +329,9 @@ impl<B: Backend> Cluster<B> {
             }
         }
         self.faults.iter().for_each(|f| f.set_active(true));
+        if let Some(seed) = self.env.faults {
+            self.medium.set_faults(Some(seed));
+        }
     }
 
     /// One ingest pass on device `i` (failures are expected under faults and ignored there).

@@ -119,6 +119,9 @@ impl Medium for FolderMedium {
         std::fs::write(dir.join(name), bytes).expect("plant a file");
         true
     }
+    fn library_dir(&self) -> Option<std::path::PathBuf> {
+        Some(self.library.clone())
+    }
 }
 
 #[cfg(feature = "folder")]

@@ -4,28 +4,49 @@ use std::net::SocketAddr;
 
 use tokio::sync::oneshot;
 
-/// A server listening on `127.0.0.1:<port>`; it stops when this value is dropped.
+/// A server listening on `127.0.0.1:<port>`, on a thread and tokio runtime of its own (so
+/// that it keeps answering whatever the test's runtime does: a paused clock, a
+/// current-thread runtime blocked in a call); it stops when this value is dropped.
 #[derive(Debug)]
 pub struct Running {
     addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Running {
-    /// Binds `127.0.0.1:0` and serves `router` on the current tokio runtime.
-    pub async fn start(router: axum::Router) -> std::io::Result<Running> {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+    /// Binds `127.0.0.1:0` and serves `router` until dropped.
+    pub fn start(router: axum::Router) -> std::io::Result<Running> {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 0))?;
+        listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("emulator")
+            .enable_io()
+            .enable_time()
+            .build()?;
         let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
-                let _ = stopped.await;
+        let thread = std::thread::Builder::new().name(format!("emulator-{}", addr.port())).spawn(move || {
+            runtime.block_on(async move {
+                let listener = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "emulator could not listen");
+                        return;
+                    }
+                };
+                let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                });
+                if let Err(e) = serve.await {
+                    tracing::warn!(error = %e, "emulator server stopped with an error");
+                }
             });
-            if let Err(e) = serve.await {
-                tracing::warn!(error = %e, "emulator server stopped with an error");
-            }
-        });
-        Ok(Running { addr, stop: Some(stop) })
+            // Connections still open (a long poll) end with the runtime.
+            runtime.shutdown_background();
+        })?;
+        Ok(Running { addr, stop: Some(stop), thread: Some(thread) })
     }
 
     /// The address it listens on.
@@ -44,6 +65,9 @@ impl Drop for Running {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        // Graceful shutdown waits for open connections; a client that keeps one alive (a
+        // pooled keep-alive connection, a long poll) would hold this forever, so do not join.
+        drop(self.thread.take());
     }
 }
 
@@ -54,7 +78,7 @@ mod tests {
     #[tokio::test]
     async fn serves_on_loopback_until_dropped() {
         let router = axum::Router::new().route("/ping", axum::routing::get(|| async { "pong" }));
-        let running = Running::start(router).await.unwrap();
+        let running = Running::start(router).unwrap();
         assert!(running.addr().ip().is_loopback());
         let mut stream = tokio::net::TcpStream::connect(running.addr()).await.unwrap();
         use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -1,0 +1,1 @@
+//! The dropbox media of the conformance suite.

@@ -1,0 +1,1 @@
+//! The gdrive media of the conformance suite.

@@ -1,0 +1,1 @@
+//! The opendal media of the conformance suite.

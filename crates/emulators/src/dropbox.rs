@@ -1,0 +1,1 @@
+//! The Dropbox API v2 emulator.

@@ -1,0 +1,1 @@
+//! The Google Drive API v3 emulator.
