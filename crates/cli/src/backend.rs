@@ -9,9 +9,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use onefolder_core::{Engine, Replica, ReplicaConfig, Store, StoreError, Transport};
+use onefolder_core::{Engine, Replica, ReplicaConfig, RetryLayer, RetryPolicy, Store, StoreError, Transport};
 
 use crate::error::user;
+use crate::remote::TransportSpec;
 
 /// Every engine this program knows, compiled in or not.
 pub const KNOWN_ENGINES: &[&str] = &["yrs", "automerge"];
@@ -113,8 +114,18 @@ pub fn store(name: &str, dir: &Path) -> Result<Box<dyn Store>> {
     Ok(store)
 }
 
-/// The folder transport on a library folder (`<library>/onefolder_tags`).
-pub fn transport(library: &Path) -> Result<Arc<dyn Transport>> {
+/// The transport a library's database travels through: the folder transport on the library
+/// folder (`<library>/onefolder_tags`), or a provider's API (wrapped in a [`RetryLayer`]).
+pub fn transport(spec: &TransportSpec, library: &Path) -> Result<Arc<dyn Transport>> {
+    match spec {
+        TransportSpec::Folder => folder_transport(library),
+        remote => {
+            crate::remote::open(remote).map(|t| -> Arc<dyn Transport> { RetryLayer::new(t, RetryPolicy::default()) })
+        }
+    }
+}
+
+fn folder_transport(library: &Path) -> Result<Arc<dyn Transport>> {
     #[cfg(feature = "folder")]
     {
         Ok(Arc::new(onefolder_transport_folder::FolderTransport::for_library(library)))
@@ -134,15 +145,16 @@ pub fn device_folder(library: &Path, device: &onefolder_core::DeviceId) -> std::
     library.join(TAGS_DIR).join("database").join(device.to_string())
 }
 
-/// Opens a replica: engine + store (in `state`) + folder transport on `library`.
+/// Opens a replica: engine + store (in `state`) + the transport `spec` names for `library`.
 pub async fn open(
     engine_name: &str,
     store_name: &str,
     state: &Path,
     library: &Path,
+    spec: &TransportSpec,
     config: ReplicaConfig,
 ) -> Result<Replica> {
-    let replica = Replica::open(engine(engine_name)?, store(store_name, state)?, transport(library)?, config)
+    let replica = Replica::open(engine(engine_name)?, store(store_name, state)?, transport(spec, library)?, config)
         .await
         .with_context(|| format!("opening the library in {}", library.display()))?;
     Ok(replica)

@@ -11,6 +11,7 @@ use onefolder_model::{FileMeta, Library, TagNode};
 use serde::Serialize;
 
 use crate::backend;
+use crate::remote::TransportSpec;
 
 /// Options of `demo`.
 #[derive(Args, Debug)]
@@ -61,7 +62,11 @@ pub async fn run(args: DemoArgs, json: bool) -> Result<ExitCode> {
     let open = |name: &'static str, mode| {
         let state = root.join(format!("state-{name}"));
         let (engine, store, shared) = (args.engine.clone(), args.store.clone(), shared.clone());
-        async move { backend::open(&engine, &store, &state, &shared, config(name, mode)).await.map(Arc::new) }
+        async move {
+            backend::open(&engine, &store, &state, &shared, &TransportSpec::Folder, config(name, mode))
+                .await
+                .map(Arc::new)
+        }
     };
     let laptop = open("laptop", OpenMode::Create).await?;
     let desktop = open("desktop", OpenMode::Join).await?;

@@ -10,6 +10,7 @@ mod criteria;
 mod demo;
 mod error;
 mod out;
+mod remote;
 mod session;
 mod state;
 
@@ -18,7 +19,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::cmd::{backup, data, devices, index, inspect, location, search, setup, sync, tags};
+use crate::cmd::{auth, backup, data, devices, index, inspect, location, search, setup, sync, tags};
 use crate::session::Global;
 
 const AFTER_HELP: &str = "\
@@ -93,6 +94,10 @@ enum Command {
     Backup(backup::BackupArgs),
     /// Show what a backup file holds and when it was taken (no library needed).
     Peek(backup::PeekArgs),
+    /// Sign in to Google Drive or Dropbox (for `--transport gdrive:PATH` / `dropbox:PATH`),
+    /// show the sign-ins, sign out.
+    #[command(subcommand)]
+    Auth(auth::AuthCommand),
     /// Show library.json, the device folders, every segment and its check, document statistics.
     Inspect(inspect::InspectArgs),
     /// Check every segment and the local store; exit code 2 if anything is corrupt.
@@ -131,6 +136,7 @@ async fn dispatch(command: Command, global: &Global) -> anyhow::Result<ExitCode>
         Command::Import(args) => data::import(args, global).await?,
         Command::Backup(args) => backup::backup(args, global).await?,
         Command::Peek(args) => backup::peek(args, global)?,
+        Command::Auth(cmd) => auth::run(cmd, global).await?,
         Command::Inspect(args) => inspect::inspect(args, global).await?,
         Command::Verify => inspect::verify(global).await?,
         Command::Demo(args) => return demo::run(args, global.json).await,

@@ -73,7 +73,7 @@ impl Session {
         let mut rc =
             ReplicaConfig { device_name: config.device_name.clone(), mode: OpenMode::Join, ..Default::default() };
         tune(&mut rc);
-        let replica = backend::open(&config.engine, &config.store, &dir, &config.library, rc)
+        let replica = backend::open(&config.engine, &config.store, &dir, &config.library, &config.transport, rc)
             .await
             .map_err(|e| explain_open_error(e, &config.library, &dir))?;
         let replica = Arc::new(replica);

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend;
 use crate::error::user;
+use crate::remote::TransportSpec;
 
 /// Name of the configuration file in a state directory.
 pub const STATE_FILE: &str = "state.json";
@@ -49,6 +50,10 @@ pub struct StateConfig {
     /// This device's id as of the last command (the replica may take a new one if it finds
     /// that its state was copied to another computer).
     pub device_id: Option<DeviceId>,
+    /// Where the library's database travels: the library folder (absent from the file), or a
+    /// provider's API.
+    #[serde(default, skip_serializing_if = "TransportSpec::is_folder")]
+    pub transport: TransportSpec,
 }
 
 /// The OS data directory of onefolder-sync.
@@ -226,6 +231,18 @@ pub fn locate(state: Option<&Path>, library: Option<&Path>) -> Result<Located> {
             config.library = folder.clone();
             changed = true;
         }
+    }
+    if !config.transport.is_folder() {
+        // The database is at the provider (the replica checks its manifest when it opens);
+        // the folder here only holds the pictures.
+        if !config.library.is_dir() {
+            return Err(user(format!(
+                "the library folder {} is gone (moved, renamed or not mounted?); pass --library FOLDER to say where \
+                 it is now",
+                config.library.display()
+            )));
+        }
+        return Ok(Located { dir, config, changed });
     }
     match read_manifest(&config.library) {
         Ok(Some(m)) if m.library_id == config.library_id => {}

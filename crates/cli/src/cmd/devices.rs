@@ -185,8 +185,11 @@ async fn forget(arg: &str, global: &Global) -> Result<()> {
     if device == status.device {
         return Err(user(format!("{device} is this computer; only other devices can be forgotten")));
     }
-    let folder = backend::device_folder(&s.config.library, &device);
-    let still_there = folder.is_dir();
+    let folder = match &s.config.transport {
+        spec if spec.is_folder() => backend::device_folder(&s.config.library, &device).display().to_string(),
+        spec => format!("{spec}/onefolder_tags/database/{device}"),
+    };
+    let still_there = !s.replica.transport().list(&device).await.unwrap_or_default().is_empty();
     let (dir, store_name) = (s.dir.clone(), s.config.store.clone());
     // The replica holds the store: close it, then edit the store directly.
     drop(s);
@@ -199,8 +202,7 @@ async fn forget(arg: &str, global: &Global) -> Result<()> {
     outln!("forgot device {device}");
     if still_there {
         outln!(
-            "its folder {} is still shared: the next sync reads it again. Delete it once every computer has synced to retire the device.",
-            folder.display()
+            "its folder {folder} is still shared: the next sync reads it again. Delete it once every computer has synced to retire the device."
         );
     }
     Ok(())

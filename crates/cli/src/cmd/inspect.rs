@@ -228,9 +228,19 @@ struct InspectReport {
     store: StoreReport,
 }
 
-fn load_manifest(located: &Located) -> Result<LibraryManifest> {
-    state::read_manifest(&located.config.library)?
-        .ok_or_else(|| crate::error::user(format!("{} has no library.json", located.config.library.display())))
+/// The library's `library.json`, read from the medium its database is on.
+async fn load_manifest(located: &Located, transport: &dyn Transport) -> Result<LibraryManifest> {
+    if located.config.transport.is_folder() {
+        return state::read_manifest(&located.config.library)?
+            .ok_or_else(|| crate::error::user(format!("{} has no library.json", located.config.library.display())));
+    }
+    let bytes = transport
+        .read_manifest()
+        .await
+        .context("reading library.json")?
+        .ok_or_else(|| crate::error::user(format!("{} holds no library.json", located.config.transport)))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| crate::error::user(format!("library.json at {} is not valid: {e}", located.config.transport)))
 }
 
 fn corrupt_count(devices: &[DeviceScan]) -> usize {
@@ -243,8 +253,8 @@ pub async fn inspect(args: InspectArgs, global: &Global) -> Result<()> {
         return inspect_segment(&file, global);
     }
     let located = state::locate(global.state.as_deref(), global.library.as_deref())?;
-    let manifest = load_manifest(&located)?;
-    let transport = backend::transport(&located.config.library)?;
+    let transport = backend::transport(&located.config.transport, &located.config.library)?;
+    let manifest = load_manifest(&located, transport.as_ref()).await?;
     let store = check_store(&located)?;
     let devices = scan(transport.as_ref(), &manifest, located.config.device_id, None).await?;
     let report = InspectReport {
@@ -381,8 +391,8 @@ struct VerifyReport {
 /// document). Exit code 2 if anything is corrupt.
 pub async fn verify(global: &Global) -> Result<()> {
     let located = state::locate(global.state.as_deref(), global.library.as_deref())?;
-    let manifest = load_manifest(&located)?;
-    let transport = backend::transport(&located.config.library)?;
+    let transport = backend::transport(&located.config.transport, &located.config.library)?;
+    let manifest = load_manifest(&located, transport.as_ref()).await?;
     let store = check_store(&located)?;
     let mut scratch = backend::engine(&manifest.engine)?;
     let devices = scan(transport.as_ref(), &manifest, located.config.device_id, Some(&mut scratch)).await?;

@@ -1,5 +1,6 @@
 //! One module per group of commands.
 
+pub mod auth;
 pub mod backup;
 pub mod data;
 pub mod devices;

@@ -13,6 +13,7 @@ use crate::backend;
 use crate::cmd::sync::record_flush;
 use crate::error::user;
 use crate::out::outln;
+use crate::remote::{self, TransportSpec};
 use crate::session::{Global, explain_open_error};
 use crate::state::{self, StateConfig};
 
@@ -31,6 +32,12 @@ pub struct InitArgs {
     /// This computer's name as the other computers see it (default: the host name).
     #[arg(long, value_name = "DEVICE_NAME")]
     pub name: Option<String>,
+    /// Where the library's database travels: `folder` (inside FOLDER, shared by your sync
+    /// client), or a provider's API: `gdrive:PATH`, `dropbox:PATH` (PATH: the library folder
+    /// at the provider; sign in first with `onefolder-sync auth`), `s3://BUCKET/PREFIX`,
+    /// `webdav://HOST/PATH`.
+    #[arg(long, value_name = "TRANSPORT", default_value = "folder", value_parser = remote::parse_spec)]
+    pub transport: TransportSpec,
 }
 
 /// Options of `join`.
@@ -47,6 +54,12 @@ pub struct JoinArgs {
     /// Fail unless the library uses this engine (the engine always comes from `library.json`).
     #[arg(long, value_name = "ENGINE")]
     pub engine: Option<String>,
+    /// Where the library's database travels: `folder` (inside FOLDER, shared by your sync
+    /// client), or a provider's API: `gdrive:PATH`, `dropbox:PATH` (PATH: the library folder
+    /// at the provider; sign in first with `onefolder-sync auth`), `s3://BUCKET/PREFIX`,
+    /// `webdav://HOST/PATH`.
+    #[arg(long, value_name = "TRANSPORT", default_value = "folder", value_parser = remote::parse_spec)]
+    pub transport: TransportSpec,
 }
 
 #[derive(Serialize)]
@@ -56,6 +69,7 @@ struct SetupReport {
     library_id: LibraryId,
     engine: String,
     store: String,
+    transport: TransportSpec,
     device: DeviceId,
     device_name: String,
     state: PathBuf,
@@ -99,15 +113,36 @@ fn check_state_dir(dir: &Path, library: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The library manifest at the provider (`None` when there is none yet).
+async fn remote_manifest(spec: &TransportSpec) -> Result<Option<onefolder_core::LibraryManifest>> {
+    let transport = backend::transport(spec, Path::new("."))?;
+    let Some(bytes) = transport.read_manifest().await.with_context(|| format!("reading library.json at {spec}"))?
+    else {
+        return Ok(None);
+    };
+    let manifest = serde_json::from_slice(&bytes)
+        .map_err(|e| user(format!("library.json at {spec} is not a valid library manifest: {e}")))?;
+    Ok(Some(manifest))
+}
+
 /// Runs `init`.
 pub async fn init(args: InitArgs, global: &Global) -> Result<()> {
     let folder = state::existing_folder(&args.folder)?;
-    if state::read_manifest(&folder)?.is_some() {
+    if args.transport.is_folder() && state::read_manifest(&folder)?.is_some() {
         return Err(user(format!(
             "{} is already a OneFolder library (it has {}); to use it on this computer run `onefolder-sync join {}`",
             folder.display(),
             state::manifest_path(&folder).display(),
             args.folder.display()
+        )));
+    }
+    if !args.transport.is_folder() && remote_manifest(&args.transport).await?.is_some() {
+        return Err(user(format!(
+            "{} already holds a OneFolder library; to use it on this computer run `onefolder-sync join {} \
+             --transport {}`",
+            args.transport,
+            args.folder.display(),
+            args.transport
         )));
     }
     backend::check_engine(&args.engine)?;
@@ -120,7 +155,8 @@ pub async fn init(args: InitArgs, global: &Global) -> Result<()> {
         }
     };
     check_state_dir(target.dir(), &folder)?;
-    let result = setup(&folder, &args.engine, &args.store, args.name, &target, OpenMode::Create, global).await;
+    let result =
+        setup(&folder, &args.engine, &args.store, &args.transport, args.name, &target, OpenMode::Create, global).await;
     if let (Err(_), Target::Default { staging }) = (&result, &target) {
         let _ = std::fs::remove_dir_all(staging);
     }
@@ -130,15 +166,27 @@ pub async fn init(args: InitArgs, global: &Global) -> Result<()> {
 /// Runs `join`.
 pub async fn join(args: JoinArgs, global: &Global) -> Result<()> {
     let folder = state::existing_folder(&args.folder)?;
-    let manifest = state::read_manifest(&folder)?.ok_or_else(|| {
-        user(format!(
-            "{} is not a OneFolder library yet (no {}); wait until your sync client has downloaded the \
-             onefolder_tags folder, or create a library with `onefolder-sync init {}`",
-            folder.display(),
-            state::manifest_path(&folder).display(),
-            args.folder.display()
-        ))
-    })?;
+    let manifest = if args.transport.is_folder() {
+        state::read_manifest(&folder)?.ok_or_else(|| {
+            user(format!(
+                "{} is not a OneFolder library yet (no {}); wait until your sync client has downloaded the \
+                 onefolder_tags folder, or create a library with `onefolder-sync init {}`",
+                folder.display(),
+                state::manifest_path(&folder).display(),
+                args.folder.display()
+            ))
+        })?
+    } else {
+        remote_manifest(&args.transport).await?.ok_or_else(|| {
+            user(format!(
+                "{} holds no OneFolder library (no onefolder_tags/library.json); create one with \
+                 `onefolder-sync init {} --transport {}`",
+                args.transport,
+                args.folder.display(),
+                args.transport
+            ))
+        })?
+    };
     if let Some(wanted) = &args.engine {
         if *wanted != manifest.engine {
             return Err(user(format!(
@@ -168,13 +216,15 @@ pub async fn join(args: JoinArgs, global: &Global) -> Result<()> {
         }
     };
     check_state_dir(target.dir(), &folder)?;
-    setup(&folder, &manifest.engine, &args.store, args.name, &target, OpenMode::Join, global).await
+    setup(&folder, &manifest.engine, &args.store, &args.transport, args.name, &target, OpenMode::Join, global).await
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn setup(
     folder: &Path,
     engine: &str,
     store: &str,
+    transport: &TransportSpec,
     name: Option<String>,
     target: &Target,
     mode: OpenMode,
@@ -184,7 +234,9 @@ async fn setup(
     let dir = target.dir().to_path_buf();
     let rc = ReplicaConfig { device_name: device_name.clone(), mode, ..Default::default() };
     let replica: Arc<Replica> = Arc::new(
-        backend::open(engine, store, &dir, folder, rc).await.map_err(|e| explain_open_error(e, folder, &dir))?,
+        backend::open(engine, store, &dir, folder, transport, rc)
+            .await
+            .map_err(|e| explain_open_error(e, folder, &dir))?,
     );
     let lib = Library::new(replica.clone());
     // A joining computer first takes in what the others wrote, so the primary location is
@@ -220,6 +272,7 @@ async fn setup(
         store: store.to_owned(),
         device_name: device_name.clone(),
         device_id: Some(device),
+        transport: transport.clone(),
     };
     state::write_config(&final_dir, &config)?;
     let current = global.state.is_none();
@@ -232,6 +285,7 @@ async fn setup(
         library_id: manifest.library_id,
         engine: engine.to_owned(),
         store: store.to_owned(),
+        transport: transport.clone(),
         device,
         device_name,
         state: final_dir,
@@ -261,6 +315,9 @@ async fn setup(
         report.store
     );
     outln!("Local state: {}", report.state.display());
+    if !report.transport.is_folder() {
+        outln!("Database: {}/onefolder_tags (through the provider's API)", report.transport);
+    }
     outln!();
     match mode {
         OpenMode::Create => {
