@@ -248,6 +248,15 @@ impl<B: Backend> Cluster<B> {
         Device { lib: Library::new(replica.clone()), replica, state_dir, transport }
     }
 
+    /// Opens one more device on `transport` (another view of the same library: the folder
+    /// transport on [`Medium::library_dir`], say); returns its index.
+    pub async fn add_device(&mut self, transport: Arc<dyn Transport>) -> usize {
+        let i = self.devices.len();
+        let dev = self.open_device(i, transport).await;
+        self.devices.push(dev);
+        i
+    }
+
     /// Device `i`.
     pub fn dev(&self, i: usize) -> &Device {
         &self.devices[i]

@@ -938,3 +938,51 @@ pub async fn clock_skew_does_not_matter<B: Backend>(env: Env) {
     assert_eq!(c.lib(0).files_with_tag(&t, true).unwrap().len(), 0);
     assert_eq!(c.lib(0).tag_tree().unwrap()[0].children.len(), 3);
 }
+
+/// One library, two ways in: devices on this medium's API and a device on the folder
+/// transport over the directory the medium serves ([`Medium::library_dir`](crate::Medium)),
+/// as when one computer runs the provider's desktop client and another talks to its API.
+/// Their segments land in one layout, and they converge — also after a restart of each.
+#[cfg(feature = "folder")]
+pub async fn folder_and_api_devices_share_a_library<B: Backend>(env: Env) {
+    use crate::Medium;
+    let (mut c, loc) = cluster_with_location::<B>(env, 2).await;
+    let dir = c.medium.library_dir().expect("this medium serves a directory on disk");
+    let folder = crate::factories::FolderMedium { library: dir.clone() }.open();
+    let f = c.add_device(folder).await;
+    c.sync_all().await;
+    let cats = c.lib(0).create_tag_path("Animals/Cats", Some("orange")).unwrap();
+    let tom = c.lib(0).upsert_file(&loc, "pets/tom.jpg", &meta(100)).unwrap();
+    c.lib(0).assign(&tom, &cats).unwrap();
+    let places = c.lib(f).create_tag_path("Places", None).unwrap();
+    let rome = c.lib(f).upsert_file(&loc, "trips/rome.jpg", &meta(200)).unwrap();
+    c.lib(f).assign(&rome, &places).unwrap();
+    c.sync_all().await;
+    c.lib(1).rename_tag(&cats, "Cats & kittens").unwrap();
+    c.lib(f).set_tag_color(&cats, Some("black")).unwrap();
+    c.sync_all().await;
+    c.assert_converged();
+    // The API devices' segments are plain files in the folder layout.
+    let database = dir.join("onefolder_tags").join("database");
+    for i in 0..2 {
+        let own = database.join(c.dev(i).replica.device().to_string());
+        assert!(
+            own.join(names::delta_name(1)).is_file(),
+            "device {i} has no {} in {}",
+            names::delta_name(1),
+            own.display()
+        );
+    }
+    assert!(dir.join("onefolder_tags").join(names::MANIFEST_FILE).is_file());
+    let tags = c.lib(1).tags().unwrap();
+    assert_eq!(tags[&cats].name, "Cats & kittens");
+    assert_eq!(tags[&cats].color.as_deref(), Some("black"));
+    assert_eq!(c.lib(1).files_with_tag(&places, false).unwrap().len(), 1);
+    for i in [0, f] {
+        c.restart(i).await;
+    }
+    c.lib(f).set_tag_color(&places, Some("blue")).unwrap();
+    c.sync_all().await;
+    let export = c.assert_converged();
+    assert!(export.contains("blue"));
+}
