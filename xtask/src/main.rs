@@ -4,9 +4,12 @@
 //! - `cargo xtask bench [--quick | --full] [--out FILE]`: engines × stores on the OneFolder
 //!   workload, written to `BENCHMARKS.md` (see [`bench`]).
 //! - `cargo xtask fuzz [--seconds N] [TARGET…]`: the cargo-fuzz targets in `fuzz/` (see [`fuzz`]).
+//! - `cargo xtask test-servers [--force]`: installs moto and wsgidav, the S3 and WebDAV servers
+//!   the tests start, into `target/test-servers/venv` (see [`servers`]).
 
 mod bench;
 mod fuzz;
+mod servers;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -42,12 +45,14 @@ fn main() -> Result<()> {
         Some("ci") => ci(),
         Some("bench") => bench::bench(&args[1..]),
         Some("fuzz") => fuzz::fuzz(&args[1..]),
-        Some(other) => bail!("unknown task {other:?}; tasks: ci, bench, fuzz"),
+        Some("test-servers") => servers::test_servers(&args[1..]),
+        Some(other) => bail!("unknown task {other:?}; tasks: ci, bench, fuzz, test-servers"),
         None => {
             eprintln!(
                 "usage: cargo xtask <task>\n\ntasks:\n  ci     rustfmt check, clippy -D warnings, the test suite\n  \
                  bench  [--quick | --full] [--out FILE]: engines x stores on the OneFolder workload -> BENCHMARKS.md\n  \
-                 fuzz   [--seconds N] [TARGET...]: the cargo-fuzz targets in fuzz/"
+                 fuzz   [--seconds N] [TARGET...]: the cargo-fuzz targets in fuzz/\n  \
+                 test-servers [--force]: install moto (S3) and wsgidav (WebDAV) for the tests into target/test-servers/venv"
             );
             Ok(())
         }
