@@ -440,6 +440,7 @@ macro_rules! scenario_tests {
                 foreign_library_segment_is_skipped,
                 wrong_engine_segment_is_skipped,
                 impostor_segment_is_skipped,
+                rejected_payload_is_quarantined,
                 junk_in_shared_folder_is_ignored,
                 background_loop_applies_without_sync_call,
                 one_tag_assignment_is_small,
@@ -508,6 +509,8 @@ macro_rules! __axes {
             transports [
                 memory $crate::factories::Memory [all()],
                 folder $crate::factories::Folder [feature = "folder"],
+                s3 $crate::factories::S3 [feature = "s3"],
+                webdav $crate::factories::Webdav [feature = "webdav"],
             ]
         }
     };

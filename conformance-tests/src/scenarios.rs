@@ -693,6 +693,42 @@ pub async fn impostor_segment_is_skipped<B: Backend>(env: Env) {
     .await;
 }
 
+/// A segment that passes every check but the engine's is skipped with a warning, and not read
+/// again (nor the local engine rebuilt again) until the file changes; a good file under the
+/// same name is then applied.
+pub async fn rejected_payload_is_quarantined<B: Backend>(env: Env) {
+    let c = Cluster::<B>::start(env, 2).await;
+    let library = c.dev(0).replica.manifest().library_id;
+    let fake = DeviceId::random();
+    let name = names::delta_name(1);
+    let engine_id = B::E::engine().engine_id().to_owned();
+    let garbage = segment::encode(SegmentKind::Delta, &engine_id, library, fake, 1, 1, b"\x01\x02 not a change")
+        .expect("frame the payload");
+    c.dev(0).transport.create(&fake, &name, &garbage).await.unwrap();
+    c.lib(0).create_tag(None, "Good", None).unwrap();
+    c.dev(0).replica.flush().await.unwrap();
+    let first = c.dev(1).replica.ingest().await.unwrap();
+    assert_eq!((first.applied, first.skipped, first.reads), (1, 1, 2), "{first:?}");
+    let warning = |c: &Cluster<B>| {
+        c.dev(1).replica.status().warnings.into_iter().find(|w| w.file.as_deref() == Some(name.as_str()))
+    };
+    let w = warning(&c).expect("a warning about the rejected file");
+    assert!(w.message.contains("engine rejected"), "{}", w.message);
+    for _ in 0..3 {
+        let again = c.dev(1).replica.ingest().await.unwrap();
+        assert_eq!((again.applied, again.reads), (0, 0), "the rejected file was read again: {again:?}");
+        assert_eq!(warning(&c).as_ref(), Some(&w), "the warning stays while the file is unchanged");
+    }
+    assert_eq!(c.lib(1).export().unwrap(), c.lib(0).export().unwrap());
+    // The file changes into a good segment: it is read and applied.
+    c.dev(0).transport.delete(&fake, &name).await.unwrap();
+    c.dev(0).transport.create(&fake, &name, &segment_for::<B>(library, fake, None, "Planted")).await.unwrap();
+    let fixed = c.dev(1).replica.ingest().await.unwrap();
+    assert_eq!(fixed.applied, 1, "{fixed:?}");
+    assert!(warning(&c).is_none());
+    assert!(c.lib(1).tag_by_path("Planted").unwrap().is_some());
+}
+
 /// What sync clients and operating systems leave in folders is ignored without harm.
 pub async fn junk_in_shared_folder_is_ignored<B: Backend>(env: Env) {
     let c = Cluster::<B>::start(env, 2).await;

@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, HashSet};
 use futures::stream::{self, StreamExt};
 
 use super::backoff::Failure;
+use super::state::Quarantined;
 use super::{IngestReport, Replica, StatusEvent, Warning};
 use crate::Result;
 use crate::ids::DeviceId;
@@ -110,6 +111,10 @@ impl Replica {
                     }
                     None => true,
                 });
+                st.quarantine.retain(|(device, file), _| {
+                    let folder = device.to_string();
+                    unlisted.contains(folder.as_str()) || listed.contains(&(folder.as_str(), file.as_str()))
+                });
             }
             let mut seen: HashSet<(DeviceId, String)> = HashSet::new();
             let retry: Vec<(DeviceId, FileEntry)> = st.retry.iter().map(|((d, _), f)| (*d, f.clone())).collect();
@@ -120,6 +125,11 @@ impl Replica {
                     continue;
                 }
                 if st.applied_names.get(&peer).and_then(|k| k.get(&file.name)) == Some(&file.size) {
+                    continue;
+                }
+                if st.quarantine.get(&(peer, file.name.clone())).is_some_and(|q| q.lists_as(&file)) {
+                    // Rejected by the engine as it is; its warning stays until it changes.
+                    report.skipped += 1;
                     continue;
                 }
                 if let Some(name) = SegmentName::parse(&file.name) {
@@ -150,18 +160,24 @@ impl Replica {
                     Ok(()) => {
                         let mut st = self.lock();
                         st.retry.remove(&key);
+                        st.quarantine.remove(&key);
                         st.warnings.remove(&(folder.clone(), Some(file.name.clone())));
                     }
                     Err(Skip { gone: true, .. }) => {
                         tracing::debug!(%peer, file = %file.name, "listed file is gone");
                         let mut st = self.lock();
                         st.retry.remove(&key);
+                        st.quarantine.remove(&key);
                         st.warnings.remove(&(folder.clone(), Some(file.name.clone())));
                     }
                     Err(Skip { message, .. }) => {
                         self.warn(&folder, Some(&file.name), message);
                         report.skipped += 1;
-                        self.lock().retry.insert(key, file);
+                        let mut st = self.lock();
+                        if !st.quarantine.contains_key(&key) {
+                            // A quarantined file waits for a change, not for the next pass.
+                            st.retry.insert(key, file);
+                        }
                     }
                 }
             }
@@ -222,6 +238,16 @@ impl Replica {
         };
         let key = (peer, applied.seq_start, applied.seq_end, applied.checksum);
         let mut st = self.lock();
+        let spot = (peer, file.name.clone());
+        if let Some(q) = st.quarantine.get_mut(&spot) {
+            if q.checksum == seg.header.payload_crc {
+                // Listed anew (another version, a re-upload) but the same rejected payload.
+                q.size = file.size;
+                q.version = file.version.clone();
+                return Ok(Err(Skip::new(q.message.clone())));
+            }
+            st.quarantine.remove(&spot);
+        }
         if st.applied_content.contains(&key) {
             // A conflict copy (or a re-upload) of a segment already applied.
             st.store.commit_remote(&applied, None)?;
@@ -231,9 +257,14 @@ impl Replica {
         }
         if let Err(e) = st.engine.apply_remote(seg.payload) {
             // An engine may have integrated part of a payload it then rejected: return to the
-            // stored state so nothing unrecorded stays visible.
+            // stored state so nothing unrecorded stays visible. Rebuilding costs a replay of the
+            // whole store, so the file is not tried again until it changes.
             st.rebuild_engine()?;
-            return Ok(Err(Skip::new(format!("engine rejected the payload: {e}; skipped, will retry"))));
+            let message = format!("engine rejected the payload: {e}; skipped until the file changes");
+            let checksum = seg.header.payload_crc;
+            let q = Quarantined { size: file.size, version: file.version.clone(), checksum, message: message.clone() };
+            st.quarantine.insert(spot, q);
+            return Ok(Err(Skip::new(message)));
         }
         if let Err(e) = st.store.commit_remote(&applied, Some(seg.payload)) {
             st.rebuild_engine()?;

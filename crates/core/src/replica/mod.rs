@@ -121,6 +121,7 @@ impl Replica {
             device_info_failure: None,
             cursor: None,
             retry: HashMap::new(),
+            quarantine: HashMap::new(),
         };
         state.rebuild_engine()?;
         state.load_prepared()?;

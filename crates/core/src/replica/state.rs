@@ -51,6 +51,26 @@ pub(super) struct State {
     pub(super) retry: HashMap<(DeviceId, String), FileEntry>,
     /// Failed writes of `device.json` (retried with backoff, never on every pass).
     pub(super) device_info_failure: Option<Failure>,
+    /// Peer files whose payload the engine rejected, skipped until they change.
+    pub(super) quarantine: HashMap<(DeviceId, String), Quarantined>,
+}
+
+/// A peer file that passed every check but the engine's, as it was listed and read: it is
+/// not read again (nor the engine rebuilt again) until its listing or content changes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Quarantined {
+    pub(super) size: u64,
+    pub(super) version: Option<String>,
+    pub(super) checksum: u32,
+    /// The warning it was skipped with.
+    pub(super) message: String,
+}
+
+impl Quarantined {
+    /// Whether a listing shows the same file as the one quarantined.
+    pub(super) fn lists_as(&self, file: &FileEntry) -> bool {
+        self.size == file.size && self.version == file.version
+    }
 }
 
 impl State {
