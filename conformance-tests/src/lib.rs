@@ -423,6 +423,8 @@ macro_rules! scenario_tests {
                 concurrent_tag_move_makes_no_cycle,
                 concurrent_siblings_order_the_same,
                 restore_replace_propagates,
+                restore_after_a_raced_delete_equals_the_backup,
+                restore_merges_edits_made_offline_concurrently,
                 offline_device_catches_up,
                 duplicated_delivery_is_harmless,
                 out_of_order_delivery_converges,
@@ -472,6 +474,7 @@ macro_rules! scenario_tests {
                     concurrent_tag_move_makes_no_cycle,
                     concurrent_siblings_order_the_same,
                     restore_replace_propagates,
+                    restore_after_a_raced_delete_equals_the_backup,
                     offline_device_catches_up,
                     restarted_device_loses_nothing,
                     restart_after_restore,
@@ -511,6 +514,8 @@ macro_rules! __axes {
                 folder $crate::factories::Folder [feature = "folder"],
                 s3 $crate::factories::S3 [feature = "s3"],
                 webdav $crate::factories::Webdav [feature = "webdav"],
+                dropbox $crate::factories::Dropbox [feature = "dropbox"],
+                gdrive $crate::factories::Gdrive [feature = "gdrive"],
             ]
         }
     };

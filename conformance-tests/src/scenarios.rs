@@ -577,6 +577,72 @@ pub async fn restart_after_restore<B: Backend>(env: Env) {
     assert_eq!(c.lib(1).export().unwrap(), backup, "the restored state, on the peer too");
 }
 
+/// A restore equals the backup for everything the restoring device had seen — also for a
+/// record it re-creates whose fields and set members raced its delete: device 0 deletes a tag
+/// while device 1 recolours it and tags a new file with it; both sync; device 0 restores a
+/// backup from before. No raced colour or membership comes back, on either device.
+pub async fn restore_after_a_raced_delete_equals_the_backup<B: Backend>(env: Env) {
+    let (c, loc) = cluster_with_location::<B>(env, 2).await;
+    let keep = c.lib(0).create_tag(None, "Keep2", None).unwrap();
+    let other = c.lib(0).create_tag(None, "Other", Some("green")).unwrap();
+    let f1 = c.lib(0).upsert_file(&loc, "one.jpg", &meta(1)).unwrap();
+    c.lib(0).assign(&f1, &keep).unwrap();
+    c.lib(0).assign(&f1, &other).unwrap();
+    c.sync_all().await;
+    let backup = c.lib(0).export().unwrap();
+    // Concurrently: a delete on device 0, edits of the same records on device 1.
+    c.lib(0).delete_tag(&keep).unwrap();
+    c.lib(0).remove_file(&f1).unwrap();
+    c.lib(1).set_tag_color(&keep, Some("blue")).unwrap();
+    c.lib(1).rename_tag(&keep, "Keep two").unwrap();
+    let f2 = c.lib(1).upsert_file(&loc, "two.jpg", &meta(2)).unwrap();
+    c.lib(1).assign(&f2, &keep).unwrap();
+    c.lib(1).assign(&f1, &keep).unwrap();
+    c.lib(1).unassign(&f1, &other).unwrap();
+    c.lib(1).set_tag_color(&other, None).unwrap();
+    c.sync_all().await;
+    c.assert_converged();
+    c.lib(0).import(&backup, ImportMode::Replace).unwrap();
+    assert_eq!(c.lib(0).export().unwrap(), backup, "the restoring device");
+    c.sync_all().await;
+    assert_eq!(c.lib(1).export().unwrap(), backup, "the peer");
+    c.assert_converged();
+}
+
+/// Edits a device made offline while another restored a backup (the restore could not see
+/// them) merge like any concurrent edit: a record created offline is kept, a tag assigned
+/// offline stays (add wins), a record the restore deleted stays deleted whatever was written
+/// to it offline, and a field both wrote ends the same on every device.
+pub async fn restore_merges_edits_made_offline_concurrently<B: Backend>(env: Env) {
+    let (c, loc) = cluster_with_location::<B>(env, 3).await;
+    let alpha = c.lib(0).create_tag(None, "Alpha", None).unwrap();
+    let beta = c.lib(0).create_tag(None, "Beta", None).unwrap();
+    let f = c.lib(0).upsert_file(&loc, "f.jpg", &meta(1)).unwrap();
+    c.lib(0).assign(&f, &alpha).unwrap();
+    c.sync_all().await;
+    let backup = c.lib(0).export().unwrap();
+    let gamma = c.lib(0).create_tag(None, "Gamma", None).unwrap();
+    c.sync_all().await;
+    // Device 2 goes offline and edits.
+    let fresh = c.lib(2).create_tag(None, "Offline new", None).unwrap();
+    c.lib(2).assign(&f, &beta).unwrap();
+    c.lib(2).set_tag_color(&gamma, Some("red")).unwrap();
+    c.lib(2).rename_tag(&alpha, "Alpha offline").unwrap();
+    // Meanwhile device 0 restores, and device 1 sees it.
+    c.lib(0).import(&backup, ImportMode::Replace).unwrap();
+    c.sync_some(&[0, 1]).await;
+    assert_eq!(c.lib(1).export().unwrap(), backup);
+    // Device 2 comes back.
+    c.sync_all().await;
+    c.assert_converged();
+    let tags = c.lib(1).tags().unwrap();
+    assert!(tags.contains_key(&fresh), "a tag created offline is kept");
+    assert!(!tags.contains_key(&gamma), "a tag the restore deleted stays deleted");
+    assert!(["Alpha", "Alpha offline"].contains(&tags[&alpha].name.as_str()), "{}", tags[&alpha].name);
+    let on_f = c.lib(1).files_with_tag(&beta, false).unwrap();
+    assert_eq!(on_f.len(), 1, "a tag assigned offline stays");
+}
+
 /// What a bad-input scenario plants: bytes for a file in a fake peer's folder.
 struct Planted {
     bytes: Vec<u8>,

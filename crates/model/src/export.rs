@@ -269,6 +269,12 @@ impl<D: Document> Library<D> {
             for (id, fields) in want {
                 let cur = existing.get(&id);
                 if cur.is_none() {
+                    if mode == ImportMode::Replace {
+                        // A record re-created by a restore may still hold field writes and set
+                        // members that raced its delete (invisible while it was deleted): a
+                        // delete first removes them, so the record is exactly the backup's.
+                        ops.push(Op::delete(coll, &id));
+                    }
                     ops.push(Op::create(coll, &id));
                 }
                 for (field, value) in &fields {
