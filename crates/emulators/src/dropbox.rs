@@ -523,7 +523,9 @@ impl State {
                 "client_modified": f.modified, "server_modified": f.modified, "rev": f.rev, "size": f.size,
                 "is_downloadable": true,
             }),
-            None => json!({ ".tag": "folder", "name": name, "id": node.id, "path_lower": lower, "path_display": node.display }),
+            None => {
+                json!({ ".tag": "folder", "name": name, "id": node.id, "path_lower": lower, "path_display": node.display })
+            }
         }
     }
 
@@ -647,7 +649,8 @@ impl State {
                     std::fs::create_dir_all(&disk)
                         .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("create folder: {e}")))?;
                     let id = self.new_id();
-                    self.nodes.insert(low.clone(), Node { display: display.clone(), disk: disk.clone(), id, file: None });
+                    self.nodes
+                        .insert(low.clone(), Node { display: display.clone(), disk: disk.clone(), id, file: None });
                     self.record(&low);
                 }
             }
@@ -687,8 +690,11 @@ impl State {
         let all = self.entries(folder, recursive, from, to);
         let end = (offset + self.page_size).min(all.len());
         let has_more = end < all.len();
-        let cursor =
-            if has_more { self.cursor(folder, recursive, from, to, end) } else { self.cursor(folder, recursive, to, to, 0) };
+        let cursor = if has_more {
+            self.cursor(folder, recursive, from, to, end)
+        } else {
+            self.cursor(folder, recursive, to, to, 0)
+        };
         json!({ "entries": all[offset.min(end)..end], "cursor": cursor, "has_more": has_more })
     }
 }
@@ -754,9 +760,8 @@ fn path_components(path: &str, allow_root: bool) -> Result<Vec<&str>, Fail> {
     if path.is_empty() && allow_root {
         return Ok(Vec::new());
     }
-    let malformed = || {
-        api_error("path/malformed_path", json!({ ".tag": "path", "path": { ".tag": "malformed_path" } }))
-    };
+    let malformed =
+        || api_error("path/malformed_path", json!({ ".tag": "path", "path": { ".tag": "malformed_path" } }));
     let rest = path.strip_prefix('/').ok_or_else(malformed)?;
     let parts: Vec<&str> = rest.split('/').collect();
     if parts.iter().any(|p| p.is_empty() || *p == "." || *p == "..") {
@@ -783,8 +788,8 @@ fn rate_limited(reason: &str, retry_after: u32) -> Response {
         "error_summary": format!("{reason}/.."),
         "error": { "reason": { ".tag": reason }, "retry_after": retry_after },
     });
-    let mut response = (StatusCode::TOO_MANY_REQUESTS, [(header::CONTENT_TYPE, "application/json")], body.to_string())
-        .into_response();
+    let mut response =
+        (StatusCode::TOO_MANY_REQUESTS, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
     response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
     response
 }
@@ -814,7 +819,13 @@ fn header_json(value: &Value) -> String {
 
 const WRITE_ROUTES: [&str; 3] = ["files/upload", "files/delete_v2", "files/create_folder_v2"];
 
-async fn handle(AxState(shared): AxState<Arc<Shared>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn handle(
+    AxState(shared): AxState<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let path = uri.path();
     let route = path.strip_prefix("/2/").unwrap_or(path.trim_start_matches('/')).to_owned();
     let scripted = {
@@ -880,7 +891,8 @@ async fn handle(AxState(shared): AxState<Arc<Shared>>, method: Method, uri: Uri,
     } else if body.is_empty() {
         Ok(Value::Null)
     } else {
-        serde_json::from_slice(&body).map_err(|e| bad_request(format!("request body: could not decode input as JSON: {e}")))
+        serde_json::from_slice(&body)
+            .map_err(|e| bad_request(format!("request body: could not decode input as JSON: {e}")))
     };
     let arg = match arg {
         Ok(a) => a,
@@ -905,7 +917,9 @@ async fn handle(AxState(shared): AxState<Arc<Shared>>, method: Method, uri: Uri,
 
 fn check_token(shared: &Shared, headers: &HeaderMap) -> Result<(), Response> {
     let Some(auth) = headers.get(header::AUTHORIZATION).and_then(|h| h.to_str().ok()) else {
-        return Err(fail_response(bad_request("Error in call to API function: Must provide HTTP header \"Authorization\"")));
+        return Err(fail_response(bad_request(
+            "Error in call to API function: Must provide HTTP header \"Authorization\"",
+        )));
     };
     let token = auth.strip_prefix("Bearer ").unwrap_or("");
     if token == ACCESS_TOKEN {
@@ -916,7 +930,8 @@ fn check_token(shared: &Shared, headers: &HeaderMap) -> Result<(), Response> {
         Some(_) => Err(expired_token()),
         None => Err(fail_response((
             StatusCode::UNAUTHORIZED,
-            json!({ "error_summary": "invalid_access_token/..", "error": { ".tag": "invalid_access_token" } }).to_string(),
+            json!({ "error_summary": "invalid_access_token/..", "error": { ".tag": "invalid_access_token" } })
+                .to_string(),
         ))),
     }
 }
@@ -987,7 +1002,9 @@ async fn longpoll(shared: &Arc<Shared>, body: &[u8]) -> Result<Response, Fail> {
     let cursor = arg_str(&arg, "cursor")?.to_owned();
     let timeout = arg.get("timeout").and_then(Value::as_u64).unwrap_or(30);
     if !(30..=480).contains(&timeout) {
-        return Err(bad_request("Error in call to API function \"files/list_folder/longpoll\": timeout must be between 30 and 480"));
+        return Err(bad_request(
+            "Error in call to API function \"files/list_folder/longpoll\": timeout must be between 30 and 480",
+        ));
     }
     let deadline = Instant::now() + Duration::from_secs(timeout);
     loop {
@@ -1031,7 +1048,8 @@ fn delete(shared: &Shared, arg: &Value) -> Result<Value, Fail> {
     let low = lower(path);
     let node = st.nodes.get(&low).cloned().ok_or_else(|| lookup_not_found("path_lookup"))?;
     let meta = State::meta(&low, &node);
-    let removed = if node.file.is_some() { std::fs::remove_file(&node.disk) } else { std::fs::remove_dir_all(&node.disk) };
+    let removed =
+        if node.file.is_some() { std::fs::remove_file(&node.disk) } else { std::fs::remove_dir_all(&node.disk) };
     removed.map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, format!("delete: {e}")))?;
     let prefix = format!("{low}/");
     let doomed: Vec<(String, String)> = st
@@ -1159,7 +1177,8 @@ fn download(shared: &Shared, arg: &Value) -> Result<Response, Fail> {
     let bytes = std::fs::read(&node.disk).map_err(|_| lookup_not_found("path"))?;
     let meta = State::untagged(State::meta(&low, node));
     let mut response = (StatusCode::OK, [(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response();
-    let value = HeaderValue::from_str(&header_json(&meta)).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let value =
+        HeaderValue::from_str(&header_json(&meta)).map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     response.headers_mut().insert("dropbox-api-result", value);
     Ok(response)
 }
@@ -1315,7 +1334,10 @@ mod tests {
             rotate_refresh_tokens: false,
         };
         let c = parse_cursor(&st.cursor("/pictures/ü", true, 3, 9, 2)).unwrap();
-        assert_eq!((c.epoch, c.from, c.to, c.offset, c.recursive, c.folder.as_str()), (7, 3, 9, 2, true, "/pictures/ü"));
+        assert_eq!(
+            (c.epoch, c.from, c.to, c.offset, c.recursive, c.folder.as_str()),
+            (7, 3, 9, 2, true, "/pictures/ü")
+        );
     }
 
     #[test]
