@@ -38,18 +38,26 @@ impl Meter {
     }
 }
 
-tokio::task_local! {
-    /// The `Retry-After` of the last 429 / 503 answer within one transport call.
-    static RETRY_AFTER: Cell<Option<Duration>>;
+/// What the last failed HTTP answer within one transport call said.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Refusal {
+    /// Its status (4xx, 5xx).
+    pub status: Option<u16>,
+    /// Its `Retry-After`, in seconds form.
+    pub retry_after: Option<Duration>,
 }
 
-/// Runs `fut` (one transport call) and returns its output with the `Retry-After` the server
-/// sent with a 429 or 503 during it, if any.
-pub(crate) async fn with_retry_after<T>(fut: impl Future<Output = T>) -> (T, Option<Duration>) {
-    RETRY_AFTER
-        .scope(Cell::new(None), async move {
+tokio::task_local! {
+    static REFUSAL: Cell<Refusal>;
+}
+
+/// Runs `fut` (one transport call) and returns its output with the status and `Retry-After`
+/// of the last answer of 400 or more during it (OpenDAL's errors carry neither reliably).
+pub(crate) async fn with_refusal<T>(fut: impl Future<Output = T>) -> (T, Refusal) {
+    REFUSAL
+        .scope(Cell::new(Refusal::default()), async move {
             let out = fut.await;
-            (out, RETRY_AFTER.with(Cell::get))
+            (out, REFUSAL.with(Cell::get))
         })
         .await
 }
@@ -88,19 +96,21 @@ impl HttpTransport for Metered {
     async fn fetch(&self, req: http::Request<Buffer>) -> opendal::Result<http::Response<HttpBody>> {
         self.meter.requests.fetch_add(1, Ordering::Relaxed);
         self.meter.bytes_sent.fetch_add(req.body().len() as u64, Ordering::Relaxed);
+        let head = req.method() == http::Method::HEAD;
         let resp = self.inner.fetch(req).await?;
         let length = resp
             .headers()
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        self.meter.bytes_received.fetch_add(length.unwrap_or(0), Ordering::Relaxed);
+        if !head {
+            self.meter.bytes_received.fetch_add(length.unwrap_or(0), Ordering::Relaxed);
+        }
         let status = resp.status().as_u16();
-        if status == 429 || status == 503 {
+        if status >= 400 {
             let after = resp.headers().get(http::header::RETRY_AFTER).and_then(|v| v.to_str().ok());
-            if let Some(after) = after.and_then(parse_retry_after) {
-                let _ = RETRY_AFTER.try_with(|cell| cell.set(Some(after)));
-            }
+            let refusal = Refusal { status: Some(status), retry_after: after.and_then(parse_retry_after) };
+            let _ = REFUSAL.try_with(|cell| cell.set(refusal));
         }
         Ok(resp)
     }

@@ -107,7 +107,6 @@ pub mod servers;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use onefolder_core::names::{MANIFEST_FILE, is_temporary};
@@ -116,7 +115,7 @@ use onefolder_core::{Capabilities, ChangeStream, DeviceId, FileEntry, Transport,
 use opendal::{ErrorKind, Operator, services};
 
 pub use config::{Config, ConfigError, S3Credentials, S3Options, Secret, WebdavOptions};
-pub use http::HttpStats;
+pub use http::{HttpStats, Refusal};
 
 /// Name of the folder, under the URL's prefix or path, that holds everything OneFolder Sync
 /// writes.
@@ -314,8 +313,8 @@ impl OpendalTransport {
         what: &str,
         fut: impl IntoFuture<Output = opendal::Result<T>>,
     ) -> Result<T, (ErrorKind, TransportError)> {
-        let (out, retry_after) = http::with_retry_after(fut.into_future()).await;
-        out.map_err(|e| (e.kind(), map_error(&e, what, retry_after)))
+        let (out, refusal) = http::with_refusal(fut.into_future()).await;
+        out.map_err(|e| (e.kind(), map_error(&e, what, refusal)))
     }
 
     async fn stat(&self, path: &str, what: &str) -> Result<opendal::Metadata, TransportError> {
@@ -379,10 +378,10 @@ impl OpendalTransport {
         let tmp = if dir.is_empty() { tmp_name } else { format!("{dir}/{tmp_name}") };
         self.call(what, self.inner.op.write(&tmp, bytes.to_vec())).await.map_err(|(_, e)| e)?;
         let moved = self.dav_move(&tmp, path, overwrite, what).await;
-        if !matches!(moved, Ok(true)) {
-            if let Err((_, e)) = self.call(what, self.inner.op.delete(&tmp)).await {
-                tracing::warn!(file = what, error = %e, "could not remove a temporary file");
-            }
+        if !matches!(moved, Ok(true))
+            && let Err((_, e)) = self.call(what, self.inner.op.delete(&tmp)).await
+        {
+            tracing::warn!(file = what, error = %e, "could not remove a temporary file");
         }
         moved
     }
@@ -498,17 +497,22 @@ fn rand_u64() -> u64 {
     uuid::Uuid::new_v4().as_u64_pair().0
 }
 
-/// Maps an OpenDAL error of the call `what` to a [`TransportError`] kind.
-pub fn map_error(e: &opendal::Error, what: &str, retry_after: Option<Duration>) -> TransportError {
-    match e.kind() {
-        ErrorKind::NotFound => TransportError::NotFound(what.to_owned()),
-        ErrorKind::ConditionNotMatch | ErrorKind::AlreadyExists => TransportError::AlreadyExists(what.to_owned()),
-        ErrorKind::RateLimited => TransportError::RateLimited { retry_after },
+/// Maps an OpenDAL error of the call `what` to a [`TransportError`] kind; `refusal` is what
+/// the server's last failed answer said (its status also decides where a service leaves the
+/// error `Unexpected`, as OpenDAL's WebDAV service does for 429 and 401).
+pub fn map_error(e: &opendal::Error, what: &str, refusal: Refusal) -> TransportError {
+    let Refusal { status, retry_after } = refusal;
+    let denied =
+        || TransportError::Io(std::io::Error::new(std::io::ErrorKind::PermissionDenied, format!("{what}: {e}")));
+    match (e.kind(), status) {
+        (ErrorKind::NotFound, _) => TransportError::NotFound(what.to_owned()),
+        (ErrorKind::ConditionNotMatch | ErrorKind::AlreadyExists, _) => TransportError::AlreadyExists(what.to_owned()),
+        (ErrorKind::RateLimited, _) | (_, Some(429)) => TransportError::RateLimited { retry_after },
+        (_, Some(503)) if retry_after.is_some() => TransportError::RateLimited { retry_after },
         _ if e.is_temporary() && retry_after.is_some() => TransportError::RateLimited { retry_after },
         _ if e.is_temporary() => TransportError::Transient(format!("{what}: {e}")),
-        ErrorKind::PermissionDenied => {
-            TransportError::Io(std::io::Error::new(std::io::ErrorKind::PermissionDenied, format!("{what}: {e}")))
-        }
+        (_, Some(408 | 423 | 500..=599)) => TransportError::Transient(format!("{what}: {e}")),
+        (ErrorKind::PermissionDenied, _) | (_, Some(401 | 403)) => denied(),
         _ => TransportError::Io(std::io::Error::other(format!("{what}: {e}"))),
     }
 }
