@@ -244,12 +244,7 @@ async fn token_request(client: &HttpClient, url: &str, form: &[(&str, &str)]) ->
         .map_err(|e| AuthError::Config(format!("bad token URL {url}: {e}")))?;
     let response = client.request(request).await.map_err(|e| AuthError::Unreachable(e.to_string()))?;
     let status = response.status().as_u16();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| AuthError::Unreachable(e.to_string()))?
-        .to_bytes();
+    let bytes = response.into_body().collect().await.map_err(|e| AuthError::Unreachable(e.to_string()))?.to_bytes();
     if (200..300).contains(&status) {
         return serde_json::from_slice(&bytes)
             .map_err(|e| AuthError::Unreachable(format!("the token endpoint answered something else: {e}")));
@@ -379,6 +374,8 @@ async fn wait_for_code(listener: &tokio::net::TcpListener, state: &str) -> Resul
     }
 }
 
+// Held once, behind an Arc.
+#[allow(clippy::large_enum_variant)]
 enum Source {
     Fixed(String),
     Refreshing { app: OAuthApp, file: PathBuf, client: HttpClient, current: tokio::sync::Mutex<TokenFile> },

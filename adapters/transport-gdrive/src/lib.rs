@@ -122,11 +122,8 @@ type Hub = DriveHub<Connector>;
 /// The HTTP client: rustls on ring with the webpki roots, HTTP/1.1, plain HTTP allowed
 /// (endpoints are checked by [`check_endpoint`]).
 fn http_client() -> HttpClient {
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_webpki_roots()
-        .https_or_http()
-        .enable_http1()
-        .build();
+    let connector =
+        hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots().https_or_http().enable_http1().build();
     hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector)
 }
 
@@ -434,7 +431,10 @@ impl From<Failure> for TransportError {
             } else {
                 TransportError::Io(std::io::Error::new(
                     std::io::ErrorKind::PermissionDenied,
-                    format!("{}: Google Drive sign-in is no longer valid ({auth}); run `onefolder-sync auth gdrive`", f.op),
+                    format!(
+                        "{}: Google Drive sign-in is no longer valid ({auth}); run `onefolder-sync auth gdrive`",
+                        f.op
+                    ),
                 ))
             };
         }
@@ -453,7 +453,12 @@ impl From<Failure> for TransportError {
             )),
             Some(403) => TransportError::Io(std::io::Error::new(
                 std::io::ErrorKind::PermissionDenied,
-                format!("{}: Google Drive refused (403 {}): {}", f.op, f.reason.as_deref().unwrap_or("forbidden"), f.message),
+                format!(
+                    "{}: Google Drive refused (403 {}): {}",
+                    f.op,
+                    f.reason.as_deref().unwrap_or("forbidden"),
+                    f.message
+                ),
             )),
             Some(s) => TransportError::Io(std::io::Error::other(format!(
                 "{}: Google Drive answered {s} ({}): {}",
@@ -645,8 +650,7 @@ impl Inner {
                 .header(hyper::header::CONTENT_TYPE, "application/json")
                 .body(common::to_body(Some(body.clone())))
                 .map_err(|e| fail(None, e.to_string(), false, None))?;
-            let response =
-                self.hub.client.request(request).await.map_err(|e| fail(None, e.to_string(), true, None))?;
+            let response = self.hub.client.request(request).await.map_err(|e| fail(None, e.to_string(), true, None))?;
             let status = response.status().as_u16();
             let retry_after = response
                 .headers()
@@ -861,13 +865,8 @@ impl Inner {
         }
         if !fresh {
             let c = self.cache();
-            let written = c
-                .written
-                .get(folder)
-                .into_iter()
-                .flatten()
-                .filter(|(f, _)| f.name == name)
-                .map(|(f, _)| f.clone());
+            let written =
+                c.written.get(folder).into_iter().flatten().filter(|(f, _)| f.name == name).map(|(f, _)| f.clone());
             let listed = c.listings.get(folder).into_iter().flatten().filter(|f| f.name == name).cloned();
             let mut known: Vec<Remote> = written.chain(listed).filter(|f| !c.deleted.contains(&f.id)).collect();
             known.sort_by(|a, b| (a.created, &a.id).cmp(&(b.created, &b.id)));
@@ -1075,9 +1074,7 @@ impl Inner {
 
     /// The feed from `token`: `None` when the token is no longer valid.
     async fn feed(&self, token: &str, skip: Option<&DeviceId>) -> Result<Option<ChangeSet>, TransportError> {
-        let fields = format!(
-            "nextPageToken,newStartPageToken,changes(fileId,removed,file({FILE_FIELDS}))"
-        );
+        let fields = format!("nextPageToken,newStartPageToken,changes(fileId,removed,file({FILE_FIELDS}))");
         let mut changes = Vec::new();
         let mut page = token.to_owned();
         let next = loop {
@@ -1114,7 +1111,9 @@ impl Inner {
         };
         // Folders first: a new device folder (or a second `database`) precedes its files.
         let mut changed: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for change in changes.iter().filter(|c| c.file.as_ref().and_then(|f| f.mime_type.as_deref()) == Some(FOLDER_MIME)) {
+        for change in
+            changes.iter().filter(|c| c.file.as_ref().and_then(|f| f.mime_type.as_deref()) == Some(FOLDER_MIME))
+        {
             let Some(f) = &change.file else { continue };
             let (Some(id), Some(name)) = (&f.id, &f.name) else { continue };
             let parents: Vec<&String> = f.parents.iter().flatten().collect();
@@ -1219,14 +1218,20 @@ impl Transport for GdriveTransport {
         }
         let Some(file) = inner.files_named(&tags, MANIFEST_FILE).await?.into_iter().next() else { return Ok(None) };
         if file.size > MANIFEST_CAP {
-            return Err(TransportError::TooLarge { name: MANIFEST_FILE.to_owned(), size: file.size, cap: MANIFEST_CAP });
+            return Err(TransportError::TooLarge {
+                name: MANIFEST_FILE.to_owned(),
+                size: file.size,
+                cap: MANIFEST_CAP,
+            });
         }
         match inner.download(&file.id, MANIFEST_FILE, MANIFEST_CAP).await {
             Ok(bytes) => Ok(Some(bytes)),
             Err(f) if f.not_found() => Ok(None),
-            Err(f) if f.reason.as_deref() == Some("tooLarge") => {
-                Err(TransportError::TooLarge { name: MANIFEST_FILE.to_owned(), size: MANIFEST_CAP + 1, cap: MANIFEST_CAP })
-            }
+            Err(f) if f.reason.as_deref() == Some("tooLarge") => Err(TransportError::TooLarge {
+                name: MANIFEST_FILE.to_owned(),
+                size: MANIFEST_CAP + 1,
+                cap: MANIFEST_CAP,
+            }),
             Err(f) => Err(f.into()),
         }
     }
@@ -1378,10 +1383,13 @@ mod unit {
 
     #[test]
     fn duplicate_segment_names_become_variants_of_the_same_seq() {
-        let files =
-            vec![remote("b", "00000000000000000007.seg", 2), remote("a", "00000000000000000007.seg", 1), remote("c", "device.json", 1), remote("d", "device.json", 3)];
-        let names: Vec<(String, String)> =
-            display_names(&files).into_iter().map(|(n, f)| (n, f.id.clone())).collect();
+        let files = vec![
+            remote("b", "00000000000000000007.seg", 2),
+            remote("a", "00000000000000000007.seg", 1),
+            remote("c", "device.json", 1),
+            remote("d", "device.json", 3),
+        ];
+        let names: Vec<(String, String)> = display_names(&files).into_iter().map(|(n, f)| (n, f.id.clone())).collect();
         assert_eq!(
             names,
             vec![
@@ -1399,10 +1407,17 @@ mod unit {
 
     #[test]
     fn plain_http_only_on_loopback() {
-        for ok in ["https://www.googleapis.com/drive/v3/", "http://127.0.0.1:8080/", "http://localhost/", "http://[::1]:9/", "http://127.3.4.5/"] {
+        for ok in [
+            "https://www.googleapis.com/drive/v3/",
+            "http://127.0.0.1:8080/",
+            "http://localhost/",
+            "http://[::1]:9/",
+            "http://127.3.4.5/",
+        ] {
             check_endpoint(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
         }
-        for bad in ["http://example.com/", "http://10.0.0.1/", "ftp://127.0.0.1/", "http://127.0.0.1.evil.com/", "nope"] {
+        for bad in ["http://example.com/", "http://10.0.0.1/", "ftp://127.0.0.1/", "http://127.0.0.1.evil.com/", "nope"]
+        {
             assert!(check_endpoint(bad).is_err(), "{bad}");
         }
     }

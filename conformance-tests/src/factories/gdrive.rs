@@ -55,7 +55,11 @@ impl Medium for GdriveMedium {
         if folder.is_empty() || name.is_empty() {
             return false;
         }
-        self.emulator.plant(&[LIBRARY, onefolder_transport_gdrive::TAGS_DIR, onefolder_transport_gdrive::DATABASE_DIR, folder], name, bytes);
+        self.emulator.plant(
+            &[LIBRARY, onefolder_transport_gdrive::TAGS_DIR, onefolder_transport_gdrive::DATABASE_DIR, folder],
+            name,
+            bytes,
+        );
         true
     }
 

@@ -38,6 +38,9 @@
 //! mix of them, [`GdriveEmulator::set_chaos`]. [`GdriveEmulator::counts`] counts requests per
 //! endpoint.
 
+// Handlers answer errors as ready axum responses.
+#![allow(clippy::result_large_err)]
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -413,7 +416,8 @@ impl State {
     }
 
     fn new_secret(&mut self, prefix: &str) -> String {
-        let a = self.next_random() ^ SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+        let a = self.next_random()
+            ^ SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
         let b = self.next_random();
         format!("{prefix}{a:016x}{b:016x}")
     }
@@ -700,7 +704,8 @@ async fn enter(state: &Shared, endpoint: &str, headers: &HeaderMap) -> Result<()
             Ok(())
         }
         Some(Fault::TooManyRequests { retry_after_secs }) => {
-            let mut r = drive_error(StatusCode::TOO_MANY_REQUESTS, "usageLimits", "rateLimitExceeded", "Rate Limit Exceeded");
+            let mut r =
+                drive_error(StatusCode::TOO_MANY_REQUESTS, "usageLimits", "rateLimitExceeded", "Rate Limit Exceeded");
             r.headers_mut().insert(header::RETRY_AFTER, retry_after_secs.into());
             Err(r)
         }
@@ -794,11 +799,8 @@ fn parse_clause(s: &str) -> Option<(Clause, &str)> {
     }
     let (field, rest) = s.split_once(char::is_whitespace)?;
     let rest = rest.trim_start();
-    let (negated, rest) = if let Some(r) = rest.strip_prefix("!=") {
-        (true, r)
-    } else {
-        (false, rest.strip_prefix('=')?)
-    };
+    let (negated, rest) =
+        if let Some(r) = rest.strip_prefix("!=") { (true, r) } else { (false, rest.strip_prefix('=')?) };
     let rest = rest.trim_start();
     match field {
         "trashed" if !negated => {
@@ -870,7 +872,12 @@ async fn files_get(
     let Some(n) = s.nodes.get(&s.resolve(&id)) else { return not_found(&id) };
     if media {
         if n.folder {
-            return drive_error(StatusCode::FORBIDDEN, "global", "fileNotDownloadable", "Only files with binary content can be downloaded.");
+            return drive_error(
+                StatusCode::FORBIDDEN,
+                "global",
+                "fileNotDownloadable",
+                "Only files with binary content can be downloaded.",
+            );
         }
         let mut r = (StatusCode::OK, n.content.as_ref().clone()).into_response();
         r.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/octet-stream"));
@@ -1073,7 +1080,8 @@ async fn authorize(Ext(state): Ext<Shared>, Query(p): Params) -> Response {
     s.count("oauth.authorize");
     let client_id = p.get("client_id").cloned().unwrap_or_default();
     if !s.clients.contains_key(&client_id) {
-        return (StatusCode::UNAUTHORIZED, "Error 401: invalid_client. The OAuth client was not found.").into_response();
+        return (StatusCode::UNAUTHORIZED, "Error 401: invalid_client. The OAuth client was not found.")
+            .into_response();
     }
     let redirect_uri = p.get("redirect_uri").cloned().unwrap_or_default();
     if !is_loopback_redirect(&redirect_uri) {
