@@ -160,6 +160,50 @@ impl Backup {
     }
 }
 
+/// Which automatic backups to keep, as OneFolder 1.x did: the most recent few, then the newest
+/// of each of the last days, then the newest of each of the last weeks. A backup kept by any
+/// rule is kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rotation {
+    /// The newest this many backups.
+    pub recent: usize,
+    /// The newest backup of each of this many most recent days (UTC) that have one.
+    pub daily: usize,
+    /// The newest backup of each of this many most recent weeks that have one.
+    pub weekly: usize,
+}
+
+impl Default for Rotation {
+    /// 6 recent (an hour at one every 10 minutes), 7 daily, 4 weekly.
+    fn default() -> Self {
+        Rotation { recent: 6, daily: 7, weekly: 4 }
+    }
+}
+
+impl Rotation {
+    /// The indexes into `created_ms` (each backup's creation time) of the backups to keep.
+    pub fn keep(&self, created_ms: &[i64]) -> std::collections::BTreeSet<usize> {
+        const DAY_MS: i64 = 86_400_000;
+        let mut newest_first: Vec<usize> = (0..created_ms.len()).collect();
+        newest_first.sort_by_key(|&i| std::cmp::Reverse((created_ms[i], i)));
+        let mut keep: std::collections::BTreeSet<usize> = newest_first.iter().take(self.recent).copied().collect();
+        for (count, bucket_ms) in [(self.daily, DAY_MS), (self.weekly, 7 * DAY_MS)] {
+            let mut buckets = Vec::new();
+            for &i in &newest_first {
+                let bucket = created_ms[i].div_euclid(bucket_ms);
+                if buckets.len() == count {
+                    break;
+                }
+                if !buckets.contains(&bucket) {
+                    buckets.push(bucket);
+                    keep.insert(i);
+                }
+            }
+        }
+        keep
+    }
+}
+
 /// Magic, header and content of a backup file; the header parsed and its version checked.
 fn split(bytes: &[u8]) -> Result<(BackupHeader, &[u8]), BackupError> {
     let rest = bytes
@@ -231,6 +275,37 @@ mod tests {
         assert!(matches!(Backup::decode(cut), Err(BackupError::BadHeader(_))));
         let newer = b"onefolder-sync backup\n{\"version\":2,\"other\":true}\n{}";
         assert!(matches!(Backup::decode(newer), Err(BackupError::TooNew { found: 2 })));
+    }
+
+    #[test]
+    fn rotation_keeps_recent_daily_and_weekly() {
+        const MIN: i64 = 60_000;
+        const DAY: i64 = 1440 * MIN;
+        let now = 1_000 * DAY;
+        // Every 10 minutes for the last hour and a half, then one a day for 30 days.
+        let mut created: Vec<i64> = (0..9).map(|k| now - k * 10 * MIN).collect();
+        created.extend((1..=30).map(|d| now - d * DAY - 3 * MIN));
+        let r = Rotation { recent: 6, daily: 7, weekly: 4 };
+        let keep = r.keep(&created);
+        // The 6 newest, one per day for 7 days (today's newest is among the recent), and one
+        // per week for 4 weeks.
+        for i in 0..6 {
+            assert!(keep.contains(&i), "recent {i}");
+        }
+        for i in 6..9 {
+            assert!(!keep.contains(&i), "older ones of today go: {i}");
+        }
+        for d in 1..=6 {
+            assert!(keep.contains(&(8 + d)), "day {d}");
+        }
+        assert!(keep.len() <= 6 + 7 + 4, "{keep:?}");
+        let oldest_kept = keep.iter().map(|&i| created[i]).min().unwrap();
+        assert!(oldest_kept >= now - 28 * DAY, "kept a backup older than four weeks");
+        assert!(oldest_kept <= now - 20 * DAY, "weekly backups reach back weeks");
+        // Fewer backups than the rules allow: all are kept; none: nothing.
+        assert_eq!(r.keep(&created[..3]).len(), 3);
+        assert!(r.keep(&[]).is_empty());
+        assert!(Rotation { recent: 0, daily: 0, weekly: 0 }.keep(&created).is_empty());
     }
 
     #[test]

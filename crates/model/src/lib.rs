@@ -25,7 +25,7 @@ use fractional_index::FractionalIndex;
 use onefolder_core::{Document, Engine, EngineError, Op, Record, Value};
 use serde::{Deserialize, Serialize};
 
-pub use backup::{BACKUP_EXTENSION, Backup, BackupError, BackupHeader};
+pub use backup::{BACKUP_EXTENSION, Backup, BackupError, BackupHeader, Rotation};
 pub use export::{Export, ExportFile, ExportLocation, ExportSearch, ExportTag, ImportMode};
 pub use tree::TagNode;
 

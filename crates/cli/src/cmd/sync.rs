@@ -6,8 +6,10 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::Args;
 use onefolder_core::{DeviceId, FlushInfo, Replica, StatusEvent, Warning};
+use onefolder_model::{Backup, Library, Rotation};
 use serde::{Deserialize, Serialize};
 
+use crate::cmd::backup::{AutoBackup, auto_backups_dir};
 use crate::error::user;
 use crate::out::{self, outln};
 use crate::session::{Global, Session};
@@ -66,6 +68,19 @@ pub struct SyncArgs {
     /// no change notifications (network drives).
     #[arg(long, value_name = "SECONDS", default_value_t = 30.0, requires = "watch")]
     pub poll: f64,
+    /// With --watch: seconds between two automatic backups of the library (taken only when it
+    /// changed; into `<state dir>/backups`, on this computer); 0 turns them off.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600.0, requires = "watch")]
+    pub backup_every: f64,
+    /// Automatic backups kept: the newest N.
+    #[arg(long, value_name = "N", default_value_t = Rotation::default().recent, requires = "watch")]
+    pub keep_recent: usize,
+    /// Automatic backups kept: the newest of each of the last N days.
+    #[arg(long, value_name = "N", default_value_t = Rotation::default().daily, requires = "watch")]
+    pub keep_daily: usize,
+    /// Automatic backups kept: the newest of each of the last N weeks.
+    #[arg(long, value_name = "N", default_value_t = Rotation::default().weekly, requires = "watch")]
+    pub keep_weekly: usize,
 }
 
 fn seconds(v: f64, what: &str) -> Result<Duration> {
@@ -235,7 +250,18 @@ async fn watch(args: SyncArgs, global: &Global) -> Result<()> {
     } else {
         outln!("watching {}", s.config.library.display());
     }
+    let backups = match seconds(args.backup_every, "backup-every")? {
+        every if every.is_zero() => None,
+        every => {
+            let rotation = Rotation { recent: args.keep_recent, daily: args.keep_daily, weekly: args.keep_weekly };
+            let auto = AutoBackup::new(auto_backups_dir(&s.dir), rotation);
+            Some(tokio::spawn(auto_backups(s.replica.clone(), auto, every, global.json)))
+        }
+    };
     let result = s.replica.run(shutdown).await;
+    if let Some(task) = backups {
+        task.abort();
+    }
     let _ = stop_tx.send(());
     let _ = printing.await;
     result?;
@@ -243,6 +269,37 @@ async fn watch(args: SyncArgs, global: &Global) -> Result<()> {
         outln!("stopped");
     }
     Ok(())
+}
+
+/// Takes an automatic backup every `every` (the first right away) while the library changes.
+async fn auto_backups(replica: std::sync::Arc<Replica>, mut auto: AutoBackup, every: Duration, json: bool) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let replica = replica.clone();
+        let taken = tokio::task::spawn_blocking(move || {
+            let attempt = (|| -> Result<Option<std::path::PathBuf>> {
+                let manifest = replica.manifest();
+                let export = Library::new(replica.clone()).export()?;
+                let now = onefolder_core::manifest::now_ms();
+                let device = replica.device().to_string();
+                let backup = Backup::new(export, &manifest.engine, &manifest.library_id.to_string(), &device, now);
+                auto.take(&backup)
+            })();
+            (attempt, auto)
+        })
+        .await;
+        let Ok((attempt, back)) = taken else { return };
+        auto = back;
+        match attempt {
+            Ok(Some(file)) if json => out::line(serde_json::json!({ "event": "backup", "file": file }).to_string()),
+            Ok(Some(file)) => outln!("automatic backup {}", file.display()),
+            Ok(None) => {}
+            // Syncing goes on; the next backup is tried at the next interval.
+            Err(e) => eprintln!("warning: automatic backup failed: {}", crate::error::one_line(&e)),
+        }
+    }
 }
 
 /// A future that completes on Ctrl-C (SIGINT) or, on Unix, SIGTERM. On Unix the handlers are

@@ -61,6 +61,19 @@ impl Watch {
         }
     }
 
+    /// Waits (up to the deadline) until `n` stdout lines contain `needle`.
+    #[track_caller]
+    pub fn wait_for_count(&mut self, needle: &str, n: usize) {
+        let end = Instant::now() + DEADLINE;
+        while self.seen.iter().filter(|l| l.contains(needle)).count() < n {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => panic!("fewer than {n} lines with {needle:?} within {DEADLINE:?}; saw {:?}", self.seen),
+            }
+        }
+    }
+
     /// Sends SIGINT (Ctrl-C) and waits for the exit; returns the exit code and the rest of stdout.
     pub fn interrupt(mut self) -> (Option<i32>, Vec<String>) {
         #[cfg(unix)]
@@ -160,4 +173,36 @@ fn watch_prints_json_events() {
     assert_eq!(event["event"], "applied");
     assert!(event["seq"].as_u64().unwrap() >= 1);
     watch.stop();
+}
+
+#[test]
+fn watch_takes_rotating_automatic_backups_when_the_library_changes() {
+    let w = World::new();
+    let (laptop, desktop) = pair(&w);
+    converge(&laptop, &desktop);
+    let args = ["--backup-every", "0.2", "--keep-recent", "2", "--keep-daily", "0", "--keep-weekly", "0"];
+    let mut watch = Watch::start(&laptop, &args);
+    watch.wait_for("watching");
+    let first = watch.wait_for("automatic backup");
+    // Each change the desktop sends makes one more backup; two are kept.
+    for (k, name) in ["First change", "Second change"].into_iter().enumerate() {
+        desktop.ok(&["tag", "create", name]);
+        desktop.ok(&["sync", "--once"]);
+        exchange(&laptop, &desktop);
+        watch.wait_for_count("applied", k + 1);
+        watch.wait_for_count("automatic backup", k + 2);
+    }
+    watch.stop();
+    let state = laptop.state.as_ref().unwrap().join("backups");
+    let autos: Vec<_> = std::fs::read_dir(&state).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(autos.len(), 2, "the rotation keeps two: {autos:?}");
+    let first_file = first.trim_start_matches("automatic backup ").to_owned();
+    assert!(!std::path::Path::new(&first_file).exists(), "the oldest was rotated away");
+    // They are listed with the shared backups, and each holds the library as it was.
+    let listed = laptop.json(&["backup", "--list"]);
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    let newest = listed.iter().max_by_key(|l| l["header"]["createdMs"].as_i64().unwrap()).unwrap();
+    let peek = laptop.json(&["peek", newest["file"].as_str().unwrap()]);
+    assert_eq!(peek["tags"].as_u64().unwrap() as usize, laptop.json(&["tags"]).as_array().unwrap().len());
 }
