@@ -315,10 +315,10 @@ pub fn bench(args: &[String]) -> Result<()> {
     std::fs::create_dir_all(&work)?;
     let combos: Vec<(String, String)> =
         engines.iter().flat_map(|e| stores.iter().map(move |s| (e.clone(), s.clone()))).collect();
-    // Per engine: build-raw, build-bare; per combo: build, open (as left), compact, 3 × open,
+    // Per engine: build-raw, build-bare, history; per combo: build, open (as left), compact, 3 × open,
     // 3 × open-raw, bytes, ingest, propagation, idle, requests, converge.
     let per_combo = 5 + 2 * OPEN_REPEATS + 6;
-    let mut runner = Runner { bin, preset: opts.preset, total: 2 * engines.len() + per_combo * combos.len(), done: 0 };
+    let mut runner = Runner { bin, preset: opts.preset, total: 3 * engines.len() + per_combo * combos.len(), done: 0 };
     eprintln!(
         "== bench: preset {} ({} engines × {} stores), working in {}",
         opts.preset,
@@ -335,7 +335,7 @@ pub fn bench(args: &[String]) -> Result<()> {
     };
     for engine in &engines {
         let dir = work.join(format!("{engine}-raw"));
-        for step in ["build-raw", "build-bare"] {
+        for step in ["build-raw", "build-bare", "history"] {
             let o = runner.step(step, engine, "", &dir);
             record(&mut results, step, engine, "", o);
         }
@@ -894,6 +894,46 @@ fn render(
                 f("pass_after_one_segment"),
             ]);
         }
+    }
+    s.push_str(&t.render());
+
+    // 8. History growth.
+    s.push_str(
+        "\n## 8. History growth\n\n\
+         What each engine keeps of the past: the snapshot after many puts to the same three fields of one \
+         record, and after records were created, deleted and created again (same ids, same fields), each \
+         against a fresh document holding only the final state. Changes were taken every 100 writes, as \
+         flushes would.\n\n",
+    );
+    let mut t = Table::new(&[
+        "engine",
+        "overwrites",
+        "snapshot",
+        "fresh document",
+        "per overwrite",
+        "records re-added",
+        "snapshot",
+        "fresh document",
+        "ratio",
+    ]);
+    for e in engines {
+        let Some(v) = r.get("history", e, "") else { continue };
+        let n = |k: &str| v[k].as_f64();
+        let per = match (n("overwrite_snapshot"), n("overwrite_baseline"), n("overwrites")) {
+            (Some(a), Some(b), Some(k)) if k > 0.0 => format!("{:.1} B", (a - b) / k),
+            _ => "–".into(),
+        };
+        t.row(vec![
+            e.clone(),
+            opt(n("overwrites"), |x| format!("{x:.0}")),
+            opt(n("overwrite_snapshot"), fmt_bytes),
+            opt(n("overwrite_baseline"), fmt_bytes),
+            per,
+            opt(n("records"), |x| format!("{x:.0}")),
+            opt(n("readd_snapshot"), fmt_bytes),
+            opt(n("readd_baseline"), fmt_bytes),
+            fmt_ratio(ratio(n("readd_snapshot"), n("readd_baseline"))),
+        ]);
     }
     s.push_str(&t.render());
 

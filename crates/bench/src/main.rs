@@ -91,6 +91,8 @@ enum Step {
     Converge(Common),
     /// Requests per idle pass and per flushed edit, for each transport.
     Requests(Common),
+    /// History growth: snapshot size after overwrites and after deleting and re-adding records.
+    History(Common),
 }
 
 fn line(step: &str, c: Option<&Common>, report: impl Serialize) -> Result<()> {
@@ -144,6 +146,10 @@ fn main() -> Result<()> {
         }
         Step::Idle(c) => line("idle", Some(c), measure::idle(&c.backend()?, &c.workload()?, &c.dir)?),
         Step::Requests(c) => line("requests", Some(c), measure::requests(&c.backend()?, &c.workload()?, &c.dir)?),
+        Step::History(c) => {
+            let (overwrites, records) = c.preset()?.history_sizes();
+            line("history", Some(c), measure::history(backends::engine(&c.engine)?, overwrites, records)?)
+        }
         Step::Converge(c) => {
             let dir = c.dir.join("converge-run");
             if dir.exists() {

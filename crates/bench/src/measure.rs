@@ -26,7 +26,7 @@ use anyhow::{Context, Result, bail, ensure};
 use onefolder_core::names::{SegmentName, delta_name};
 use onefolder_core::segment::{self, Expect, SegmentKind};
 use onefolder_core::{
-    AppliedSegment, DeviceId, Document, Engine, LibraryManifest, OpenMode, Replica, ReplicaConfig, StatusEvent,
+    AppliedSegment, DeviceId, Document, Engine, LibraryManifest, Op, OpenMode, Replica, ReplicaConfig, StatusEvent,
     Transport,
 };
 use onefolder_model::{FILES, Library};
@@ -963,4 +963,83 @@ pub fn converge(b: &Backend, preset: &Preset, dir: &Path) -> Result<ConvergeRepo
             segment_bytes,
         })
     })
+}
+
+/// Result of [`history`].
+#[derive(Clone, Debug, Serialize)]
+pub struct HistoryReport {
+    /// Puts made to the same three fields of one record.
+    pub overwrites: usize,
+    /// Snapshot bytes after them.
+    pub overwrite_snapshot: usize,
+    /// Baseline: snapshot bytes of a fresh document holding only the final values.
+    pub overwrite_baseline: usize,
+    /// Records created, deleted and created again (same ids, same fields).
+    pub records: usize,
+    /// Snapshot bytes after that.
+    pub readd_snapshot: usize,
+    /// Baseline: snapshot bytes of a fresh document holding the records created once.
+    pub readd_baseline: usize,
+}
+
+fn record_ops(id: &str, round: usize) -> Vec<Op> {
+    vec![
+        Op::create(FILES, id),
+        Op::put(FILES, id, "name", format!("{id}.jpg")),
+        Op::put(FILES, id, "path", format!("2026/{id}.jpg")),
+        Op::put(FILES, id, "size", (round as i64 + 1) * 1000),
+    ]
+}
+
+/// Measurement 8 (history growth): what a CRDT keeps of overwritten values and of deleted
+/// records. The snapshot after `overwrites` puts to the same three fields, and after `records`
+/// records were created, deleted and re-added, each against a fresh document that holds the
+/// same final state (the history-free size). Changes are taken every 100 writes, as flushes
+/// would.
+pub fn history(engine: EngineFn, overwrites: usize, records: usize) -> Result<HistoryReport> {
+    let fields = ["name", "color", "dateModified"];
+    let mut e = engine();
+    e.write(&[Op::create(FILES, "f")])?;
+    for k in 0..overwrites {
+        e.write(&[Op::put(FILES, "f", fields[k % fields.len()], format!("value {k}"))])?;
+        if k % 100 == 99 {
+            e.take_local_changes()?;
+        }
+    }
+    let overwrite_snapshot = e.snapshot()?.len();
+    let mut fresh = engine();
+    let mut last = vec![Op::create(FILES, "f")];
+    for (i, field) in fields.iter().enumerate() {
+        if let Some(k) = (0..overwrites).rev().find(|k| k % fields.len() == i) {
+            last.push(Op::put(FILES, "f", field, format!("value {k}")));
+        }
+    }
+    fresh.write(&last)?;
+    let overwrite_baseline = fresh.snapshot()?.len();
+
+    let ids: Vec<String> = (0..records).map(|i| format!("{i:032x}")).collect();
+    let mut e = engine();
+    for round in 0..2 {
+        for chunk in ids.chunks(100) {
+            let ops: Vec<Op> = chunk.iter().flat_map(|id| record_ops(id, round)).collect();
+            e.write(&ops)?;
+            e.take_local_changes()?;
+        }
+        if round == 0 {
+            for chunk in ids.chunks(100) {
+                let ops: Vec<Op> = chunk.iter().map(|id| Op::delete(FILES, id)).collect();
+                e.write(&ops)?;
+                e.take_local_changes()?;
+            }
+        }
+    }
+    let readd_snapshot = e.snapshot()?.len();
+    let mut fresh = engine();
+    for chunk in ids.chunks(100) {
+        let ops: Vec<Op> = chunk.iter().flat_map(|id| record_ops(id, 1)).collect();
+        fresh.write(&ops)?;
+    }
+    let readd_baseline = fresh.snapshot()?.len();
+    ensure!(e.collection(FILES)?.len() == records, "the re-added records are not all there");
+    Ok(HistoryReport { overwrites, overwrite_snapshot, overwrite_baseline, records, readd_snapshot, readd_baseline })
 }
