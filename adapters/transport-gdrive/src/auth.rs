@@ -333,6 +333,25 @@ pub async fn sign_in_within(
     Ok(account)
 }
 
+/// Writes a token file for a refresh token obtained elsewhere (another sign-in tool, a test
+/// emulator), as [`sign_in`] would; the first API call gets an access token with it.
+pub fn store_refresh_token(app: &OAuthApp, token_file: &Path, refresh_token: &str) -> Result<Account, AuthError> {
+    let account = Account {
+        provider: PROVIDER.to_owned(),
+        client_id: app.client_id.clone(),
+        scope: app.scope.clone(),
+        signed_in_at: crate::rfc3339(unix_now()),
+    };
+    let file = TokenFile {
+        account: account.clone(),
+        refresh_token: refresh_token.to_owned(),
+        access_token: None,
+        expires_at: None,
+    };
+    write_token_file(token_file, &file)?;
+    Ok(account)
+}
+
 /// Accepts connections on the loopback listener until one brings `code` with our `state`
 /// (or an `error`); other requests (a favicon, a wrong state) get a 400 and are ignored.
 async fn wait_for_code(listener: &tokio::net::TcpListener, state: &str) -> Result<String, AuthError> {

@@ -339,6 +339,26 @@ async fn an_expired_token_is_refreshed_once_and_the_call_goes_on() {
     assert!(!format!("{tokens:?}").contains("refresh"), "{tokens:?}");
 }
 
+#[tokio::test]
+async fn a_revoked_refresh_token_asks_to_sign_in_again() {
+    let emu = GdriveEmulator::start().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("t.json");
+    let account = auth::store_refresh_token(&app(&emu), &file, "1//revoked-or-never-issued").unwrap();
+    assert_eq!(auth::status(&file).unwrap(), Some(account));
+    let t = GdriveTransport::new(options(&emu), Tokens::from_file(&app(&emu), &file).unwrap()).unwrap();
+    let e = t.list_devices().await.unwrap_err();
+    let text = e.to_string();
+    assert!(matches!(&e, TransportError::Io(io) if io.kind() == std::io::ErrorKind::PermissionDenied), "{e:?}");
+    assert!(text.contains("invalid_grant") && text.contains("onefolder-sync auth gdrive"), "{text}");
+    assert!(!text.contains("revoked-or-never-issued"), "no token in errors: {text}");
+    assert_eq!(emu.api_requests(), 0, "no API call without a token");
+    // A token file made for another OAuth client is refused.
+    let mut other = app(&emu);
+    other.client_id = "someone-else".to_owned();
+    assert!(matches!(Tokens::from_file(&other, &file), Err(auth::AuthError::BadTokenFile { .. })));
+}
+
 #[tokio::test(start_paused = true)]
 async fn retry_after_is_honoured_on_a_paused_clock() {
     let emu = GdriveEmulator::start().unwrap();

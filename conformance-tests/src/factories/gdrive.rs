@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use onefolder_core::{RetryLayer, RetryPolicy, Transport};
-use onefolder_emulators::gdrive::{ACCESS_TOKEN, GdriveEmulator};
-use onefolder_transport_gdrive::{GdriveOptions, GdriveTransport};
+use onefolder_emulators::gdrive::{self, GdriveEmulator};
+use onefolder_transport_gdrive::auth::{self as drive_auth, OAuthApp};
+use onefolder_transport_gdrive::{GdriveOptions, GdriveTransport, Tokens};
 
 use crate::{Medium, TransportFactory};
 
@@ -22,6 +23,7 @@ pub struct GdriveMedium {
     /// The running emulator (its fault knobs and counters).
     pub emulator: GdriveEmulator,
     root: PathBuf,
+    token_file: PathBuf,
 }
 
 impl GdriveMedium {
@@ -32,9 +34,22 @@ impl GdriveMedium {
         options
     }
 
-    /// A device's transport without the retry layer.
+    /// The emulator's OAuth client.
+    pub fn app(&self) -> OAuthApp {
+        OAuthApp {
+            client_id: gdrive::CLIENT_ID.to_owned(),
+            client_secret: Some(gdrive::CLIENT_SECRET.to_owned()),
+            auth_url: self.emulator.auth_url(),
+            token_url: self.emulator.token_url(),
+            scope: drive_auth::SCOPE_DRIVE.to_owned(),
+        }
+    }
+
+    /// A device's transport without the retry layer, signed in through the medium's token
+    /// file (access tokens refresh, as an application's do).
     pub fn open_plain(&self) -> GdriveTransport {
-        GdriveTransport::with_token(self.options(), ACCESS_TOKEN).expect("emulator options are valid")
+        let tokens = Tokens::from_file(&self.app(), &self.token_file).expect("the medium's token file");
+        GdriveTransport::new(self.options(), tokens).expect("emulator options are valid")
     }
 }
 
@@ -77,6 +92,10 @@ impl TransportFactory for Gdrive {
     async fn medium(dir: &Path) -> Box<dyn Medium> {
         let root = dir.join("my-drive");
         let emulator = GdriveEmulator::start_on_dir(&root).expect("start the Google Drive emulator");
-        Box::new(GdriveMedium { emulator, root })
+        let token_file = dir.join("gdrive-token.json");
+        let medium = GdriveMedium { emulator, root, token_file };
+        let refresh = medium.emulator.issue_refresh_token();
+        drive_auth::store_refresh_token(&medium.app(), &medium.token_file, &refresh).expect("write the token file");
+        Box::new(medium)
     }
 }

@@ -312,7 +312,8 @@ impl GdriveEmulator {
 
     /// Turns a seeded mix of faults on (`Some(seed)`) or every fault off (`None`): about
     /// one request in ten answered 429 (`Retry-After: 0`), 403 `userRateLimitExceeded` or
-    /// 500, a few milliseconds of delay, and 50 ms of listing lag.
+    /// 500, a few milliseconds of delay, 50 ms of listing lag, and one request in a hundred
+    /// expiring every issued access token.
     pub fn set_chaos(&self, seed: Option<u64>) {
         let mut s = lock(&self.state);
         match seed {
@@ -697,6 +698,11 @@ async fn enter(state: &Shared, endpoint: &str, headers: &HeaderMap) -> Result<()
         tokio::time::sleep(delay).await;
     }
     let mut s = lock(state);
+    if s.faults.chaos.is_some() && s.next_random() % 100 == 0 {
+        // Chaos: every issued access token expires early (the client must refresh).
+        let now = Instant::now();
+        s.tokens.values_mut().for_each(|t| t.expires = now);
+    }
     s.check_auth(headers)?;
     match s.take_fault() {
         None => {
