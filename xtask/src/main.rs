@@ -1,6 +1,8 @@
 //! `cargo xtask`: the project's automation, in Rust (see rust-analyzer's xtask).
 //!
-//! - `cargo xtask ci`: what CI runs — rustfmt check, clippy with warnings denied, the tests.
+//! - `cargo xtask test`: the whole test suite on a fresh machine — installs the test servers
+//!   (`test-servers`), then `cargo test --workspace`.
+//! - `cargo xtask ci`: rustfmt check, clippy with warnings denied, then `test`.
 //! - `cargo xtask bench [--quick | --full] [--out FILE]`: engines × stores on the OneFolder
 //!   workload, written to `BENCHMARKS.md` (see [`bench`]).
 //! - `cargo xtask fuzz [--seconds N] [TARGET…]`: the cargo-fuzz targets in `fuzz/` (see [`fuzz`]).
@@ -33,23 +35,31 @@ pub(crate) fn run(program: &str, args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// The test servers, then every test of the workspace.
+fn test() -> Result<()> {
+    servers::test_servers(&[])?;
+    run("cargo", &["test", "--workspace"])
+}
+
 fn ci() -> Result<()> {
     run("cargo", &["fmt", "--all", "--", "--check"])?;
     run("cargo", &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])?;
-    run("cargo", &["test", "--workspace"])
+    test()
 }
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("ci") => ci(),
+        Some("test") => test(),
         Some("bench") => bench::bench(&args[1..]),
         Some("fuzz") => fuzz::fuzz(&args[1..]),
         Some("test-servers") => servers::test_servers(&args[1..]),
-        Some(other) => bail!("unknown task {other:?}; tasks: ci, bench, fuzz, test-servers"),
+        Some(other) => bail!("unknown task {other:?}; tasks: test, ci, bench, fuzz, test-servers"),
         None => {
             eprintln!(
-                "usage: cargo xtask <task>\n\ntasks:\n  ci     rustfmt check, clippy -D warnings, the test suite\n  \
+                "usage: cargo xtask <task>\n\ntasks:\n  test   install the test servers, then cargo test --workspace\n  \
+                 ci     rustfmt check, clippy -D warnings, then test\n  \
                  bench  [--quick | --full] [--out FILE]: engines x stores on the OneFolder workload -> BENCHMARKS.md\n  \
                  fuzz   [--seconds N] [TARGET...]: the cargo-fuzz targets in fuzz/\n  \
                  test-servers [--force]: install moto (S3) and wsgidav (WebDAV) for the tests into target/test-servers/venv"
