@@ -207,6 +207,7 @@ pub struct WebdavServer {
 pub fn webdav() -> &'static WebdavServer {
     static DAV: OnceLock<WebdavServer> = OnceLock::new();
     DAV.get_or_init(|| {
+        remove_dead_roots(&install_dir().join("webdav"));
         let root = install_dir().join("webdav").join(std::process::id().to_string());
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).expect("create the WebDAV root");
@@ -214,6 +215,21 @@ pub fn webdav() -> &'static WebdavServer {
         let server = Server::start("webdav", &[root.to_str().expect("a UTF-8 path"), WEBDAV_USER, WEBDAV_PASSWORD]);
         WebdavServer { server, root }
     })
+}
+
+/// Removes the WebDAV roots of test processes that have ended (named by their pid).
+fn remove_dead_roots(dir: &Path) {
+    if !cfg!(target_os = "linux") {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+        if !Path::new("/proc").join(pid.to_string()).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 impl WebdavServer {
