@@ -15,7 +15,8 @@
 //!
 //! The library folder is a path under My Drive ([`GdriveOptions::library_path`], e.g.
 //! `Pictures` or `Photos/2024`), resolved to folder ids once per handle and cached, as are the
-//! ids of `onefolder_tags`, `database` and every device folder.
+//! ids of `onefolder_tags`, `database` and every device folder. When a path component names
+//! several folders, the oldest is used. Shared drives are not supported (My Drive only).
 //!
 //! # API calls
 //!
@@ -1286,7 +1287,9 @@ impl Transport for GdriveTransport {
         let inner = &self.inner;
         let folder = device.to_string();
         let folders = inner.device_folders(&folder, true).await?;
-        let existing = inner.locate(&folder, name, true).await?;
+        // A create-only write asks the server; a replace may use the id this handle knows
+        // (it stays the same; a 404 below creates the file again).
+        let existing = inner.locate(&folder, name, mode == WriteMode::CreateNew).await?;
         let remote = match (mode, existing) {
             (WriteMode::CreateNew, Some(_)) => return Err(TransportError::AlreadyExists(format!("{folder}/{name}"))),
             (WriteMode::Replace, Some(file)) => match inner.upload_update(&file.id, bytes).await {

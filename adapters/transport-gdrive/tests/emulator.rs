@@ -73,6 +73,9 @@ async fn every_operation_maps_to_its_drive_call() {
     assert_eq!(emu.count("files.create.upload"), 1);
     assert_eq!(emu.count("files.update.upload"), 1, "Replace updates the file by id: {:?}", emu.counts());
     assert_eq!(emu.ids_named(names::DEVICE_FILE).len(), 1);
+    emu.reset_counts();
+    t.replace(&dev, names::DEVICE_FILE, b"{\"v\":3}").await.unwrap();
+    assert_eq!(emu.api_requests(), 1, "a known device.json is updated with one request: {:?}", emu.counts());
 
     let other = transport(&emu);
     assert_eq!(other.list_devices().await.unwrap(), vec![dev.to_string()]);
@@ -83,7 +86,7 @@ async fn every_operation_maps_to_its_drive_call() {
     assert_eq!(other.read(&dev, &names::delta_name(2), 100).await.unwrap(), b"two");
     assert_eq!(emu.count("files.get.media"), 1);
     assert_eq!(emu.api_requests(), 1, "a listed file is read with one request: {:?}", emu.counts());
-    assert_eq!(other.read(&dev, names::DEVICE_FILE, 100).await.unwrap(), b"{\"v\":2}");
+    assert_eq!(other.read(&dev, names::DEVICE_FILE, 100).await.unwrap(), b"{\"v\":3}");
 
     emu.reset_counts();
     let err = other.read(&dev, &names::delta_name(1), 2).await.unwrap_err();
