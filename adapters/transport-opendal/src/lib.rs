@@ -54,11 +54,14 @@
 //!   the device folder (`.<name>.<random>.tmp`, never listed) and then `MOVE`s it to the final
 //!   name with `Overwrite: F` (RFC 4918 §10.6): the server refuses with `412` when the name
 //!   exists, and the temporary file is deleted. A reader therefore never sees a partial file
-//!   under a final name. The server checks and renames in one request; whether two
-//!   *concurrent* `MOVE`s to one name are serialized is up to the server (wsgidav checks then
-//!   renames, so two racing creates can both succeed, the later one replacing the earlier —
-//!   the crate's test measures it). A device folder has one writer, so this race does not
-//!   occur in use; a second create of an existing name is always refused.
+//!   under a final name. The server checks and renames within one request; whether two
+//!   *concurrent* `MOVE`s to one name are serialized is up to the server. wsgidav tests
+//!   `os.path.exists` and then renames: a `MOVE` that loses the race between its own check
+//!   and the rename answers `500` (reported as `Transient`; the retry then gets
+//!   `AlreadyExists`), and only a loser inside the few bytecodes between the other's check
+//!   and rename could replace the file (never seen in the crate's test: 8 writers × 15
+//!   rounds, exactly one winner each). A device folder has one writer, so this race does not
+//!   occur in use; a create of a name that is already visible is always refused.
 //! - **`device.json`** ([`WriteMode::Replace`]): a plain `PutObject` on S3 (atomic); on
 //!   WebDAV a `PUT` to a temporary name and a `MOVE` with `Overwrite: T`.
 //! - **Versions** ([`FileEntry::version`]) are the ETag (S3: the content's MD5 for a simple
@@ -74,12 +77,15 @@
 //! (`ListObjectsV2` without a delimiter, 1000 keys a page) per pass, compared with the
 //! listing the cursor names: only files that are new or whose ETag or size changed are
 //! reported. An idle pass therefore costs `⌈objects / 1000⌉` requests (one for a library of
-//! fewer than 1000 files across all devices) and about 250–300 bytes of XML per object.
+//! fewer than 1000 files across all devices) and about 290 bytes of XML per object (measured
+//! on moto: 50 devices × 21 files = 1050 objects, 2 requests and 301 KB per idle pass; a new
+//! segment adds a `HEAD` and a `GET`).
 //! The cursor names a listing this process keeps in memory (the last 8); a cursor from
 //! another process or an older listing gives a complete listing, which the caller handles
 //! like the first pass. On WebDAV, where depth-infinity `PROPFIND` is commonly disabled,
 //! a pass lists the database folder and then each device folder: `1 + devices` requests
-//! ([`Capabilities::changes_feed`] is `false`).
+//! ([`Capabilities::changes_feed`] is `false`; 51 requests and about 1 KB per file for 50
+//! devices on wsgidav).
 //!
 //! # Errors
 //!
