@@ -385,7 +385,7 @@ impl DropboxTransport {
         let mut body = response.body.ok_or_else(|| TransportError::Transient(format!("{path}: no body")))?;
         let mut bytes = Vec::with_capacity(size as usize);
         (&mut body)
-            .take(cap + 1)
+            .take(cap.saturating_add(1))
             .read_to_end(&mut bytes)
             .await
             .map_err(|e| TransportError::Transient(format!("{path}: reading the download: {e}")))?;
