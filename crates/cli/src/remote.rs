@@ -200,6 +200,44 @@ fn static_kind(provider: &str) -> &'static str {
     KNOWN_PROVIDERS.iter().copied().find(|p| *p == provider).unwrap_or("requested")
 }
 
+/// Where to sign in first, when there is no sign-in.
+#[cfg(any(feature = "gdrive", feature = "dropbox"))]
+fn sign_in_first(provider: &str, e: impl fmt::Display) -> anyhow::Error {
+    user(format!("{e}; sign in with `onefolder-sync auth {provider}` first"))
+}
+
+#[cfg(feature = "gdrive")]
+fn gdrive(path: &str) -> Result<Arc<dyn Transport>> {
+    use onefolder_transport_gdrive::{GdriveOptions, GdriveTransport, auth};
+    let file = token_file("gdrive")?;
+    if !file.is_file() {
+        return Err(sign_in_first("gdrive", "not signed in to Google Drive"));
+    }
+    let app = auth::OAuthApp::from_env().map_err(|e| user(e.to_string()))?;
+    let tokens = auth::Tokens::from_file(&app, &file).map_err(|e| sign_in_first("gdrive", e))?;
+    let options = GdriveOptions::from_env(path).map_err(|e| user(e.to_string()))?;
+    Ok(Arc::new(GdriveTransport::new(options, tokens).map_err(|e| user(e.to_string()))?))
+}
+
+#[cfg(feature = "dropbox")]
+fn dropbox(path: &str) -> Result<Arc<dyn Transport>> {
+    use onefolder_transport_dropbox::{DropboxOptions, DropboxTransport, auth};
+    let file = token_file("dropbox")?;
+    if !file.is_file() {
+        return Err(sign_in_first("dropbox", "not signed in to Dropbox"));
+    }
+    let app = auth::OAuthApp::from_env().map_err(|e| user(e.to_string()))?;
+    let tokens = auth::Tokens::from_file(&app, &file).map_err(|e| sign_in_first("dropbox", e))?;
+    // Dropbox paths are absolute; the spec keeps them without the leading slash.
+    let options = DropboxOptions::from_env(format!("/{path}")).map_err(|e| user(e.to_string()))?;
+    Ok(Arc::new(DropboxTransport::new(options, tokens).map_err(|e| user(e.to_string()))?))
+}
+
+#[cfg(feature = "opendal")]
+fn opendal(url: &str) -> Result<Arc<dyn Transport>> {
+    Ok(Arc::new(onefolder_transport_opendal::from_url(url).map_err(|e| user(e.to_string()))?))
+}
+
 #[cfg(not(feature = "gdrive"))]
 fn gdrive(_path: &str) -> Result<Arc<dyn Transport>> {
     Err(not_compiled("gdrive"))

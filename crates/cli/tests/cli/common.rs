@@ -40,6 +40,7 @@ impl World {
             state: Some(self.path().join(name).join("state")),
             xdg: self.xdg(),
             home: self.path().into(),
+            env: Vec::new(),
         }
     }
 
@@ -66,12 +67,15 @@ pub struct Computer {
     pub state: Option<PathBuf>,
     xdg: PathBuf,
     home: PathBuf,
+    /// Extra environment of every command (a provider's endpoints and app id).
+    pub env: Vec<(String, String)>,
 }
 
 impl Computer {
     /// A command for this computer (with `--state` when it has one).
     pub fn cmd(&self) -> Command {
         let mut cmd = base_cmd(&self.xdg, &self.home);
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         if let Some(state) = &self.state {
             cmd.arg("--state").arg(state);
         }
@@ -85,7 +89,8 @@ impl Computer {
             .env_remove("ONEFOLDER_SYNC_LIBRARY")
             .env_remove("RUST_LOG")
             .env("XDG_DATA_HOME", &self.xdg)
-            .env("HOME", &self.home);
+            .env("HOME", &self.home)
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         if let Some(state) = &self.state {
             cmd.arg("--state").arg(state);
         }

@@ -6,6 +6,7 @@ mod common;
 mod defaults;
 mod engines;
 mod errors;
+mod remote;
 mod scenario;
 mod verify;
 mod watch;
