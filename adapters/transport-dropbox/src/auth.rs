@@ -382,10 +382,11 @@ fn rfc3339(secs: u64) -> String {
 }
 
 /// When a token answered now with `expires_in` seconds should be treated as expired: a minute
-/// early, or a tenth of its life early for very short lives.
+/// early. A life under two minutes is not tracked here (the 401 `expired_access_token` path
+/// refreshes it), so that a token is never dropped before it was used once.
 fn expiry(expires_in: Option<u64>) -> Option<u64> {
-    let life_ms = expires_in? * 1000;
-    Some(now_ms() + life_ms - (life_ms / 10).min(60_000))
+    let life_ms = expires_in.filter(|s| *s >= 120)? * 1000;
+    Some(now_ms() + life_ms - 60_000)
 }
 
 /// Runs the sign-in (see the module docs): `show_url` gets the URL for the user's browser.

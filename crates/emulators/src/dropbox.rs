@@ -1294,7 +1294,7 @@ fn token(shared: &Shared, body: &[u8]) -> Response {
     let mut answer = json!({
         "access_token": access,
         "token_type": "bearer",
-        "expires_in": lifetime.as_secs(),
+        "expires_in": lifetime.as_secs_f64().ceil() as u64,
         "scope": scope,
         "uid": "12345",
         "account_id": "dbid:emulated-account",
