@@ -132,8 +132,8 @@ struct State {
     last_ms: i64,
     /// Every change, in order: the file id. A page token is 1 + a position in it.
     feed: Vec<String>,
-    /// Page tokens below this were invalidated by a reset.
-    feed_floor: usize,
+    /// Bumped by a reset: page tokens of an earlier epoch are invalid.
+    feed_epoch: usize,
     tokens: HashMap<String, Issued>,
     token_lifetime: Option<Duration>,
     refresh_tokens: HashMap<String, String>,
@@ -147,6 +147,9 @@ struct State {
 }
 
 type Shared = Arc<Mutex<State>>;
+
+/// Feed positions per epoch of page tokens.
+const TOKEN_EPOCH: usize = 1_000_000_000;
 
 fn lock(s: &Shared) -> MutexGuard<'_, State> {
     s.lock().unwrap_or_else(|e| e.into_inner())
@@ -285,7 +288,7 @@ impl GdriveEmulator {
     /// Invalidates every changes page token handed out so far (`changes.list` answers 400).
     pub fn reset_changes(&self) {
         let mut s = lock(&self.state);
-        s.feed_floor = s.feed.len() + 1;
+        s.feed_epoch += 1;
     }
 
     /// Expires every access token issued by the token endpoint (the next request with one
@@ -312,8 +315,9 @@ impl GdriveEmulator {
 
     /// Turns a seeded mix of faults on (`Some(seed)`) or every fault off (`None`): about
     /// one request in ten answered 429 (`Retry-After: 0`), 403 `userRateLimitExceeded` or
-    /// 500, a few milliseconds of delay, 50 ms of listing lag, and one request in a hundred
-    /// expiring every issued access token.
+    /// 500, a few milliseconds of delay, 50 ms of listing lag, one request in a hundred
+    /// expiring every issued access token, and one `changes.list` in fifty finding the feed
+    /// reset.
     pub fn set_chaos(&self, seed: Option<u64>) {
         let mut s = lock(&self.state);
         match seed {
@@ -677,6 +681,11 @@ impl State {
         }
     }
 
+    /// The page token of a feed position (numeric, as Drive's are; the epoch in front).
+    fn page_token(&self, position: usize) -> String {
+        (self.feed_epoch * TOKEN_EPOCH + position).to_string()
+    }
+
     fn page_size(&self, asked: Option<&String>, default: usize) -> usize {
         let asked = asked.and_then(|s| s.parse::<usize>().ok()).unwrap_or(default).clamp(1, 1000);
         self.faults.max_page_size.map_or(asked, |m| asked.min(m.max(1)))
@@ -702,6 +711,10 @@ async fn enter(state: &Shared, endpoint: &str, headers: &HeaderMap) -> Result<()
         // Chaos: every issued access token expires early (the client must refresh).
         let now = Instant::now();
         s.tokens.values_mut().for_each(|t| t.expires = now);
+    }
+    if s.faults.chaos.is_some() && endpoint == "changes.list" && s.next_random() % 50 == 0 {
+        // Chaos: the changes feed is reset (the client falls back to a full listing).
+        s.feed_epoch += 1;
     }
     s.check_auth(headers)?;
     match s.take_fault() {
@@ -1026,7 +1039,7 @@ async fn changes_start(Ext(state): Ext<Shared>, headers: HeaderMap) -> Response 
         return r;
     }
     let s = lock(&state);
-    axum::Json(json!({"kind": "drive#startPageToken", "startPageToken": (s.feed.len() + 1).to_string()}))
+    axum::Json(json!({"kind": "drive#startPageToken", "startPageToken": s.page_token(s.feed.len() + 1)}))
         .into_response()
 }
 
@@ -1037,7 +1050,7 @@ async fn changes_list(Ext(state): Ext<Shared>, headers: HeaderMap, Query(p): Par
     let s = lock(&state);
     let end = s.feed.len() + 1;
     let from = match p.get("pageToken").map(|t| t.parse::<usize>()) {
-        Some(Ok(n)) if n >= s.feed_floor.max(1) && n <= end => n,
+        Some(Ok(n)) if n / TOKEN_EPOCH == s.feed_epoch && (1..=end).contains(&(n % TOKEN_EPOCH)) => n % TOKEN_EPOCH,
         _ => return invalid_parameter("pageToken"),
     };
     let size = s.page_size(p.get("pageSize"), 100);
@@ -1063,9 +1076,9 @@ async fn changes_list(Ext(state): Ext<Shared>, headers: HeaderMap, Query(p): Par
         .collect();
     let mut body = json!({"kind": "drive#changeList", "changes": changes});
     if window_end < s.feed.len() {
-        body["nextPageToken"] = json!((window_end + 1).to_string());
+        body["nextPageToken"] = json!(s.page_token(window_end + 1));
     } else {
-        body["newStartPageToken"] = json!(end.to_string());
+        body["newStartPageToken"] = json!(s.page_token(end));
     }
     axum::Json(body).into_response()
 }
@@ -1198,6 +1211,16 @@ fn rfc3339(ms: i64) -> String {
 
 /// A GET over plain HTTP/1.1 to a loopback address: the status and the headers.
 async fn http_get(url: &str) -> Result<(u16, Vec<(String, String)>), String> {
+    http(url, "GET", &[], b"").await.map(|(status, headers, _)| (status, headers))
+}
+
+/// A request over plain HTTP/1.1 to a loopback address: the status, headers and body.
+async fn http(
+    url: &str,
+    method: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<(u16, Vec<(String, String)>, Vec<u8>), String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let rest = url.strip_prefix("http://").ok_or_else(|| format!("not a plain-HTTP URL: {url}"))?;
     let (authority, path) = match rest.find('/') {
@@ -1210,12 +1233,20 @@ async fn http_get(url: &str) -> Result<(u16, Vec<(String, String)>), String> {
     }
     let addr = authority.replace("localhost", "127.0.0.1");
     let mut stream = tokio::net::TcpStream::connect(&addr).await.map_err(|e| format!("connect {addr}: {e}"))?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+    let mut bytes = request.into_bytes();
+    bytes.extend_from_slice(body);
+    stream.write_all(&bytes).await.map_err(|e| e.to_string())?;
     let mut reply = Vec::new();
     stream.read_to_end(&mut reply).await.map_err(|e| e.to_string())?;
-    let text = String::from_utf8_lossy(&reply);
-    let head = text.split("\r\n\r\n").next().unwrap_or_default();
+    let split = reply.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(reply.len());
+    let text = String::from_utf8_lossy(&reply[..split]);
+    let head = text.as_ref();
+    let body = reply.get(split + 4..).unwrap_or_default().to_vec();
     let mut lines = head.lines();
     let status = lines
         .next()
@@ -1224,7 +1255,7 @@ async fn http_get(url: &str) -> Result<(u16, Vec<(String, String)>), String> {
         .ok_or_else(|| format!("no HTTP status from {authority}"))?;
     let headers =
         lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())).collect();
-    Ok((status, headers))
+    Ok((status, headers, body))
 }
 
 #[cfg(test)]
@@ -1245,6 +1276,70 @@ mod tests {
         );
         assert!(parse_query("name contains 'x'").is_none());
         assert!(parse_query("name = 'x' or name = 'y'").is_none());
+    }
+
+    fn bearer() -> (&'static str, &'static str) {
+        ("Authorization", "Bearer emulator-access-token")
+    }
+
+    async fn call(
+        emu: &GdriveEmulator,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, Value) {
+        let (status, _, body) = http(&format!("{}{path}", emu.url()), method, headers, body).await.unwrap();
+        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+    }
+
+    #[tokio::test]
+    async fn the_wire_shapes_are_drives() {
+        let emu = GdriveEmulator::start().unwrap();
+        let (status, body) = call(&emu, "GET", "/drive/v3/files", &[], b"").await;
+        assert_eq!(status, 401);
+        assert_eq!(body["error"]["code"], 401);
+        assert_eq!(body["error"]["errors"][0]["reason"], "authError");
+
+        let meta = br#"{"name":"Lib","mimeType":"application/vnd.google-apps.folder","parents":["root"]}"#;
+        let (status, folder) =
+            call(&emu, "POST", "/drive/v3/files", &[bearer(), ("Content-Type", "application/json")], meta).await;
+        assert_eq!(status, 200, "{folder}");
+        assert_eq!(folder["mimeType"], FOLDER_MIME);
+        let folder_id = folder["id"].as_str().unwrap().to_owned();
+
+        let body = format!(
+            "--B\r\nContent-Type: application/json\r\n\r\n{{\"name\":\"a.seg\",\"parents\":[\"{folder_id}\"]}}\r\n--B\r\nContent-Type: application/octet-stream\r\n\r\nhello\r\n--B--\r\n"
+        );
+        let ct = ("Content-Type", "multipart/related; boundary=B");
+        let (status, file) =
+            call(&emu, "POST", "/upload/drive/v3/files?uploadType=multipart", &[bearer(), ct], body.as_bytes()).await;
+        assert_eq!(status, 200, "{file}");
+        assert_eq!(file["size"], "5", "int64 as a string");
+        assert_eq!(file["version"], "1");
+
+        let q = format!("'{folder_id}'%20in%20parents%20and%20trashed%20%3D%20false");
+        let (status, list) = call(&emu, "GET", &format!("/drive/v3/files?q={q}"), &[bearer()], b"").await;
+        assert_eq!(status, 200);
+        assert_eq!(list["kind"], "drive#fileList");
+        assert_eq!(list["files"][0]["name"], "a.seg");
+
+        emu.fail_next(&[Fault::TooManyRequests { retry_after_secs: 4 }]);
+        let (status, headers, body) =
+            http(&format!("{}/drive/v3/changes/startPageToken", emu.url()), "GET", &[bearer()], b"").await.unwrap();
+        assert_eq!(status, 429);
+        assert!(headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("retry-after") && v == "4"), "{headers:?}");
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"]["errors"][0]["domain"], "usageLimits");
+        assert_eq!(body["error"]["errors"][0]["reason"], "rateLimitExceeded");
+
+        let (_, start) = call(&emu, "GET", "/drive/v3/changes/startPageToken", &[bearer()], b"").await;
+        let token = start["startPageToken"].as_str().unwrap().to_owned();
+        emu.reset_changes();
+        let (status, body) = call(&emu, "GET", &format!("/drive/v3/changes?pageToken={token}"), &[bearer()], b"").await;
+        assert_eq!((status, body["error"]["errors"][0]["location"].as_str()), (400, Some("pageToken")));
+        assert_eq!(emu.count("changes.getStartPageToken"), 2);
+        assert_eq!(emu.count("files.create.upload"), 1);
     }
 
     #[test]
