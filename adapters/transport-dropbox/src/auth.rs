@@ -471,7 +471,7 @@ async fn wait_for_code(listener: &tokio::net::TcpListener, state: &str) -> Resul
                 text.len()
             )
         };
-        if path != "/" || (params.get("code").is_none() && params.get("error").is_none()) {
+        if path != "/" || (!params.contains_key("code") && !params.contains_key("error")) {
             let _ = stream.write_all(reply("404 Not Found", "Not found").as_bytes()).await;
             continue;
         }

@@ -226,56 +226,48 @@ fn sdk_io(e: std::io::Error) -> dropbox_sdk::Error {
 impl HttpClient for Call<'_> {
     type Request = Request;
 
-    fn execute(
-        &self,
-        request: Request,
-        body: Bytes,
-    ) -> impl Future<Output = Result<HttpRequestResultRaw, dropbox_sdk::Error>> + Send {
-        async move {
-            let download = request.url.ends_with("/files/download");
-            let response = self.http.send(&request.url, &request.headers, body, self.timeout).await.map_err(sdk_io)?;
-            let status = response.status().as_u16();
-            let headers = response.headers();
-            let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-            let result_header = header("dropbox-api-result");
-            let content_length = header("content-length").and_then(|v| v.parse().ok());
-            if status == 429 {
-                let seconds = header("retry-after").and_then(|v| v.trim().parse::<u64>().ok());
-                *self.retry_after.lock().unwrap_or_else(|e| e.into_inner()) = seconds;
-            }
-            let body: Box<dyn futures::AsyncRead + Send + Unpin> = if download && (200..300).contains(&status) {
-                // Streamed: the caller checks the size in the result header before reading.
-                let stream = http_body_util::BodyStream::new(response.into_body())
-                    .map_ok(|frame| frame.into_data().unwrap_or_default())
-                    .map_err(|e| std::io::Error::other(describe(&e)));
-                Box::new(Box::pin(stream).into_async_read())
-            } else {
-                let bytes = read_all(response.into_body(), self.timeout).await.map_err(sdk_io)?;
-                Box::new(futures::io::Cursor::new(bytes))
-            };
-            Ok(HttpRequestResultRaw { status, result_header, content_length, body })
+    async fn execute(&self, request: Request, body: Bytes) -> Result<HttpRequestResultRaw, dropbox_sdk::Error> {
+        let download = request.url.ends_with("/files/download");
+        let response = self.http.send(&request.url, &request.headers, body, self.timeout).await.map_err(sdk_io)?;
+        let status = response.status().as_u16();
+        let headers = response.headers();
+        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let result_header = header("dropbox-api-result");
+        let content_length = header("content-length").and_then(|v| v.parse().ok());
+        if status == 429 {
+            let seconds = header("retry-after").and_then(|v| v.trim().parse::<u64>().ok());
+            *self.retry_after.lock().unwrap_or_else(|e| e.into_inner()) = seconds;
         }
+        let body: Box<dyn futures::AsyncRead + Send + Unpin> = if download && (200..300).contains(&status) {
+            // Streamed: the caller checks the size in the result header before reading.
+            let stream = http_body_util::BodyStream::new(response.into_body())
+                .map_ok(|frame| frame.into_data().unwrap_or_default())
+                .map_err(|e| std::io::Error::other(describe(&e)));
+            Box::new(Box::pin(stream).into_async_read())
+        } else {
+            let bytes = read_all(response.into_body(), self.timeout).await.map_err(sdk_io)?;
+            Box::new(futures::io::Cursor::new(bytes))
+        };
+        Ok(HttpRequestResultRaw { status, result_header, content_length, body })
     }
 
     fn new_request(&self, url: &str) -> Request {
         Request { url: self.http.rewrite(url), headers: Vec::new() }
     }
 
-    fn update_token(&self, old_token: Arc<String>) -> impl Future<Output = Result<bool, dropbox_sdk::Error>> + Send {
-        async move {
-            match self.auth {
-                Some(Credentials::Refreshing(tokens)) => match tokens.refresh(&old_token).await {
-                    Ok(()) => Ok(true),
-                    Err(crate::auth::RefreshError::Rejected(why)) => {
-                        *self.auth_failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
-                        Ok(false)
-                    }
-                    Err(crate::auth::RefreshError::Transient(why)) => {
-                        Err(sdk_io(std::io::Error::other(format!("refreshing the access token: {why}"))))
-                    }
-                },
-                _ => Ok(false),
-            }
+    async fn update_token(&self, old_token: Arc<String>) -> Result<bool, dropbox_sdk::Error> {
+        match self.auth {
+            Some(Credentials::Refreshing(tokens)) => match tokens.refresh(&old_token).await {
+                Ok(()) => Ok(true),
+                Err(crate::auth::RefreshError::Rejected(why)) => {
+                    *self.auth_failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+                    Ok(false)
+                }
+                Err(crate::auth::RefreshError::Transient(why)) => {
+                    Err(sdk_io(std::io::Error::other(format!("refreshing the access token: {why}"))))
+                }
+            },
+            _ => Ok(false),
         }
     }
 

@@ -578,10 +578,7 @@ impl State {
                 Some(n) => n.id.clone(),
                 None => self.new_id(),
             };
-            let file = match stamp {
-                Some(stamp) => Some(FileInfo { rev: self.new_rev(), size: stamp.0, modified: now_stamp(), stamp }),
-                None => None,
-            };
+            let file = stamp.map(|stamp| FileInfo { rev: self.new_rev(), size: stamp.0, modified: now_stamp(), stamp });
             self.nodes.insert(l.clone(), Node { display, disk, id, file });
             self.record(&l);
             changed = true;
@@ -879,7 +876,7 @@ async fn handle(
     if let Some(response) = fault {
         return response;
     }
-    if let Err(response) = check_token(&shared, &headers) {
+    if let Some(response) = token_failure(&shared, &headers) {
         return response;
     }
     let arg: Result<Value, Fail> = if route == "files/upload" || route == "files/download" {
@@ -915,20 +912,21 @@ async fn handle(
     }
 }
 
-fn check_token(shared: &Shared, headers: &HeaderMap) -> Result<(), Response> {
+/// The answer refusing the request's token, if it is not valid.
+fn token_failure(shared: &Shared, headers: &HeaderMap) -> Option<Response> {
     let Some(auth) = headers.get(header::AUTHORIZATION).and_then(|h| h.to_str().ok()) else {
-        return Err(fail_response(bad_request(
+        return Some(fail_response(bad_request(
             "Error in call to API function: Must provide HTTP header \"Authorization\"",
         )));
     };
     let token = auth.strip_prefix("Bearer ").unwrap_or("");
     if token == ACCESS_TOKEN {
-        return Ok(());
+        return None;
     }
     match shared.lock().tokens.get(token) {
-        Some(expires) if *expires > Instant::now() => Ok(()),
-        Some(_) => Err(expired_token()),
-        None => Err(fail_response((
+        Some(expires) if *expires > Instant::now() => None,
+        Some(_) => Some(expired_token()),
+        None => Some(fail_response((
             StatusCode::UNAUTHORIZED,
             json!({ "error_summary": "invalid_access_token/..", "error": { ".tag": "invalid_access_token" } })
                 .to_string(),
