@@ -1,9 +1,15 @@
 //! The HTTP client under OpenDAL: reqwest with rustls on `ring`, a meter of requests and
 //! bytes, and the `Retry-After` of a refused request (OpenDAL's errors do not carry it).
+//!
+//! Every request runs on a small runtime of this crate's own ("onefolder-http", 2 threads),
+//! with its response body read there in full: the connection, its timeouts and the pool
+//! never depend on the caller's runtime, so a caller on tokio's paused clock (the backoff
+//! tests) or on a current-thread runtime gets real-time network behaviour. Bodies are
+//! small here (segments, listings; reads are capped before they start).
 
 use std::cell::Cell;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use opendal::{Buffer, HttpBody, HttpTransport};
@@ -86,6 +92,53 @@ pub(crate) fn client() -> Result<reqwest::Client, String> {
         .map_err(|e| e.to_string())
 }
 
+/// The runtime every HTTP request runs on.
+fn runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("onefolder-http")
+            .enable_all()
+            .build()
+            .expect("start the HTTP runtime")
+    })
+}
+
+/// Aborts a spawned request when the caller stops waiting for it.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Runs `fut` on the HTTP runtime and waits for it; `None` when the runtime cancelled it.
+///
+/// From inside a tokio runtime the wait happens on that runtime's blocking pool: a blocking
+/// task in flight keeps a paused test clock from jumping ahead while the real network
+/// answers (tokio does not auto-advance past one), exactly as the folder transport's file
+/// system calls do.
+pub(crate) async fn on_http_runtime<T: Send + 'static>(fut: impl Future<Output = T> + Send + 'static) -> Option<T> {
+    let http = runtime().handle().clone();
+    let task = http.spawn(fut);
+    let _abort = AbortOnDrop(task.abort_handle());
+    let joined = match tokio::runtime::Handle::try_current() {
+        Ok(caller) => match caller.spawn_blocking(move || http.block_on(task)).await {
+            Ok(joined) => joined,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => return None,
+        },
+        Err(_) => task.await,
+    };
+    match joined {
+        Ok(out) => Some(out),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => None,
+    }
+}
+
 /// OpenDAL's HTTP transport: reqwest, metered, noting `Retry-After`.
 pub(crate) struct Metered {
     pub(crate) inner: ReqwestTransport,
@@ -97,7 +150,20 @@ impl HttpTransport for Metered {
         self.meter.requests.fetch_add(1, Ordering::Relaxed);
         self.meter.bytes_sent.fetch_add(req.body().len() as u64, Ordering::Relaxed);
         let head = req.method() == http::Method::HEAD;
-        let resp = self.inner.fetch(req).await?;
+        let inner = self.inner.clone();
+        let fetched = on_http_runtime(async move {
+            let (parts, mut body) = inner.fetch(req).await?.into_parts();
+            let buffer = body.to_buffer().await?;
+            Ok::<_, opendal::Error>((parts, buffer))
+        })
+        .await
+        .unwrap_or_else(|| {
+            Err(opendal::Error::new(opendal::ErrorKind::Unexpected, "HTTP runtime shutting down").set_temporary())
+        });
+        let (parts, buffer) = fetched?;
+        let size = buffer.len() as u64;
+        let body = HttpBody::new(futures::stream::iter([Ok(buffer)]), Some(size));
+        let resp = http::Response::from_parts(parts, body);
         let length = resp
             .headers()
             .get(http::header::CONTENT_LENGTH)

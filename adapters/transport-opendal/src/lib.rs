@@ -410,20 +410,28 @@ impl OpendalTransport {
             req = req.basic_auth(user, dav.password.as_ref().map(Secret::expose));
         }
         self.inner.meter.count_raw();
-        let resp = req.send().await.map_err(|e| {
-            let e = e.without_url();
-            if e.is_timeout() || e.is_connect() || e.is_request() || e.is_body() {
-                TransportError::Transient(format!("{what}: {e}"))
-            } else {
-                TransportError::Io(std::io::Error::other(format!("{what}: {e}")))
+        let sent = http::on_http_runtime(async move {
+            req.send().await.map(|r| {
+                let retry_after = r
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(http::parse_retry_after);
+                (r.status().as_u16(), retry_after)
+            })
+        });
+        let (status, retry_after) = match sent.await {
+            None => return Err(TransportError::Transient(format!("{what}: HTTP runtime shutting down"))),
+            Some(Ok(answer)) => answer,
+            Some(Err(e)) => {
+                let e = e.without_url();
+                return Err(if e.is_timeout() || e.is_connect() || e.is_request() || e.is_body() {
+                    TransportError::Transient(format!("{what}: {e}"))
+                } else {
+                    TransportError::Io(std::io::Error::other(format!("{what}: {e}")))
+                });
             }
-        })?;
-        let status = resp.status().as_u16();
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(http::parse_retry_after);
+        };
         match status {
             200..=299 => Ok(true),
             412 if !overwrite => Ok(false),

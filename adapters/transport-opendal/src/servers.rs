@@ -168,12 +168,13 @@ impl S3Server {
     pub async fn new_bucket(&self) -> String {
         let bucket = format!("onefolder-{}-{}", std::process::id(), unique());
         let client = crate::http::client().expect("an HTTP client");
-        let resp = client
-            .put(format!("{}/{bucket}", self.server.endpoint()))
-            .send()
+        let url = format!("{}/{bucket}", self.server.endpoint());
+        // On the HTTP runtime: the caller may run on a paused clock.
+        let status = crate::http::on_http_runtime(async move { client.put(url).send().await.map(|r| r.status()) })
             .await
+            .expect("the HTTP runtime")
             .unwrap_or_else(|e| panic!("create bucket {bucket}: {e}"));
-        assert!(resp.status().is_success(), "create bucket {bucket}: {}", resp.status());
+        assert!(status.is_success(), "create bucket {bucket}: {status}");
         bucket
     }
 
