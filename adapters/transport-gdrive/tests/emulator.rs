@@ -566,3 +566,15 @@ async fn requests_per_idle_pass_and_per_flushed_edit() {
     me.read(&peer_dev, &set.files[0].1.name, 100).await.unwrap();
     assert_eq!(emu.api_requests(), 2, "a peer's edit: one changes.list and one download: {:?}", emu.counts());
 }
+
+#[tokio::test]
+async fn slow_answers_are_waited_for() {
+    let emu = GdriveEmulator::start().unwrap();
+    let t = transport(&emu);
+    let dev = DeviceId::random();
+    t.create(&dev, &names::delta_name(1), b"slow").await.unwrap();
+    emu.set_delay(Duration::from_millis(300));
+    let start = std::time::Instant::now();
+    assert_eq!(transport(&emu).read(&dev, &names::delta_name(1), 100).await.unwrap(), b"slow");
+    assert!(start.elapsed() >= Duration::from_millis(300), "no client-side timeout cut it short");
+}
