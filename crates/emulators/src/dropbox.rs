@@ -76,8 +76,11 @@ pub struct Faults {
     pub too_many_requests: f64,
     /// 429 `too_many_write_operations` with `Retry-After: retry_after`, on uploads and deletes.
     pub too_many_write_operations: f64,
-    /// The `Retry-After` seconds of injected rate limits.
+    /// The `Retry-After` seconds of injected `too_many_requests`.
     pub retry_after: u32,
+    /// The `Retry-After` seconds of injected `too_many_write_operations` (0: no header, as
+    /// Dropbox often sends them).
+    pub write_retry_after: u32,
     /// 500 Internal Server Error, on any files route.
     pub server_error: f64,
     /// A response delayed by `slow_by`.
@@ -100,14 +103,16 @@ impl Faults {
         Faults::default()
     }
 
-    /// Every fault at a moderate rate, with `Retry-After: 1` and short delays, so that a client
+    /// Every fault at a moderate rate, short delays, and rate limits that mostly leave the
+    /// wait to the client (a rare `too_many_requests` says `Retry-After: 1`), so that a client
     /// retrying within bounds still gets through in a few seconds.
     pub fn chaos(seed: u64) -> Faults {
         Faults {
             seed,
-            too_many_requests: 0.03,
+            too_many_requests: 0.003,
             too_many_write_operations: 0.05,
             retry_after: 1,
+            write_retry_after: 0,
             server_error: 0.05,
             slow: 0.05,
             slow_by: Duration::from_millis(30),
@@ -787,7 +792,9 @@ fn rate_limited(reason: &str, retry_after: u32) -> Response {
     });
     let mut response =
         (StatusCode::TOO_MANY_REQUESTS, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
-    response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+    if retry_after > 0 {
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
+    }
     response
 }
 
@@ -862,7 +869,7 @@ async fn handle(
         let fault = if st.roll(f.too_many_requests) {
             Some(rate_limited("too_many_requests", f.retry_after))
         } else if WRITE_ROUTES.contains(&route.as_str()) && st.roll(f.too_many_write_operations) {
-            Some(rate_limited("too_many_write_operations", f.retry_after))
+            Some(rate_limited("too_many_write_operations", f.write_retry_after))
         } else if st.roll(f.server_error) {
             Some(fail_response((StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error".into())))
         } else {
