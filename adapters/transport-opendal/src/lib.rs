@@ -459,7 +459,7 @@ impl OpendalTransport {
         for entry in entries {
             let Some(rest) = entry.path().strip_prefix(&dir) else { continue };
             let Some((folder, name)) = rest.split_once('/') else { continue };
-            if name.is_empty() || name.contains('/') || is_temporary(name) || !entry.metadata().is_file() {
+            if name.contains('/') || is_temporary(name) || check_name(name).is_err() || !entry.metadata().is_file() {
                 continue;
             }
             let meta = entry.metadata();
