@@ -865,8 +865,12 @@ fn render(
         "\n## 7. Requests to the shared medium, per transport\n\n\
          What one device asks of the medium (folder listings or change-feed queries, segment reads, writes) \
          with the idle-pass peers above, each holding two segments: per ingest pass with nothing new (mean of 5), \
-         to flush one edit, and for the pass after one peer wrote one new segment. The memory transport has a \
-         change feed, as an HTTP provider does; the folder transport lists every peer folder.\n\n",
+         to flush one edit, and for the pass after one peer wrote one new segment — as `Transport` calls and, for \
+         the Drive and Dropbox APIs, as the HTTP requests their in-repo emulators saw (folder lookups and \
+         pagination included). The memory transport has a change feed, as an HTTP provider does; the folder \
+         transport lists every peer folder. *Write → apply*: with the device's sync loop running, the time from \
+         a peer's segment being written to its apply (median and slowest of up to 20): the folder watcher, \
+         Dropbox's longpoll, Drive's changes feed polled every second.\n\n",
     );
     let mut t = Table::new(&[
         "engine × store",
@@ -877,6 +881,8 @@ fn render(
         "of which reads",
         "flushed edit",
         "pass after one new segment",
+        "HTTP: idle / edit / after one",
+        "write → apply p50 (max)",
     ]);
     for (e, st) in combos {
         let Some(v) = r.get("requests", e, st) else { continue };
@@ -892,6 +898,17 @@ fn render(
                 f("idle_reads"),
                 f("flushed_edit"),
                 f("pass_after_one_segment"),
+                match tr["http"].as_object() {
+                    Some(h) => {
+                        let g = |k: &str| h.get(k).and_then(|v| v.as_f64()).map_or("–".into(), |x| format!("{x:.0}"));
+                        format!("{} / {} / {}", g("idle_pass"), g("flushed_edit"), g("pass_after_one_segment"))
+                    }
+                    None => "–".into(),
+                },
+                match (tr["propagation_p50_ms"].as_f64(), tr["propagation_max_ms"].as_f64()) {
+                    (Some(p50), Some(max)) => format!("{} ({})", fmt_ms(p50), fmt_ms(max)),
+                    _ => "–".into(),
+                },
             ]);
         }
     }

@@ -698,6 +698,25 @@ pub struct TransportRequests {
     pub flushed_edit: u64,
     /// Requests of a pass after one peer wrote one segment.
     pub pass_after_one_segment: u64,
+    /// HTTP requests the server saw for the same three (an API transport against its
+    /// emulator; folder lookups and pagination included).
+    pub http: Option<HttpRequests>,
+    /// Median time from a peer's segment being written to this device's sync loop applying
+    /// it (change hints, or polling where the medium has none), over `propagation_edits`.
+    pub propagation_p50_ms: f64,
+    /// The slowest of those.
+    pub propagation_max_ms: f64,
+}
+
+/// HTTP requests counted by an emulator ([`TransportRequests::http`]).
+#[derive(Clone, Debug, Serialize)]
+pub struct HttpRequests {
+    /// Per ingest pass with nothing new.
+    pub idle_pass: f64,
+    /// To flush one edit.
+    pub flushed_edit: u64,
+    /// For the pass after one peer wrote one segment.
+    pub pass_after_one_segment: u64,
 }
 
 /// Result of [`requests`].
@@ -709,35 +728,113 @@ pub struct RequestsReport {
     pub transports: Vec<TransportRequests>,
 }
 
+/// One kind of medium for [`requests`]: handles on it, and the HTTP request counter of its
+/// server when it is an emulated provider.
+struct BenchMedium {
+    kind: &'static str,
+    /// Peers write through this handle; the device under test gets [`BenchMedium::open`]'s.
+    peer: Arc<dyn Transport>,
+    open: Box<dyn Fn() -> Arc<dyn Transport>>,
+    http: Option<Box<dyn Fn() -> u64>>,
+    /// Keeps an emulator running.
+    _server: Option<Box<dyn std::any::Any>>,
+}
+
+/// The media compiled in: memory, folder, and the API transports on their emulators.
+fn bench_media(sub: &Path) -> Result<Vec<BenchMedium>> {
+    let memory = onefolder_core::MemoryTransport::new();
+    let m2 = memory.clone();
+    let library = library_dir(sub);
+    let mut media = vec![
+        BenchMedium {
+            kind: "memory",
+            peer: Arc::new(memory),
+            open: Box::new(move || Arc::new(m2.clone())),
+            http: None,
+            _server: None,
+        },
+        BenchMedium {
+            kind: "folder",
+            peer: Arc::new(FolderTransport::for_library(&library)),
+            open: Box::new(move || Arc::new(FolderTransport::for_library(&library))),
+            http: None,
+            _server: None,
+        },
+    ];
+    #[cfg(feature = "gdrive")]
+    {
+        use onefolder_emulators::gdrive::{ACCESS_TOKEN, GdriveEmulator};
+        use onefolder_transport_gdrive::{GdriveOptions, GdriveTransport, Tokens};
+        let emulator = Arc::new(GdriveEmulator::start().context("starting the Drive emulator")?);
+        let url = emulator.url();
+        let make = move || -> Arc<dyn Transport> {
+            let mut options = GdriveOptions::with_server("Library", &url, &url);
+            // The changes feed is polled for hints; a second, as a desktop app would.
+            options.poll_interval = Duration::from_secs(1);
+            Arc::new(GdriveTransport::new(options, Tokens::fixed(ACCESS_TOKEN)).expect("emulator options"))
+        };
+        let counter = emulator.clone();
+        media.push(BenchMedium {
+            kind: "gdrive",
+            peer: make(),
+            open: Box::new(make),
+            http: Some(Box::new(move || counter.api_requests())),
+            _server: Some(Box::new(emulator)),
+        });
+    }
+    #[cfg(feature = "dropbox")]
+    {
+        use onefolder_emulators::dropbox::{ACCESS_TOKEN, DropboxEmulator};
+        use onefolder_transport_dropbox::{DropboxOptions, DropboxTransport};
+        let emulator = Arc::new(DropboxEmulator::start(sub.join("dropbox")).context("starting the Dropbox emulator")?);
+        let url = emulator.url();
+        let make = move || -> Arc<dyn Transport> {
+            let options = DropboxOptions::new("/Library").with_base_url(&url);
+            Arc::new(DropboxTransport::with_access_token(options, ACCESS_TOKEN).expect("emulator options"))
+        };
+        let counter = emulator.clone();
+        media.push(BenchMedium {
+            kind: "dropbox",
+            peer: make(),
+            open: Box::new(make),
+            http: Some(Box::new(move || counter.total_requests())),
+            _server: Some(Box::new(emulator)),
+        });
+    }
+    Ok(media)
+}
+
 /// Measurement 7: requests one device makes of the medium, for each transport: per idle pass
-/// with `preset.idle_peers` peers, per flushed edit, and for a pass after one new segment.
+/// with `preset.idle_peers` peers, per flushed edit, and for a pass after one new segment —
+/// as calls of the `Transport` trait and, for the API transports, as HTTP requests their
+/// emulator saw — then the time from a peer's write to this device's apply, with its sync loop
+/// running.
 pub fn requests(b: &Backend, w: &Workload, dir: &Path) -> Result<RequestsReport> {
     let p = w.preset();
     let rt = runtime()?;
     let mut transports = Vec::new();
-    for kind in ["memory", "folder"] {
-        let sub = dir.join(format!("requests-{kind}"));
-        if sub.exists() {
-            std::fs::remove_dir_all(&sub)?;
-        }
-        std::fs::create_dir_all(&sub)?;
-        let medium: Arc<dyn Transport> = match kind {
-            "memory" => Arc::new(onefolder_core::MemoryTransport::new()),
-            _ => folder(&sub),
-        };
+    let sub = dir.join("requests");
+    if sub.exists() {
+        std::fs::remove_dir_all(&sub)?;
+    }
+    std::fs::create_dir_all(&sub)?;
+    let media = rt.block_on(async { bench_media(&sub) })?;
+    for medium in media {
+        let state = sub.join(format!("state-{}", medium.kind));
         let report = rt.block_on(async {
-            let (transport, meter) = Metered::wrap(medium.clone());
-            let replica = Arc::new(open_replica(b, &sub, transport.clone(), OpenMode::Create).await?);
+            let http = || medium.http.as_ref().map(|count| count());
+            let (transport, meter) = Metered::wrap((medium.open)());
+            let replica = Arc::new(open_replica(b, &state, transport.clone(), OpenMode::Create).await?);
             let manifest = replica.manifest().clone();
             let mut orders = HashMap::new();
-            let mut edits = w.new_assignments(2, 3_000_000, p.idle_peers * 2 + 4);
+            let mut edits = w.new_assignments(2, 3_000_000, p.idle_peers * 2 + 4 + p.propagation_edits + 1);
             let mut peers = Vec::new();
             for _ in 0..p.idle_peers {
                 let peer = DeviceId::random();
                 let mut e = (b.engine)();
                 for seq in 1..=2u64 {
                     let batch = edits.by_ref().take(1);
-                    write_peer_segment(medium.as_ref(), &manifest, w, &mut orders, e.as_mut(), peer, seq, batch)
+                    write_peer_segment(medium.peer.as_ref(), &manifest, w, &mut orders, e.as_mut(), peer, seq, batch)
                         .await?;
                 }
                 peers.push((peer, e));
@@ -746,36 +843,92 @@ pub fn requests(b: &Backend, w: &Workload, dir: &Path) -> Result<RequestsReport>
             ensure!(first.skipped == 0, "catch-up pass skipped files: {first:?}");
             let requests = |m: &Meter| m.lists.load(Ordering::Relaxed) + m.reads() + m.writes.load(Ordering::Relaxed);
             meter.reset();
+            let h0 = http();
             for _ in 0..IDLE_PASSES {
                 replica.ingest().await?;
             }
             let idle_pass = requests(&meter) as f64 / IDLE_PASSES as f64;
             let idle_reads = meter.reads() as f64 / IDLE_PASSES as f64;
+            let http_idle = h0.zip(http()).map(|(a, b)| (b - a) as f64 / IDLE_PASSES as f64);
 
             let lib = Library::new(replica.clone());
             meter.reset();
+            let h0 = http();
             lib.create_tag(None, "one edit", None)?;
             replica.flush().await?.context("nothing flushed")?;
             let flushed_edit = requests(&meter);
+            let http_flush = h0.zip(http()).map(|(a, b)| b - a);
 
             let (peer, e) = &mut peers[0];
             let batch = edits.by_ref().take(1);
-            write_peer_segment(medium.as_ref(), &manifest, w, &mut orders, e.as_mut(), *peer, 3, batch).await?;
+            write_peer_segment(medium.peer.as_ref(), &manifest, w, &mut orders, e.as_mut(), *peer, 3, batch).await?;
             meter.reset();
+            let h0 = http();
             let r = replica.ingest().await?;
             ensure!(r.applied == 1, "the new segment was not applied: {r:?}");
+            let pass_after_one_segment = requests(&meter);
+            let http_after = h0.zip(http()).map(|(a, b)| b - a);
+
+            // Propagation: the sync loop runs; the peer writes one segment at a time.
+            let mut events = replica.subscribe();
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let runner = tokio::spawn({
+                let replica = replica.clone();
+                async move {
+                    replica
+                        .run(async {
+                            let _ = stopped.await;
+                        })
+                        .await
+                }
+            });
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let mut latencies = Vec::new();
+            for (k, seq) in (4..).take(p.propagation_edits.min(20) + 1).enumerate() {
+                let batch = edits.by_ref().take(1);
+                write_peer_segment(medium.peer.as_ref(), &manifest, w, &mut orders, e.as_mut(), *peer, seq, batch)
+                    .await?;
+                let visible = Instant::now();
+                let deadline = tokio::time::Instant::from_std(visible + Duration::from_secs(60));
+                let applied = loop {
+                    match tokio::time::timeout_at(deadline, events.recv()).await {
+                        Ok(Ok(StatusEvent::Applied { device, seq: s, .. })) if device == *peer && s >= seq => {
+                            break Instant::now();
+                        }
+                        Ok(Ok(_)) | Ok(Err(RecvError::Lagged(_))) => continue,
+                        Ok(Err(RecvError::Closed)) => bail!("the device's event stream closed"),
+                        Err(_) => bail!("segment {seq} of the peer was not applied within 60 s"),
+                    }
+                };
+                if k > 0 {
+                    latencies.push(applied.duration_since(visible).as_secs_f64() * 1000.0);
+                }
+            }
+            let _ = stop.send(());
+            runner.await??;
+            latencies.sort_by(f64::total_cmp);
+            let http = match (http_idle, http_flush, http_after) {
+                (Some(idle_pass), Some(flushed_edit), Some(pass_after_one_segment)) => {
+                    Some(HttpRequests { idle_pass, flushed_edit, pass_after_one_segment })
+                }
+                _ => None,
+            };
             Ok::<_, anyhow::Error>(TransportRequests {
-                transport: kind.into(),
+                transport: medium.kind.into(),
                 changes_feed: transport.capabilities().changes_feed,
                 idle_pass,
                 idle_reads,
                 flushed_edit,
-                pass_after_one_segment: requests(&meter),
+                pass_after_one_segment,
+                http,
+                propagation_p50_ms: quantile(&latencies, 0.5),
+                propagation_max_ms: latencies.last().copied().unwrap_or(f64::NAN),
             })
         })?;
         transports.push(report);
-        let _ = std::fs::remove_dir_all(&sub);
+        rt.block_on(async { drop(medium) });
     }
+    let _ = std::fs::remove_dir_all(&sub);
     Ok(RequestsReport { peers: p.idle_peers, transports })
 }
 
