@@ -39,6 +39,12 @@ async fn figures(
         writer.replace(id, DEVICE_FILE, b"{\"name\":\"a device\"}").await.unwrap();
     }
     let files = devices as u64 * (segments + 1);
+    let w = writer.http_stats();
+    println!(
+        "{label}: writing: {:.2} requests per file ({} requests for {files} files and the manifest)",
+        w.requests as f64 / (files + 1) as f64,
+        w.requests
+    );
     println!(
         "{label}: {devices} devices x ({segments} segments of {size} B + device.json) = {files} files, written in {:.1} s",
         started.elapsed().as_secs_f64()
