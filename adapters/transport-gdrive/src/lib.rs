@@ -62,8 +62,8 @@
 //! [`TransportError::RateLimited`] (with `Retry-After`), 5xx and network failures
 //! [`TransportError::Transient`], so that [`RetryLayer`](onefolder_core::RetryLayer) backs off;
 //! 404 is [`TransportError::NotFound`]. A 401 refreshes the access token once and retries;
-//! when that fails, the error says to sign in again ([`TransportError::Io`] with
-//! `PermissionDenied`). No request has a client-side timeout (a retry layer on a paused test
+//! when that fails, the error says to sign in again ([`TransportError::Unauthorized`], which
+//! the retry layer does not retry). No request has a client-side timeout (a retry layer on a paused test
 //! clock would fire it at once); the connection pool has none either.
 //!
 //! # Scope
@@ -430,12 +430,9 @@ impl From<Failure> for TransportError {
             return if auth.is_transient() {
                 TransportError::Transient(format!("{}: {auth}", f.op))
             } else {
-                TransportError::Io(std::io::Error::new(
-                    std::io::ErrorKind::PermissionDenied,
-                    format!(
-                        "{}: Google Drive sign-in is no longer valid ({auth}); run `onefolder-sync auth gdrive`",
-                        f.op
-                    ),
+                TransportError::Unauthorized(format!(
+                    "{}: Google Drive sign-in is no longer valid ({auth}); run `onefolder-sync auth gdrive`",
+                    f.op
                 ))
             };
         }
@@ -448,18 +445,15 @@ impl From<Failure> for TransportError {
             Some(403) if rate_reason => TransportError::RateLimited { retry_after: f.retry_after },
             Some(404) => TransportError::NotFound(format!("{}: {}", f.op, f.message)),
             Some(s) if s >= 500 => TransportError::Transient(format!("{}: HTTP {s}: {}", f.op, f.message)),
-            Some(401) => TransportError::Io(std::io::Error::new(
-                std::io::ErrorKind::PermissionDenied,
-                format!("{}: Google Drive refused the access token (401); run `onefolder-sync auth gdrive`", f.op),
+            Some(401) => TransportError::Unauthorized(format!(
+                "{}: Google Drive refused the access token (401); run `onefolder-sync auth gdrive`",
+                f.op
             )),
-            Some(403) => TransportError::Io(std::io::Error::new(
-                std::io::ErrorKind::PermissionDenied,
-                format!(
-                    "{}: Google Drive refused (403 {}): {}",
-                    f.op,
-                    f.reason.as_deref().unwrap_or("forbidden"),
-                    f.message
-                ),
+            Some(403) => TransportError::Unauthorized(format!(
+                "{}: Google Drive refused (403 {}): {}",
+                f.op,
+                f.reason.as_deref().unwrap_or("forbidden"),
+                f.message
             )),
             Some(s) => TransportError::Io(std::io::Error::other(format!(
                 "{}: Google Drive answered {s} ({}): {}",

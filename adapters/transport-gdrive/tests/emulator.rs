@@ -352,7 +352,8 @@ async fn a_revoked_refresh_token_asks_to_sign_in_again() {
     let t = GdriveTransport::new(options(&emu), Tokens::from_file(&app(&emu), &file).unwrap()).unwrap();
     let e = t.list_devices().await.unwrap_err();
     let text = e.to_string();
-    assert!(matches!(&e, TransportError::Io(io) if io.kind() == std::io::ErrorKind::PermissionDenied), "{e:?}");
+    assert!(matches!(&e, TransportError::Unauthorized(_)), "{e:?}");
+    assert!(!e.is_retryable(), "the retry layer does not retry a refused sign-in");
     assert!(text.contains("invalid_grant") && text.contains("onefolder-sync auth gdrive"), "{text}");
     assert!(!text.contains("revoked-or-never-issued"), "no token in errors: {text}");
     assert_eq!(emu.api_requests(), 0, "no API call without a token");

@@ -304,6 +304,10 @@ mod tests {
         let (inner, layer, dev) = setup(vec![TransportError::NotFound("gone".into())], NO_JITTER).await;
         assert!(matches!(layer.read(&dev, "f.seg", 100).await, Err(TransportError::NotFound(_))));
         assert_eq!((inner.calls.load(Ordering::SeqCst), layer.retries(), layer.gave_up()), (1, 0, 0));
+        let refused = TransportError::Unauthorized("sign in again".into());
+        let (inner, layer, dev) = setup(vec![refused], NO_JITTER).await;
+        assert!(matches!(layer.read(&dev, "f.seg", 100).await, Err(TransportError::Unauthorized(_))));
+        assert_eq!((inner.calls.load(Ordering::SeqCst), layer.retries()), (1, 0));
     }
 
     #[test]

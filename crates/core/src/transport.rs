@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use crate::ids::DeviceId;
 
 /// Errors of a [`Transport`]. Callers act on the kind: retry `Transient` / `RateLimited` later,
-/// skip `NotFound`, report the rest.
+/// skip `NotFound`, ask the user to sign in again on `Unauthorized`, report the rest.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TransportError {
@@ -56,6 +56,11 @@ pub enum TransportError {
         /// The cap.
         cap: u64,
     },
+    /// The provider refused the credentials or the access (an expired sign-in that could not
+    /// be refreshed, a revoked app, missing permissions): the user has to act, e.g. sign in
+    /// again. Not worth an immediate retry; the sync loop still tries again after its backoff.
+    #[error("access refused: {0}")]
+    Unauthorized(String),
     /// Any other I/O failure.
     #[error("I/O failure: {0}")]
     Io(#[from] std::io::Error),
