@@ -428,3 +428,32 @@ fn plain_http_is_for_loopback_only() {
     let tmp = tempfile::tempdir().unwrap();
     assert!(matches!(Tokens::from_file(&app, &tmp.path().join("x")), Err(auth::AuthError::InvalidUrl { .. })));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chaos_preset_is_absorbed_by_a_retry_layer() {
+    let (_tmp, emu) = emulator();
+    emu.set_faults(Faults { slow: 0.0, longpoll_backoff: None, ..Faults::chaos(7) });
+    let policy = RetryPolicy {
+        max_attempts: 8,
+        first_delay: Duration::from_millis(5),
+        max_delay: Duration::from_secs(2),
+        max_total: Duration::from_secs(10),
+        jitter: 0.0,
+    };
+    let t = RetryLayer::new(Arc::new(transport(&emu)), policy);
+    let dev = DeviceId::random();
+    let mut cursor = t.changes_since(None, None).await.unwrap().cursor;
+    let mut seen = std::collections::BTreeSet::new();
+    for seq in 1..=40 {
+        t.create(&dev, &delta_name(seq), &[seq as u8; 10]).await.unwrap();
+        let set = t.changes_since(Some(&cursor), None).await.unwrap();
+        seen.extend(set.files.into_iter().map(|(_, f)| f.name));
+        cursor = set.cursor;
+    }
+    emu.set_faults(Faults::none());
+    let set = t.changes_since(Some(&cursor), None).await.unwrap();
+    seen.extend(set.files.into_iter().map(|(_, f)| f.name));
+    assert_eq!(seen.len(), 40, "every write is reported once the faults stop (lag, resets)");
+    assert!(t.retries() > 0, "the chaos hit");
+    assert_eq!(t.list(&dev).await.unwrap().len(), 40);
+}
