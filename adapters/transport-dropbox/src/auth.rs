@@ -495,6 +495,24 @@ async fn wait_for_code(listener: &tokio::net::TcpListener, state: &str) -> Resul
     }
 }
 
+/// Writes a token file for a refresh token obtained elsewhere (another machine's sign-in, a
+/// headless setup, a test); the first request gets an access token with it.
+pub fn save_refresh_token(app: &OAuthApp, token_file: &Path, refresh_token: &str) -> Result<Account, AuthError> {
+    app.check()?;
+    let file = TokenFile {
+        provider: PROVIDER.to_owned(),
+        client_id: app.client_id.clone(),
+        scope: app.scope.clone(),
+        signed_in: rfc3339(now_ms() / 1000),
+        account_id: None,
+        refresh_token: refresh_token.to_owned(),
+        access_token: None,
+        expires_at_ms: None,
+    };
+    file.write(token_file)?;
+    Ok(file.account())
+}
+
 /// Who is signed in according to `token_file`, or `None` without one.
 pub fn status(token_file: &Path) -> Result<Option<Account>, AuthError> {
     Ok(TokenFile::read(token_file)?.map(|f| f.account()))

@@ -1,14 +1,16 @@
 //! The dropbox media of the conformance suite: a Dropbox API emulator serving the medium's
 //! directory (so a folder-transport device can share the library), and one
-//! [`DropboxTransport`](onefolder_transport_dropbox::DropboxTransport) per device, under a
-//! [`RetryLayer`](onefolder_core::RetryLayer) as an application runs it.
+//! [`DropboxTransport`](onefolder_transport_dropbox::DropboxTransport) per device, signed in
+//! with a token file (access tokens refreshed; they expire every 2 s under the emulator's
+//! chaos) and under a [`RetryLayer`](onefolder_core::RetryLayer), as an application runs it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use onefolder_core::{RetryLayer, RetryPolicy, Transport};
-use onefolder_emulators::dropbox::{ACCESS_TOKEN, DropboxEmulator, Faults};
+use onefolder_emulators::dropbox::{CLIENT_ID, DropboxEmulator, Faults};
+use onefolder_transport_dropbox::auth::{self, OAuthApp, Tokens};
 use onefolder_transport_dropbox::{DropboxOptions, DropboxTransport, TAGS_DIR};
 
 use crate::{Medium, TransportFactory};
@@ -23,6 +25,10 @@ pub struct Dropbox;
 pub struct DropboxMedium {
     /// The emulator (stops when the medium is dropped).
     pub emulator: DropboxEmulator,
+    /// The app registered with the emulator.
+    pub app: OAuthApp,
+    /// The token file every device signs in with.
+    pub token_file: PathBuf,
 }
 
 impl DropboxMedium {
@@ -42,7 +48,8 @@ impl DropboxMedium {
 impl Medium for DropboxMedium {
     fn open(&self) -> Arc<dyn Transport> {
         let options = DropboxOptions::new(LIBRARY).with_base_url(&self.emulator.url());
-        let transport = DropboxTransport::with_access_token(options, ACCESS_TOKEN).expect("dropbox transport");
+        let tokens = Tokens::from_file(&self.app, &self.token_file).expect("the medium's token file");
+        let transport = DropboxTransport::new(options, tokens).expect("dropbox transport");
         RetryLayer::new(Arc::new(transport), Self::policy())
     }
 
@@ -67,6 +74,13 @@ impl Medium for DropboxMedium {
 impl TransportFactory for Dropbox {
     async fn medium(dir: &Path) -> Box<dyn Medium> {
         let emulator = DropboxEmulator::start(dir.join("dropbox")).expect("start the Dropbox emulator");
-        Box::new(DropboxMedium { emulator })
+        let app = OAuthApp {
+            auth_url: emulator.authorize_url(),
+            token_url: emulator.token_url(),
+            ..OAuthApp::new(CLIENT_ID)
+        };
+        let token_file = dir.join("dropbox-token.json");
+        auth::save_refresh_token(&app, &token_file, &emulator.issue_refresh_token(CLIENT_ID)).expect("token file");
+        Box::new(DropboxMedium { emulator, app, token_file })
     }
 }

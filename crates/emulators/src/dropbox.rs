@@ -103,9 +103,10 @@ impl Faults {
         Faults::default()
     }
 
-    /// Every fault at a moderate rate, short delays, and rate limits that mostly leave the
-    /// wait to the client (a rare `too_many_requests` says `Retry-After: 1`), so that a client
-    /// retrying within bounds still gets through in a few seconds.
+    /// Every fault at a moderate rate, short delays, rate limits that mostly leave the wait to
+    /// the client (a rare `too_many_requests` says `Retry-After: 1`), and access tokens that
+    /// expire after 2 s (the fixed [`ACCESS_TOKEN`] does not), so that a client retrying within
+    /// bounds still gets through in a few seconds.
     pub fn chaos(seed: u64) -> Faults {
         Faults {
             seed,
@@ -119,7 +120,7 @@ impl Faults {
             listing_lag: Duration::from_millis(40),
             cursor_reset: 0.05,
             longpoll_backoff: Some(1),
-            token_lifetime: None,
+            token_lifetime: Some(Duration::from_secs(2)),
         }
     }
 }
