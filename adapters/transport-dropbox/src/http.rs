@@ -171,13 +171,39 @@ impl std::fmt::Debug for Credentials {
 pub(crate) struct Request {
     url: String,
     headers: Vec<(String, String)>,
+    /// Our own `Dropbox-API-Arg` value, replacing the SDK's.
+    arg_header: Option<String>,
 }
 
 impl HttpRequest for Request {
     fn set_header(mut self, name: &str, value: &str) -> Self {
-        self.headers.push((name.to_owned(), value.to_owned()));
+        let value = match &self.arg_header {
+            Some(ours) if name.eq_ignore_ascii_case("Dropbox-API-Arg") => ours.clone(),
+            _ => value.to_owned(),
+        };
+        self.headers.push((name.to_owned(), value));
         self
     }
+}
+
+/// The JSON of `arg` for the `Dropbox-API-Arg` header: everything outside printable ASCII as
+/// `\uXXXX`, characters beyond the BMP as UTF-16 surrogate pairs. (dropbox-sdk 0.21 writes
+/// those as one `\u` with 5 or 6 hex digits, which JSON reads as a different character
+/// followed by a digit: a library folder named with an emoji would land elsewhere.)
+pub(crate) fn arg_header(arg: &impl serde::Serialize) -> Result<String, serde_json::Error> {
+    let json = serde_json::to_string(arg)?;
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if (' '..'\x7f').contains(&c) {
+            out.push(c);
+        } else {
+            let mut units = [0u16; 2];
+            for unit in c.encode_utf16(&mut units) {
+                out.push_str(&format!("\\u{unit:04x}"));
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// One SDK call's client (see the module docs).
@@ -189,6 +215,8 @@ pub(crate) struct Call<'a> {
     pub retry_after: Mutex<Option<u64>>,
     /// Why refreshing the access token failed for good (revoked, signed out).
     pub auth_failure: Mutex<Option<String>>,
+    /// The `Dropbox-API-Arg` to send instead of the SDK's (see [`arg_header`]).
+    arg_header: Option<String>,
 }
 
 impl<'a> Call<'a> {
@@ -200,12 +228,25 @@ impl<'a> Call<'a> {
             timeout: http.timeout,
             retry_after: Mutex::new(None),
             auth_failure: Mutex::new(None),
+            arg_header: None,
         }
+    }
+
+    /// The same call sending `header` as its `Dropbox-API-Arg`.
+    pub(crate) fn with_arg_header(self, header: String) -> Call<'a> {
+        Call { arg_header: Some(header), ..self }
     }
 
     /// A call without an `Authorization` header (the long poll), with its own timeout.
     pub(crate) fn noauth(http: &'a Http, timeout: Option<Duration>) -> Call<'a> {
-        Call { http, auth: None, timeout, retry_after: Mutex::new(None), auth_failure: Mutex::new(None) }
+        Call {
+            http,
+            auth: None,
+            timeout,
+            retry_after: Mutex::new(None),
+            auth_failure: Mutex::new(None),
+            arg_header: None,
+        }
     }
 
     /// The `Retry-After` the server sent with its last 429, if any.
@@ -252,7 +293,7 @@ impl HttpClient for Call<'_> {
     }
 
     fn new_request(&self, url: &str) -> Request {
-        Request { url: self.http.rewrite(url), headers: Vec::new() }
+        Request { url: self.http.rewrite(url), headers: Vec::new(), arg_header: self.arg_header.clone() }
     }
 
     async fn update_token(&self, old_token: Arc<String>) -> Result<bool, dropbox_sdk::Error> {
@@ -282,3 +323,16 @@ impl HttpClient for Call<'_> {
 
 impl UserAuthClient for Call<'_> {}
 impl NoauthClient for Call<'_> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arg_header_escapes_astral_characters_as_surrogate_pairs() {
+        let header = arg_header(&serde_json::json!({"path": "/Fotos/é😀"})).unwrap();
+        assert_eq!(header, r#"{"path":"/Fotos/\u00e9\ud83d\ude00"}"#);
+        let back: serde_json::Value = serde_json::from_str(&header).unwrap();
+        assert_eq!(back["path"], "/Fotos/é😀");
+    }
+}

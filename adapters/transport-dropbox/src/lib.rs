@@ -287,9 +287,21 @@ struct Outcome<T, E> {
 macro_rules! sdk {
     ($self:ident, |$c:ident| $body:expr) => {{
         let call = Call::authed(&$self.inner.http, &$self.inner.creds);
-        let $c = &call;
+        sdk!(@run call, |$c| $body)
+    }};
+    // A content route: its argument goes in the `Dropbox-API-Arg` header, escaped by us.
+    ($self:ident, arg $arg:expr, |$c:ident| $body:expr) => {{
+        let call = Call::authed(&$self.inner.http, &$self.inner.creds);
+        let call = match http::arg_header($arg) {
+            Ok(header) => call.with_arg_header(header),
+            Err(_) => call,
+        };
+        sdk!(@run call, |$c| $body)
+    }};
+    (@run $call:ident, |$c:ident| $body:expr) => {{
+        let $c = &$call;
         let result = $body.await;
-        Outcome { result, retry_after: call.retry_after(), auth_failure: call.auth_failure() }
+        Outcome { result, retry_after: $call.retry_after(), auth_failure: $call.auth_failure() }
     }};
 }
 
@@ -375,7 +387,7 @@ impl DropboxTransport {
 
     async fn download(&self, path: &str, name: &str, cap: u64) -> Result<Vec<u8>, TransportError> {
         let arg = files::DownloadArg::new(path.to_owned());
-        let out = sdk!(self, |c| files::download(c, &arg, None, None));
+        let out = sdk!(self, arg & arg, |c| files::download(c, &arg, None, None));
         let response = out.result.map_err(|e| map_error(e, path, out.retry_after, out.auth_failure, download_error))?;
         let size = response.result.size;
         if size > cap {
@@ -384,11 +396,15 @@ impl DropboxTransport {
         }
         let mut body = response.body.ok_or_else(|| TransportError::Transient(format!("{path}: no body")))?;
         let mut bytes = Vec::with_capacity(size as usize);
-        (&mut body)
-            .take(cap.saturating_add(1))
-            .read_to_end(&mut bytes)
-            .await
-            .map_err(|e| TransportError::Transient(format!("{path}: reading the download: {e}")))?;
+        let mut limited = (&mut body).take(cap.saturating_add(1));
+        let read = limited.read_to_end(&mut bytes);
+        let read = match self.inner.options.request_timeout {
+            Some(t) => tokio::time::timeout(t, read)
+                .await
+                .map_err(|_| TransportError::Transient(format!("{path}: the download stalled for {t:?}")))?,
+            None => read.await,
+        };
+        read.map_err(|e| TransportError::Transient(format!("{path}: reading the download: {e}")))?;
         if bytes.len() as u64 > cap {
             return Err(TransportError::TooLarge { name: name.to_owned(), size: bytes.len() as u64, cap });
         }
@@ -412,7 +428,7 @@ impl DropboxTransport {
             .with_mute(true)
             .with_strict_conflict(true);
         let body = Bytes::copy_from_slice(bytes);
-        let out = sdk!(self, |c| files::upload(c, &arg, body));
+        let out = sdk!(self, arg & arg, |c| files::upload(c, &arg, body));
         match out.result {
             Ok(meta) => Ok(Some(meta)),
             Err(dropbox_sdk::Error::Api(files::UploadError::Path(failed)))

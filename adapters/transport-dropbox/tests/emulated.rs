@@ -457,3 +457,21 @@ async fn the_chaos_preset_is_absorbed_by_a_retry_layer() {
     assert!(t.retries() > 0, "the chaos hit");
     assert_eq!(t.list(&dev).await.unwrap().len(), 40);
 }
+
+#[tokio::test]
+async fn a_library_folder_with_non_ascii_names_round_trips_through_the_headers() {
+    let (_tmp, emu) = emulator();
+    let options = DropboxOptions::new("/Fotos/Ünïcødé 😀").with_base_url(&emu.url());
+    let t = DropboxTransport::with_access_token(options, ACCESS_TOKEN).unwrap();
+    let dev = DeviceId::random();
+    t.create_manifest(b"{}").await.unwrap();
+    t.create(&dev, &delta_name(1), b"bytes").await.unwrap();
+    assert_eq!(t.read(&dev, &delta_name(1), 100).await.unwrap(), b"bytes");
+    assert_eq!(t.read_manifest().await.unwrap().as_deref(), Some(&b"{}"[..]));
+    assert!(emu.root().join("Fotos/Ünïcødé 😀/onefolder_tags/library.json").is_file());
+    // Another casing of the same library is the same folder on Dropbox.
+    let other = DropboxOptions::new("/FOTOS/ünïcødé 😀").with_base_url(&emu.url());
+    let other = DropboxTransport::with_access_token(other, ACCESS_TOKEN).unwrap();
+    assert_eq!(other.list(&dev).await.unwrap().len(), 1);
+    assert_eq!(other.changes_since(None, None).await.unwrap().files.len(), 1);
+}
