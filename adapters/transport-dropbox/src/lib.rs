@@ -39,6 +39,16 @@
 //! this handle's own writes is completed from what it wrote (its own folder's files and the
 //! folder itself are listed until the listing shows them, for a few minutes at most).
 //!
+//! [`Transport::changes`] takes its cursor before returning, so every change after the call
+//! is hinted. Before the tags folder exists it watches the library folder (or the Dropbox
+//! root) and narrows down after the first change. The loop holds no reference to the
+//! transport: dropping the stream or the last clone of the transport ends it, an open long
+//! poll included.
+//!
+//! The arguments of content routes (`Dropbox-API-Arg`) are escaped by us rather than by the
+//! SDK, whose escaping of characters beyond the BMP (an emoji in a folder name) is not valid
+//! JSON for the intended character.
+//!
 //! # Endpoints
 //!
 //! [`DropboxOptions::from_env`] reads `ONEFOLDER_SYNC_DROPBOX_URL` (one base URL for the api,

@@ -1346,6 +1346,84 @@ mod tests {
         );
     }
 
+    /// A raw POST; returns the status line, the lower-cased headers and the body.
+    async fn post(
+        url: &str,
+        route: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (u16, HashMap<String, String>, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let authority = url.strip_prefix("http://").unwrap();
+        let mut stream = tokio::net::TcpStream::connect(authority).await.unwrap();
+        let mut request = format!(
+            "POST /{route} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        for (k, v) in headers {
+            request.push_str(&format!("{k}: {v}\r\n"));
+        }
+        request.push_str("\r\n");
+        request.push_str(body);
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).await.unwrap();
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        let mut lines = head.lines();
+        let status = lines.next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap();
+        let headers = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+            .collect();
+        (status, headers, body.to_owned())
+    }
+
+    #[tokio::test]
+    async fn errors_have_dropboxs_shapes() {
+        let dir = std::env::temp_dir().join(format!("dbx-emu-shapes-{}", std::process::id()));
+        let emu = DropboxEmulator::start(&dir).unwrap();
+        let url = emu.url();
+        let bearer = format!("Bearer {ACCESS_TOKEN}");
+        let json = [("Content-Type", "application/json"), ("Authorization", bearer.as_str())];
+        let (status, _, _) = post(&url, "2/files/get_metadata", &json[..1], r#"{"path":"/x"}"#).await;
+        assert_eq!(status, 400, "no Authorization header");
+        let (status, _, body) = post(&url, "2/files/get_metadata", &json, r#"{"path":"/missing"}"#).await;
+        assert_eq!(status, 409);
+        let body: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["error_summary"], "path/not_found/..");
+        assert_eq!(body["error"], json!({".tag": "path", "path": {".tag": "not_found"}}));
+        emu.fail_next("files/list_folder", 1, Failure::TooManyRequests { retry_after: 4 });
+        let (status, headers, body) = post(&url, "2/files/list_folder", &json, r#"{"path":""}"#).await;
+        assert_eq!((status, headers.get("retry-after").map(String::as_str)), (429, Some("4")));
+        let body: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["error"], json!({"reason": {".tag": "too_many_requests"}, "retry_after": 4}));
+        let (status, _, body) =
+            post(&url, "2/files/list_folder/longpoll", &json, r#"{"cursor":"AAE1.0.0.0.1.","timeout":30}"#).await;
+        assert_eq!(status, 400, "the long poll takes no Authorization header: {body}");
+        let (status, _, body) =
+            post(&url, "2/files/list_folder/longpoll", &json[..1], r#"{"cursor":"x","timeout":5}"#).await;
+        assert_eq!(status, 400, "timeout below 30 s: {body}");
+        let upload =
+            [("Authorization", bearer.as_str()), ("Dropbox-API-Arg", r#"{"path":"/d/\u00e9.seg","mode":"add"}"#)];
+        let (status, _, body) = post(&url, "2/files/upload", &upload, "abc").await;
+        assert_eq!(status, 200, "{body}");
+        assert!(dir.join("d/é.seg").is_file());
+        let (status, _, body) = post(&url, "2/files/upload", &upload, "other").await;
+        assert_eq!(status, 409);
+        let body: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["error"]["reason"], json!({".tag": "conflict", "conflict": {".tag": "file"}}));
+        let download = [("Authorization", bearer.as_str()), ("Dropbox-API-Arg", r#"{"path":"/D/\u00c9.SEG"}"#)];
+        let (status, headers, body) = post(&url, "2/files/download", &download, "").await;
+        assert_eq!((status, body.as_str()), (200, "abc"), "case-insensitive paths");
+        let result: Value = serde_json::from_str(&headers["dropbox-api-result"]).unwrap();
+        assert_eq!((result["name"].as_str(), result["size"].as_u64()), (Some("é.seg"), Some(3)));
+        assert!(headers["dropbox-api-result"].is_ascii());
+        assert_eq!(emu.requests("files/upload"), 2);
+        drop(emu);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn header_json_escapes_non_ascii() {
         assert_eq!(header_json(&json!({"name": "é😀"})), r#"{"name":"\u00e9\ud83d\ude00"}"#);
