@@ -23,7 +23,7 @@ pub struct HttpStats {
     pub requests: u64,
     /// Request body bytes sent.
     pub bytes_sent: u64,
-    /// Response body bytes announced by `Content-Length`.
+    /// Response body bytes received.
     pub bytes_received: u64,
 }
 
@@ -53,19 +53,40 @@ pub struct Refusal {
     pub retry_after: Option<Duration>,
 }
 
+/// What one transport call asks of, and learns from, its HTTP requests.
+struct CallState {
+    /// The last answer of 400 or more.
+    refusal: Cell<Refusal>,
+    /// A `GET` answered with more than this many bytes is not read (a capped read).
+    cap: Option<u64>,
+    /// The `Content-Length` of a `GET` that was over `cap`.
+    oversize: Cell<Option<u64>>,
+}
+
 tokio::task_local! {
-    static REFUSAL: Cell<Refusal>;
+    static CALL: CallState;
 }
 
 /// Runs `fut` (one transport call) and returns its output with the status and `Retry-After`
 /// of the last answer of 400 or more during it (OpenDAL's errors carry neither reliably).
 pub(crate) async fn with_refusal<T>(fut: impl Future<Output = T>) -> (T, Refusal) {
-    REFUSAL
-        .scope(Cell::new(Refusal::default()), async move {
-            let out = fut.await;
-            (out, REFUSAL.with(Cell::get))
-        })
-        .await
+    let (out, refusal, _) = with_cap(None, fut).await;
+    (out, refusal)
+}
+
+/// [`with_refusal`] for a read capped at `cap` bytes: a `GET` whose `Content-Length` is over
+/// the cap fails without its body being read, and the size comes back as the third value.
+pub(crate) async fn with_cap<T>(cap: Option<u64>, fut: impl Future<Output = T>) -> (T, Refusal, Option<u64>) {
+    let state = CallState { refusal: Cell::new(Refusal::default()), cap, oversize: Cell::new(None) };
+    CALL.scope(state, async move {
+        let out = fut.await;
+        CALL.with(|c| (out, c.refusal.get(), c.oversize.get()))
+    })
+    .await
+}
+
+fn content_length(headers: &http::HeaderMap) -> Option<u64> {
+    headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
 }
 
 /// A `Retry-After` header value in seconds (the HTTP-date form is read as unknown).
@@ -150,33 +171,41 @@ impl HttpTransport for Metered {
         self.meter.requests.fetch_add(1, Ordering::Relaxed);
         self.meter.bytes_sent.fetch_add(req.body().len() as u64, Ordering::Relaxed);
         let head = req.method() == http::Method::HEAD;
+        let cap = if req.method() == http::Method::GET { CALL.try_with(|c| c.cap).ok().flatten() } else { None };
         let inner = self.inner.clone();
         let fetched = on_http_runtime(async move {
             let (parts, mut body) = inner.fetch(req).await?.into_parts();
+            if let (Some(cap), Some(length)) = (cap, content_length(&parts.headers))
+                && parts.status.is_success()
+                && length > cap
+            {
+                // Dropped unread: the connection closes instead of the body being received.
+                return Ok((parts, None));
+            }
             let buffer = body.to_buffer().await?;
-            Ok::<_, opendal::Error>((parts, buffer))
+            Ok::<_, opendal::Error>((parts, Some(buffer)))
         })
         .await
         .unwrap_or_else(|| {
             Err(opendal::Error::new(opendal::ErrorKind::Unexpected, "HTTP runtime shutting down").set_temporary())
         });
         let (parts, buffer) = fetched?;
+        let Some(buffer) = buffer else {
+            let length = content_length(&parts.headers);
+            let _ = CALL.try_with(|c| c.oversize.set(length));
+            return Err(opendal::Error::new(opendal::ErrorKind::Unexpected, "the file is over the read cap"));
+        };
         let size = buffer.len() as u64;
-        let body = HttpBody::new(futures::stream::iter([Ok(buffer)]), Some(size));
+        self.meter.bytes_received.fetch_add(size, Ordering::Relaxed);
+        // A HEAD answer announces a length it has no body for.
+        let length = if head { None } else { Some(size) };
+        let body = HttpBody::new(futures::stream::iter([Ok(buffer)]), length);
         let resp = http::Response::from_parts(parts, body);
-        let length = resp
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if !head {
-            self.meter.bytes_received.fetch_add(length.unwrap_or(0), Ordering::Relaxed);
-        }
         let status = resp.status().as_u16();
         if status >= 400 {
             let after = resp.headers().get(http::header::RETRY_AFTER).and_then(|v| v.to_str().ok());
             let refusal = Refusal { status: Some(status), retry_after: after.and_then(parse_retry_after) };
-            let _ = REFUSAL.try_with(|cell| cell.set(refusal));
+            let _ = CALL.try_with(|c| c.refusal.set(refusal));
         }
         Ok(resp)
     }

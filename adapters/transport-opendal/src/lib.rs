@@ -67,8 +67,9 @@
 //! - **Versions** ([`FileEntry::version`]) are the ETag (S3: the content's MD5 for a simple
 //!   put; WebDAV: the server's `getetag`), or `<last-modified>/<size>` when the server gives
 //!   no ETag.
-//! - **Reads are capped**: a `stat` (`HEAD` / `PROPFIND`) first; a file over the cap fails
-//!   with [`TransportError::TooLarge`] without being read.
+//! - **Reads are capped** and cost one request: a `GET` whose `Content-Length` is over the
+//!   cap fails with [`TransportError::TooLarge`] before its body is read (the connection is
+//!   dropped); a body sent without a length is checked once received.
 //!
 //! # Change hints
 //!
@@ -79,7 +80,7 @@
 //! reported. An idle pass therefore costs `⌈objects / 1000⌉` requests (one for a library of
 //! fewer than 1000 files across all devices) and about 290 bytes of XML per object (measured
 //! on moto: 50 devices × 21 files = 1050 objects, 2 requests and 301 KB per idle pass; a new
-//! segment adds a `HEAD` and a `GET`).
+//! segment adds its `GET`).
 //! The cursor names a listing this process keeps in memory (the last 8); a cursor from
 //! another process or an older listing gives a complete listing, which the caller handles
 //! like the first pass. On WebDAV, where depth-infinity `PROPFIND` is commonly disabled,
@@ -323,21 +324,15 @@ impl OpendalTransport {
         out.map_err(|e| (e.kind(), map_error(&e, what, refusal)))
     }
 
-    async fn stat(&self, path: &str, what: &str) -> Result<opendal::Metadata, TransportError> {
-        self.call(what, self.inner.op.stat(path)).await.map_err(|(_, e)| e)
-    }
-
+    /// One `GET`: a file whose `Content-Length` is over `cap` fails with `TooLarge` before its
+    /// body is read; a body without a length is checked once read.
     async fn read_capped(&self, path: &str, what: &str, cap: u64) -> Result<Vec<u8>, TransportError> {
-        let meta = self.stat(path, what).await?;
-        if meta.content_length() > cap {
-            return Err(TransportError::TooLarge { name: what.to_owned(), size: meta.content_length(), cap });
+        let (out, refusal, oversize) = http::with_cap(Some(cap), self.inner.op.read(path).into_future()).await;
+        if let Some(size) = oversize {
+            return Err(TransportError::TooLarge { name: what.to_owned(), size, cap });
         }
-        if meta.content_length() == 0 {
-            return Ok(Vec::new());
-        }
-        let bytes = self.call(what, self.inner.op.read(path)).await.map_err(|(_, e)| e)?.to_vec();
+        let bytes = out.map_err(|e| map_error(&e, what, refusal))?.to_vec();
         if bytes.len() as u64 > cap {
-            // Replaced by a larger file between the stat and the read.
             return Err(TransportError::TooLarge { name: what.to_owned(), size: bytes.len() as u64, cap });
         }
         Ok(bytes)

@@ -264,7 +264,7 @@ async fn capped_reads(t: &OpendalTransport) {
     let r = t.read(&dev, &delta_name(1), 99_999).await;
     assert!(matches!(r, Err(TransportError::TooLarge { size: 100_000, cap: 99_999, .. })), "{r:?}");
     let after = t.http_stats();
-    assert_eq!(after.requests - before.requests, 1, "only a stat");
+    assert_eq!(after.requests - before.requests, 1, "one request");
     assert!(after.bytes_received - before.bytes_received < 10_000, "the body was not read");
     assert_eq!(t.read(&dev, &delta_name(1), 100_000).await.unwrap().len(), 100_000);
     t.create(&dev, &delta_name(2), b"").await.unwrap();
@@ -274,7 +274,7 @@ async fn capped_reads(t: &OpendalTransport) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reads_are_capped_from_metadata() {
+async fn reads_are_capped_before_the_body() {
     capped_reads(&s3().await).await;
     capped_reads(&webdav().0).await;
 }
@@ -344,7 +344,7 @@ fn canned(response: &'static str, count: usize) -> String {
     format!("http://127.0.0.1:{port}")
 }
 
-const SLOW_DOWN: &str = "HTTP/1.1 503 Slow Down\r\nRetry-After: 7\r\nContent-Type: application/xml\r\nContent-Length: 95\r\nConnection: close\r\n\r\n<?xml version=\"1.0\"?><Error><Code>SlowDown</Code><Message>Reduce your rate</Message></Error>";
+const SLOW_DOWN: &str = "HTTP/1.1 503 Slow Down\r\nRetry-After: 7\r\nContent-Type: application/xml\r\nContent-Length: 92\r\nConnection: close\r\n\r\n<?xml version=\"1.0\"?><Error><Code>SlowDown</Code><Message>Reduce your rate</Message></Error>";
 const TOO_MANY: &str =
     "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 3\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 const UNAVAILABLE: &str = "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
