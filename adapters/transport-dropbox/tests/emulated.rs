@@ -249,6 +249,8 @@ async fn rate_limits_and_server_errors_are_mapped() {
     emu.fail_next("files/upload", 1, Failure::TooManyRequests { retry_after: 7 });
     let e = t.create(&dev, &delta_name(1), b"x").await.unwrap_err();
     assert!(matches!(e, TransportError::RateLimited { retry_after: Some(d) } if d == Duration::from_secs(7)), "{e:?}");
+    // too_many_write_operations says how long in the Retry-After header only (its body has no
+    // retry_after): read by our HTTP client.
     emu.fail_next("files/upload", 1, Failure::TooManyWriteOperations { retry_after: 3 });
     let e = t.create(&dev, &delta_name(1), b"x").await.unwrap_err();
     assert!(matches!(e, TransportError::RateLimited { retry_after: Some(d) } if d == Duration::from_secs(3)), "{e:?}");

@@ -22,7 +22,8 @@
 //!
 //! Errors are Dropbox's `.tag`ged unions: 409 with
 //! `{"error_summary":"path/not_found/..","error":{".tag":"path","path":{".tag":"not_found"}}}`,
-//! 429 with a `Retry-After` header and `{"error":{"reason":{".tag":"too_many_requests"},"retry_after":N}}`,
+//! 429 with a `Retry-After` header and `{"error":{"reason":{".tag":"too_many_requests"},"retry_after":N}}`
+//! (`too_many_write_operations`: the header only),
 //! 401 with `{"error":{".tag":"expired_access_token"}}`. Bearer tokens are checked on every
 //! authenticated route: [`ACCESS_TOKEN`] is always valid, tokens from the token endpoint
 //! expire after `expires_in` (or earlier, under [`Faults::token_lifetime`]).
@@ -786,11 +787,14 @@ fn fail_response((status, body): Fail) -> Response {
     (status, [(header::CONTENT_TYPE, ctype)], body).into_response()
 }
 
+/// 429 with `Retry-After` (when not 0). `too_many_requests` repeats the seconds in the body;
+/// `too_many_write_operations` does not (as Dropbox sends them: only the header says).
 fn rate_limited(reason: &str, retry_after: u32) -> Response {
-    let body = json!({
-        "error_summary": format!("{reason}/.."),
-        "error": { "reason": { ".tag": reason }, "retry_after": retry_after },
-    });
+    let mut error = json!({ "reason": { ".tag": reason } });
+    if reason == "too_many_requests" {
+        error["retry_after"] = json!(retry_after);
+    }
+    let body = json!({ "error_summary": format!("{reason}/.."), "error": error });
     let mut response =
         (StatusCode::TOO_MANY_REQUESTS, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response();
     if retry_after > 0 {
