@@ -41,6 +41,9 @@ const ENV_CLIENT_SECRET: &str = "ONEFOLDER_SYNC_DROPBOX_CLIENT_SECRET";
 const ENV_AUTH_URL: &str = "ONEFOLDER_SYNC_DROPBOX_AUTH_URL";
 const ENV_TOKEN_URL: &str = "ONEFOLDER_SYNC_DROPBOX_TOKEN_URL";
 const ENV_SCOPE: &str = "ONEFOLDER_SYNC_DROPBOX_SCOPE";
+const ENV_REDIRECT_PORT: &str = "ONEFOLDER_SYNC_DROPBOX_REDIRECT_PORT";
+/// The port of the redirect URI to register for the app: `http://127.0.0.1:53682/`.
+pub const DEFAULT_REDIRECT_PORT: u16 = 53682;
 
 /// Errors of signing in and of the token file.
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +110,10 @@ pub struct OAuthApp {
     pub token_url: String,
     /// Space-separated scopes.
     pub scope: String,
+    /// The loopback port the browser comes back to (`http://127.0.0.1:<port>/`): Dropbox only
+    /// redirects to URIs registered for the app, so the port is fixed ([`DEFAULT_REDIRECT_PORT`])
+    /// and registered once; `0` takes any free port (a server that accepts any, as the tests').
+    pub redirect_port: u16,
 }
 
 impl std::fmt::Debug for OAuthApp {
@@ -117,6 +124,7 @@ impl std::fmt::Debug for OAuthApp {
             .field("auth_url", &self.auth_url)
             .field("token_url", &self.token_url)
             .field("scope", &self.scope)
+            .field("redirect_port", &self.redirect_port)
             .finish()
     }
 }
@@ -130,6 +138,7 @@ impl OAuthApp {
             auth_url: DEFAULT_AUTH_URL.to_owned(),
             token_url: DEFAULT_TOKEN_URL.to_owned(),
             scope: DEFAULT_SCOPE.to_owned(),
+            redirect_port: DEFAULT_REDIRECT_PORT,
         }
     }
 
@@ -145,6 +154,13 @@ impl OAuthApp {
         }
         if let Some(url) = var(ENV_TOKEN_URL) {
             app.token_url = url;
+        }
+        if let Some(port) = var(ENV_REDIRECT_PORT) {
+            app.redirect_port = port.parse().map_err(|_| AuthError::InvalidUrl {
+                what: ENV_REDIRECT_PORT.to_owned(),
+                url: port.clone(),
+                reason: "not a port number (0 to 65535)",
+            })?;
         }
         if let Some(scope) = var(ENV_SCOPE) {
             app.scope = scope;
@@ -368,17 +384,7 @@ fn now_ms() -> u64 {
 
 /// RFC 3339 (UTC, seconds) of a Unix time in seconds.
 fn rfc3339(secs: u64) -> String {
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    humantime::format_rfc3339_seconds(SystemTime::UNIX_EPOCH + Duration::from_secs(secs)).to_string()
 }
 
 /// When a token answered now with `expires_in` seconds should be treated as expired: a minute
@@ -406,7 +412,16 @@ pub async fn sign_in_within(
     wait: Duration,
 ) -> Result<Account, AuthError> {
     app.check()?;
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", app.redirect_port)).await.map_err(|e| {
+        AuthError::Io(std::io::Error::new(
+            e.kind(),
+            format!(
+                "cannot listen on 127.0.0.1:{} for the browser's answer ({e}); free the port or set {ENV_REDIRECT_PORT} \
+                 to another one registered for the app",
+                app.redirect_port
+            ),
+        ))
+    })?;
     let redirect_uri = format!("http://127.0.0.1:{}/", listener.local_addr()?.port());
     let state = uuid::Uuid::new_v4().simple().to_string();
     let pkce = PkceCode::new();
@@ -639,6 +654,11 @@ mod tests {
         for bad in ["http://example.com/token", "http://10.0.0.1/", "ftp://127.0.0.1/", "nonsense"] {
             assert!(check_url("x", bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_redirect_port_is_fixed_unless_set() {
+        assert_eq!(OAuthApp::new("key").redirect_port, DEFAULT_REDIRECT_PORT);
     }
 
     #[test]

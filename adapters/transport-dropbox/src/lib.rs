@@ -619,7 +619,7 @@ fn map_error<E: std::error::Error>(
     api: impl FnOnce(E, &str) -> TransportError,
 ) -> TransportError {
     use dropbox_sdk::Error;
-    let denied = |why: String| TransportError::Io(std::io::Error::new(std::io::ErrorKind::PermissionDenied, why));
+    let denied = TransportError::Unauthorized;
     let rate_limited = |body_secs: u64| TransportError::RateLimited {
         retry_after: retry_after.or(Some(body_secs)).filter(|s| *s > 0).map(Duration::from_secs),
     };
@@ -651,9 +651,7 @@ fn lookup_error(e: files::LookupError, what: &str) -> TransportError {
         L::NotFound | L::NotFile | L::NotFolder => TransportError::NotFound(what.to_owned()),
         L::MalformedPath(_) => TransportError::InvalidName { name: what.to_owned(), reason: "rejected by Dropbox" },
         L::Locked => TransportError::Transient(format!("{what}: locked")),
-        other => {
-            TransportError::Io(std::io::Error::new(std::io::ErrorKind::PermissionDenied, format!("{what}: {other}")))
-        }
+        other => TransportError::Unauthorized(format!("{what}: {other}")),
     }
 }
 
@@ -668,9 +666,7 @@ fn write_error(e: files::WriteError, what: &str) -> TransportError {
         W::InsufficientSpace | W::TeamFolderInsufficientSpace | W::MemberFolderInsufficientSpace => {
             TransportError::Io(std::io::Error::other(format!("{what}: the Dropbox account is full")))
         }
-        other => {
-            TransportError::Io(std::io::Error::new(std::io::ErrorKind::PermissionDenied, format!("{what}: {other}")))
-        }
+        other => TransportError::Unauthorized(format!("{what}: {other}")),
     }
 }
 

@@ -28,7 +28,8 @@ fn transport(emu: &DropboxEmulator) -> DropboxTransport {
 }
 
 fn app(emu: &DropboxEmulator) -> OAuthApp {
-    OAuthApp { auth_url: emu.authorize_url(), token_url: emu.token_url(), ..OAuthApp::new(CLIENT_ID) }
+    // Any free port: the emulator accepts any loopback redirect (Dropbox wants the registered one).
+    OAuthApp { auth_url: emu.authorize_url(), token_url: emu.token_url(), redirect_port: 0, ..OAuthApp::new(CLIENT_ID) }
 }
 
 /// Polls `cond` every 20 ms for up to 20 s.
@@ -260,7 +261,8 @@ async fn rate_limits_and_server_errors_are_mapped() {
     assert!(e.is_retryable());
     emu.fail_next("files/download", 1, Failure::ExpiredToken);
     let e = t.read(&dev, &delta_name(1), 10).await.unwrap_err();
-    assert!(matches!(&e, TransportError::Io(io) if io.kind() == std::io::ErrorKind::PermissionDenied), "{e:?}");
+    assert!(matches!(&e, TransportError::Unauthorized(_)), "{e:?}");
+    assert!(!e.is_retryable());
     assert!(e.to_string().contains("sign in again"), "a fixed token cannot be refreshed: {e}");
     let text = format!("{e} {e:?} {t:?}");
     assert!(!text.contains(ACCESS_TOKEN), "no token in errors or Debug: {text}");
@@ -405,7 +407,8 @@ async fn a_revoked_refresh_token_says_sign_in_again() {
     emu.expire_tokens();
     other_t.list_devices().await.unwrap();
     let e = t.list_devices().await.unwrap_err();
-    assert!(matches!(&e, TransportError::Io(io) if io.kind() == std::io::ErrorKind::PermissionDenied), "{e:?}");
+    assert!(matches!(&e, TransportError::Unauthorized(_)), "{e:?}");
+    assert!(!e.is_retryable());
     assert!(e.to_string().contains("sign in again"), "{e}");
 }
 

@@ -51,6 +51,8 @@ fn dropbox_provider(w: &World) -> (Provider, DropboxEmulator) {
         ("ONEFOLDER_SYNC_DROPBOX_AUTH_URL", emulator.authorize_url()),
         ("ONEFOLDER_SYNC_DROPBOX_TOKEN_URL", emulator.token_url()),
         ("ONEFOLDER_SYNC_DROPBOX_URL", emulator.url()),
+        // Any free port (the real app registers its fixed one; parallel tests must not share it).
+        ("ONEFOLDER_SYNC_DROPBOX_REDIRECT_PORT", "0".to_owned()),
     ];
     let env = env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
     let consent: Box<dyn Fn(&str) -> Result<(), String>> = Box::new(move |url: &str| runtime().block_on(browser(url)));
