@@ -11,11 +11,11 @@
 //! # MinIO (or any S3-compatible store) on this machine; the library under photos/ in the bucket
 //! export AWS_ACCESS_KEY_ID=minioadmin AWS_SECRET_ACCESS_KEY=minioadmin AWS_REGION=us-east-1
 //! export ONEFOLDER_SYNC_S3_ENDPOINT=http://127.0.0.1:9000
-//! onefolder-sync init --transport s3://onefolder/photos
+//! onefolder-sync init ~/Pictures --transport s3://onefolder/photos
 //!
 //! # AWS S3: no endpoint, the region picks it
 //! export AWS_ACCESS_KEY_ID=AKIA… AWS_SECRET_ACCESS_KEY=… AWS_REGION=eu-central-1
-//! onefolder-sync join --transport s3://my-bucket/onefolder
+//! onefolder-sync join ~/Pictures --transport s3://my-bucket/onefolder
 //!
 //! # Cloudflare R2
 //! export ONEFOLDER_SYNC_S3_ENDPOINT=https://<account id>.r2.cloudflarestorage.com AWS_REGION=auto
@@ -23,7 +23,7 @@
 //! # Nextcloud (use an app password: Settings → Security → Devices & sessions)
 //! export ONEFOLDER_SYNC_WEBDAV_USER=alice
 //! export ONEFOLDER_SYNC_WEBDAV_PASSWORD_FILE=~/.config/onefolder/nextcloud-password
-//! onefolder-sync join --transport webdav://cloud.example.com/remote.php/dav/files/alice/Photos
+//! onefolder-sync join ~/Pictures --transport webdav://cloud.example.com/remote.php/dav/files/alice/Photos
 //! ```
 //!
 //! `webdav://` and `webdavs://` are HTTPS; `webdav+http://` is plain HTTP and is accepted for
@@ -95,7 +95,8 @@
 //! S3 `SlowDown`) → `RateLimited` with the server's `Retry-After` when it sent one (any
 //! temporary failure that came with a `Retry-After` too), other temporary errors
 //! ([`opendal::Error::is_temporary`]: 5xx, connection failures) → `Transient`, the rest
-//! (403, a missing bucket, a bad configuration) → `Io`. OpenDAL's own retry layer is not
+//! (a missing bucket, a bad configuration) → `Io`; 401 / 403 → `Unauthorized` (not
+//! retried). OpenDAL's own retry layer is not
 //! used: wrap the transport in [`onefolder_core::RetryLayer`].
 //!
 //! # HTTP
@@ -433,10 +434,7 @@ impl OpendalTransport {
             404 | 409 => Err(TransportError::NotFound(what.to_owned())),
             429 => Err(TransportError::RateLimited { retry_after }),
             503 if retry_after.is_some() => Err(TransportError::RateLimited { retry_after }),
-            401 | 403 => Err(TransportError::Io(std::io::Error::new(
-                std::io::ErrorKind::PermissionDenied,
-                format!("{what}: the server refused the MOVE ({status})"),
-            ))),
+            401 | 403 => Err(TransportError::Unauthorized(format!("{what}: the server refused the MOVE ({status})"))),
             408 | 423 | 500..=599 => Err(TransportError::Transient(format!("{what}: MOVE answered {status}"))),
             _ => Err(TransportError::Io(std::io::Error::other(format!("{what}: MOVE answered {status}")))),
         }
@@ -511,8 +509,7 @@ fn rand_u64() -> u64 {
 /// error `Unexpected`, as OpenDAL's WebDAV service does for 429 and 401).
 pub fn map_error(e: &opendal::Error, what: &str, refusal: Refusal) -> TransportError {
     let Refusal { status, retry_after } = refusal;
-    let denied =
-        || TransportError::Io(std::io::Error::new(std::io::ErrorKind::PermissionDenied, format!("{what}: {e}")));
+    let denied = || TransportError::Unauthorized(format!("{what}: {e}"));
     match (e.kind(), status) {
         (ErrorKind::NotFound, _) => TransportError::NotFound(what.to_owned()),
         (ErrorKind::ConditionNotMatch | ErrorKind::AlreadyExists, _) => TransportError::AlreadyExists(what.to_owned()),
