@@ -212,10 +212,10 @@ impl Transport for Counting {
     }
     async fn read(&self, device: &DeviceId, name: &str, cap: u64) -> Result<Vec<u8>, TransportError> {
         self.count("read");
-        if let Some(failed) = &self.failed_once {
-            if failed.lock().unwrap().insert((*device, name.to_owned())) {
-                return Err(TransportError::Transient("first read fails (injected)".into()));
-            }
+        if let Some(failed) = &self.failed_once
+            && failed.lock().unwrap().insert((*device, name.to_owned()))
+        {
+            return Err(TransportError::Transient("first read fails (injected)".into()));
         }
         self.inner.read(device, name, cap).await
     }

@@ -50,13 +50,13 @@ fn check(bytes: &[u8], library: LibraryId, engine: &str, folder: Option<DeviceId
         );
         Problem { corrupt, reason: e.to_string() }
     })?;
-    if let Some(device) = folder {
-        if seg.header.device != device {
-            return Err(Problem {
-                corrupt: true,
-                reason: format!("written by device {}, found in the folder of {device}", seg.header.device),
-            });
-        }
+    if let Some(device) = folder
+        && seg.header.device != device
+    {
+        return Err(Problem {
+            corrupt: true,
+            reason: format!("written by device {}, found in the folder of {device}", seg.header.device),
+        });
     }
     Ok(seg.header)
 }

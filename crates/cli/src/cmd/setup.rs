@@ -187,14 +187,14 @@ pub async fn join(args: JoinArgs, global: &Global) -> Result<()> {
             ))
         })?
     };
-    if let Some(wanted) = &args.engine {
-        if *wanted != manifest.engine {
-            return Err(user(format!(
-                "wrong engine: the library in {} uses the {} engine, not {wanted}",
-                folder.display(),
-                manifest.engine
-            )));
-        }
+    if let Some(wanted) = &args.engine
+        && *wanted != manifest.engine
+    {
+        return Err(user(format!(
+            "wrong engine: the library in {} uses the {} engine, not {wanted}",
+            folder.display(),
+            manifest.engine
+        )));
     }
     backend::check_engine(&manifest.engine).map_err(|e| {
         user(format!("this library uses the {} engine: {}", manifest.engine, crate::error::one_line(&e)))

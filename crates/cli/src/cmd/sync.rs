@@ -174,10 +174,10 @@ impl Printer {
     }
 
     async fn handle(&mut self, event: StatusEvent) {
-        if let StatusEvent::Flushed(f) = &event {
-            if let Err(e) = record_flush(&self.replica, f) {
-                eprintln!("warning: could not remember the last flush: {e}");
-            }
+        if let StatusEvent::Flushed(f) = &event
+            && let Err(e) = record_flush(&self.replica, f)
+        {
+            eprintln!("warning: could not remember the last flush: {e}");
         }
         if self.json {
             if let Ok(text) = serde_json::to_string(&event) {

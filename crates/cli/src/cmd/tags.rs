@@ -109,10 +109,10 @@ pub async fn run(cmd: TagCommand, global: &Global) -> Result<()> {
             }
             let existed = s.lib.tag_by_path(&path)?;
             let id = s.lib.create_tag_path(&path, color.as_deref())?;
-            if existed.is_some() {
-                if let Some(c) = &color {
-                    s.lib.set_tag_color(&id, Some(c))?;
-                }
+            if existed.is_some()
+                && let Some(c) = &color
+            {
+                s.lib.set_tag_color(&id, Some(c))?;
             }
             done(&id, if existed.is_some() { "tag already exists:" } else { "created tag" }, Some(existed.is_none()))
         }
@@ -134,14 +134,14 @@ pub async fn run(cmd: TagCommand, global: &Global) -> Result<()> {
             let id = s.tag(&path)?;
             let parent = if new_parent.trim() == "/" { None } else { Some(s.tag(&new_parent)?) };
             let tags = s.lib.tags()?;
-            if parent.as_deref() != tags[&id].parent.as_deref() {
-                if let Some(other) = sibling_named(&tags, parent.as_deref(), &tags[&id].name, Some(&id)) {
-                    return Err(user(format!(
-                        "{new_parent} already has a tag named {:?}; to combine them run `onefolder-sync tag merge {path} {}`",
-                        other.name,
-                        tag_paths(&tags)[&other.id]
-                    )));
-                }
+            if parent.as_deref() != tags[&id].parent.as_deref()
+                && let Some(other) = sibling_named(&tags, parent.as_deref(), &tags[&id].name, Some(&id))
+            {
+                return Err(user(format!(
+                    "{new_parent} already has a tag named {:?}; to combine them run `onefolder-sync tag merge {path} {}`",
+                    other.name,
+                    tag_paths(&tags)[&other.id]
+                )));
             }
             s.lib.move_tag(&id, parent.as_deref()).map_err(|e| match e {
                 onefolder_model::ModelError::Cycle(name) => {

@@ -19,7 +19,6 @@ const DEADLINE: Duration = Duration::from_secs(60);
 struct Provider {
     name: &'static str,
     env: Vec<(String, String)>,
-    consent: Box<dyn Fn(&str) -> Result<(), String>>,
     /// The directory the emulator serves as the provider's root.
     root: PathBuf,
 }
@@ -39,8 +38,7 @@ fn gdrive_provider(w: &World) -> (Provider, GdriveEmulator) {
         ("ONEFOLDER_SYNC_GDRIVE_URL", emulator.url()),
     ];
     let env = env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-    let consent: Box<dyn Fn(&str) -> Result<(), String>> = Box::new(move |url: &str| runtime().block_on(browser(url)));
-    (Provider { name: "gdrive", env, consent, root }, emulator)
+    (Provider { name: "gdrive", env, root }, emulator)
 }
 
 fn dropbox_provider(w: &World) -> (Provider, DropboxEmulator) {
@@ -55,8 +53,7 @@ fn dropbox_provider(w: &World) -> (Provider, DropboxEmulator) {
         ("ONEFOLDER_SYNC_DROPBOX_REDIRECT_PORT", "0".to_owned()),
     ];
     let env = env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-    let consent: Box<dyn Fn(&str) -> Result<(), String>> = Box::new(move |url: &str| runtime().block_on(browser(url)));
-    (Provider { name: "dropbox", env, consent, root }, emulator)
+    (Provider { name: "dropbox", env, root }, emulator)
 }
 
 /// Plays a browser on loopback URLs: GET, and follow one redirect.
@@ -118,7 +115,9 @@ fn sign_in(c: &Computer, p: &Provider) -> String {
             break line.trim().to_owned();
         }
     };
-    (p.consent)(&url).unwrap_or_else(|e| panic!("consent on {url}: {e}"));
+    // The user's browser: the provider's consent page approves and sends it back to the
+    // loopback address the command listens on.
+    runtime().block_on(browser(&url)).unwrap_or_else(|e| panic!("consent on {url}: {e}"));
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
