@@ -68,7 +68,7 @@ impl FromStr for TransportSpec {
         if let Some(path) = s.strip_prefix("dropbox:") {
             return Ok(TransportSpec::Dropbox(provider_path("dropbox", path)?));
         }
-        if ["s3://", "webdav://", "webdavs://"].iter().any(|p| s.starts_with(p)) {
+        if ["s3://", "webdav://", "webdavs://", "webdav+https://", "webdav+http://"].iter().any(|p| s.starts_with(p)) {
             return Ok(TransportSpec::Url(s.to_owned()));
         }
         Err(user(format!(

@@ -254,3 +254,73 @@ fn transport_without_sign_in_or_with_a_bad_spec_is_refused() {
     let e = c.fails(&["auth", "logout", "onedrive"], 1);
     assert!(e.contains("unknown provider"), "{e}");
 }
+
+/// A library whose database is in an S3 bucket (moto) or a WebDAV folder (wsgidav): a
+/// computer on the API and a second one converge; nothing secret reaches the output.
+fn object_store_library(spec: &str, env: Vec<(String, String)>, secret: &str, served: Option<&Path>) {
+    let w = World::new();
+    let mut laptop = w.computer("laptop");
+    laptop.env = env.clone();
+    laptop.write("2026/tom.jpg", b"tom the cat");
+    let init = laptop.json(&["init", &laptop.lib(), "--transport", spec, "--name", "laptop"]);
+    assert_eq!(init["transport"], spec);
+    laptop.ok(&["index"]);
+    laptop.ok(&["tag", "create", "Animals/Cats"]);
+    laptop.ok(&["tag", "add", "2026/tom.jpg", "Animals/Cats"]);
+    let synced = laptop.ok(&["sync", "--once"]);
+    assert!(!laptop.library.join("onefolder_tags").exists(), "the database is not in the laptop's folder");
+    let mut desktop = w.computer("desktop");
+    match served {
+        // WebDAV serves a directory: the second computer reads it as a plain synced folder.
+        Some(dir) => {
+            desktop.library = dir.to_path_buf();
+            desktop.write("2026/tom.jpg", b"tom the cat");
+            desktop.ok(&["join", &desktop.lib(), "--name", "desktop"]);
+        }
+        None => {
+            desktop.env = env;
+            desktop.write("2026/tom.jpg", b"tom the cat");
+            desktop.ok(&["join", &desktop.lib(), "--transport", spec, "--name", "desktop"]);
+        }
+    }
+    assert_eq!(desktop.tags_of("2026/tom.jpg"), ["Animals/Cats"]);
+    desktop.ok(&["tag", "rename", "Animals/Cats", "Kitties"]);
+    desktop.ok(&["sync", "--once"]);
+    laptop.ok(&["sync", "--once"]);
+    assert_eq!(laptop.tags_of("2026/tom.jpg"), ["Animals/Kitties"]);
+    assert_eq!(laptop.export(), desktop.export());
+    let inspect = laptop.json(&["inspect"]);
+    assert_eq!(inspect["devices"].as_array().unwrap().len(), 2, "{inspect}");
+    for shown in [synced, init.to_string(), inspect.to_string(), laptop.json(&["status"]).to_string()] {
+        assert!(!shown.contains(secret), "a secret in the output");
+    }
+}
+
+#[test]
+fn s3_bucket_library_converges() {
+    use onefolder_transport_opendal::servers;
+    let s3 = servers::s3();
+    let bucket = runtime().block_on(s3.new_bucket());
+    let env = [
+        ("AWS_ACCESS_KEY_ID", servers::S3_ACCESS_KEY_ID.to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", servers::S3_SECRET_KEY.to_owned()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+        ("ONEFOLDER_SYNC_S3_ENDPOINT", s3.server.endpoint()),
+    ];
+    let env = env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    object_store_library(&format!("s3://{bucket}/Pictures"), env, servers::S3_SECRET_KEY, None);
+}
+
+#[test]
+fn webdav_library_converges_with_a_folder_computer() {
+    use onefolder_transport_opendal::servers;
+    let dav = servers::webdav();
+    let (path, dir) = dav.new_folder();
+    let host = dav.server.endpoint().trim_start_matches("http://").to_owned();
+    let env = [
+        ("ONEFOLDER_SYNC_WEBDAV_USER", servers::WEBDAV_USER.to_owned()),
+        ("ONEFOLDER_SYNC_WEBDAV_PASSWORD", servers::WEBDAV_PASSWORD.to_owned()),
+    ];
+    let env = env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    object_store_library(&format!("webdav+http://{host}{path}"), env, servers::WEBDAV_PASSWORD, Some(&dir));
+}
