@@ -243,3 +243,91 @@ impl Transport for Counting {
         }
     }
 }
+
+/// Runs every call of a network transport on a runtime of its own, awaited from the blocking
+/// pool, so that a test on tokio's paused clock (`write_faults.rs`) sees its HTTP in real time.
+/// On a paused clock, tokio jumps to the next timer whenever the test's runtime is idle — also
+/// while a request is on the wire — and would fire the replica's backoff timers early; a
+/// running `spawn_blocking` task holds that jump back. The retry layer goes over this one, so
+/// its delays stay on the test's clock.
+pub struct RealTime {
+    inner: Arc<dyn Transport>,
+}
+
+impl RealTime {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn Transport>) -> Arc<Self> {
+        Arc::new(Self { inner })
+    }
+
+    /// Runs `call` on the inner transport, off the caller's clock.
+    async fn off_clock<T, F, Fut>(&self, call: F) -> Result<T, TransportError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Arc<dyn Transport>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<T, TransportError>> + Send + 'static,
+    {
+        static IO: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+        let io = IO.get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("real-time-io")
+                .enable_all()
+                .build()
+                .expect("the real-time I/O runtime")
+        });
+        let (handle, inner) = (io.handle().clone(), self.inner.clone());
+        match tokio::task::spawn_blocking(move || handle.block_on(call(inner))).await {
+            Ok(result) => result,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => Err(TransportError::Transient("the call was cancelled (runtime shutting down)".into())),
+        }
+    }
+}
+
+#[async_trait]
+impl Transport for RealTime {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    async fn read_manifest(&self) -> Result<Option<Vec<u8>>, TransportError> {
+        self.off_clock(|t| async move { t.read_manifest().await }).await
+    }
+    async fn create_manifest(&self, bytes: &[u8]) -> Result<bool, TransportError> {
+        let bytes = bytes.to_vec();
+        self.off_clock(move |t| async move { t.create_manifest(&bytes).await }).await
+    }
+    async fn list_devices(&self) -> Result<Vec<String>, TransportError> {
+        self.off_clock(|t| async move { t.list_devices().await }).await
+    }
+    async fn list(&self, device: &DeviceId) -> Result<Vec<FileEntry>, TransportError> {
+        let device = *device;
+        self.off_clock(move |t| async move { t.list(&device).await }).await
+    }
+    async fn read(&self, device: &DeviceId, name: &str, cap: u64) -> Result<Vec<u8>, TransportError> {
+        let (device, name) = (*device, name.to_owned());
+        self.off_clock(move |t| async move { t.read(&device, &name, cap).await }).await
+    }
+    async fn write(&self, device: &DeviceId, name: &str, bytes: &[u8], mode: WriteMode) -> Result<(), TransportError> {
+        let (device, name, bytes) = (*device, name.to_owned(), bytes.to_vec());
+        self.off_clock(move |t| async move { t.write(&device, &name, &bytes, mode).await }).await
+    }
+    async fn delete(&self, device: &DeviceId, name: &str) -> Result<(), TransportError> {
+        let (device, name) = (*device, name.to_owned());
+        self.off_clock(move |t| async move { t.delete(&device, &name).await }).await
+    }
+    async fn changes(&self) -> Result<Option<ChangeStream>, TransportError> {
+        self.off_clock(|t| async move { t.changes().await }).await
+    }
+    async fn changes_since(
+        &self,
+        cursor: Option<&ChangeCursor>,
+        skip: Option<&DeviceId>,
+    ) -> Result<ChangeSet, TransportError> {
+        let (cursor, skip) = (cursor.cloned(), skip.copied());
+        self.off_clock(move |t| async move { t.changes_since(cursor.as_ref(), skip.as_ref()).await }).await
+    }
+}

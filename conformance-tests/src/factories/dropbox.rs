@@ -50,7 +50,8 @@ impl Medium for DropboxMedium {
         let options = DropboxOptions::new(LIBRARY).with_base_url(&self.emulator.url());
         let tokens = Tokens::from_file(&self.app, &self.token_file).expect("the medium's token file");
         let transport = DropboxTransport::new(options, tokens).expect("dropbox transport");
-        RetryLayer::new(Arc::new(transport), Self::policy())
+        // Its HTTP off the test's clock (write_faults runs on a paused one).
+        RetryLayer::new(crate::layers::RealTime::new(Arc::new(transport)), Self::policy())
     }
 
     async fn plant(&self, folder: &str, name: &str, bytes: &[u8]) -> bool {

@@ -63,7 +63,8 @@ impl Medium for GdriveMedium {
             max_total: Duration::from_secs(3),
             jitter: 0.25,
         };
-        RetryLayer::new(Arc::new(self.open_plain()), policy)
+        // Its HTTP off the test's clock (write_faults runs on a paused one).
+        RetryLayer::new(crate::layers::RealTime::new(Arc::new(self.open_plain())), policy)
     }
 
     async fn plant(&self, folder: &str, name: &str, bytes: &[u8]) -> bool {
