@@ -120,16 +120,24 @@ pub fn open(spec: &TransportSpec) -> Result<Arc<dyn Transport>> {
 
 /// A transport or sign-in that this build leaves out (cargo features).
 #[derive(Debug, thiserror::Error)]
-#[error("the {0} transport is not compiled into this build of onefolder-sync; rebuild with `--features {0}`")]
-pub struct NotCompiled(pub &'static str);
+#[error(
+    "the {transport} transport is not compiled into this build of onefolder-sync; rebuild with `--features {feature}`"
+)]
+pub struct NotCompiled {
+    /// The transport asked for.
+    pub transport: &'static str,
+    /// The cargo feature that brings it.
+    pub feature: &'static str,
+}
 
 /// Whether `e` says that a provider is not compiled in.
 pub fn is_not_compiled(e: &anyhow::Error) -> bool {
     e.downcast_ref::<NotCompiled>().is_some()
 }
 
-fn not_compiled(kind: &'static str) -> anyhow::Error {
-    NotCompiled(kind).into()
+fn not_compiled(transport: &'static str) -> anyhow::Error {
+    let feature = if matches!(transport, "s3" | "webdav") { "opendal" } else { transport };
+    NotCompiled { transport, feature }.into()
 }
 
 /// Runs a provider's sign-in flow; `show` gets the URL the user opens. Returns what the
