@@ -813,7 +813,7 @@ impl Transport for DropboxTransport {
         // The cursor is taken now, so that every change after this call is seen.
         let cursor = watcher.acquire().await?;
         let task = tokio::spawn(watcher.run(cursor));
-        Ok(Some(ChangeStream::new(rx, Box::new(AbortOnDrop(task)))))
+        Ok(Some(ChangeStream::from_task(rx, task)))
     }
 
     /// The feed: `list_folder/continue` from the cursor (one request when nothing changed);
@@ -833,14 +833,6 @@ impl Transport for DropboxTransport {
             }
         }
         self.full_changes(skip.as_deref()).await
-    }
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

@@ -1329,7 +1329,7 @@ impl Transport for GdriveTransport {
                 }
             }
         });
-        Ok(Some(ChangeStream::new(rx, Box::new(AbortOnDrop(task)))))
+        Ok(Some(ChangeStream::from_task(rx, task)))
     }
 
     async fn changes_since(
@@ -1348,14 +1348,6 @@ impl Transport for GdriveTransport {
         let mut set = full_listing(self, skip).await?;
         set.cursor = ChangeCursor(format!("gdrive:{token}"));
         Ok(set)
-    }
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

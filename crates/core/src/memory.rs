@@ -174,7 +174,7 @@ impl Transport for MemoryTransport {
                 }
             }
         });
-        Ok(Some(ChangeStream::new(rx, Box::new(AbortOnDrop(task)))))
+        Ok(Some(ChangeStream::from_task(rx, task)))
     }
 
     /// The feed: every file written since the cursor (once, as it is now), in one call. A
@@ -213,13 +213,5 @@ impl Transport for MemoryTransport {
             }
         }
         Ok(set)
-    }
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }

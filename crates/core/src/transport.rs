@@ -184,6 +184,12 @@ impl ChangeStream {
         Self { rx, _guard: guard }
     }
 
+    /// A stream fed by the task `task` (a poll or long-poll loop), which is aborted when the
+    /// stream is dropped.
+    pub fn from_task(rx: mpsc::Receiver<ChangeHint>, task: tokio::task::JoinHandle<()>) -> Self {
+        Self::new(rx, Box::new(AbortOnDrop(task)))
+    }
+
     /// The next hint; `None` once the source has stopped (fall back to polling).
     pub async fn next(&mut self) -> Option<ChangeHint> {
         self.rx.recv().await
@@ -192,6 +198,15 @@ impl ChangeStream {
     /// A hint that is already waiting, without blocking.
     pub fn try_next(&mut self) -> Option<ChangeHint> {
         self.rx.try_recv().ok()
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
