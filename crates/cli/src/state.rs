@@ -237,9 +237,10 @@ pub fn locate(state: Option<&Path>, library: Option<&Path>) -> Result<Located> {
         // the folder here only holds the pictures.
         if !config.library.is_dir() {
             return Err(user(format!(
-                "the library folder {} is gone (moved, renamed or not mounted?); pass --library FOLDER to say where \
-                 it is now",
-                config.library.display()
+                "the library folder {} is gone (moved, renamed or not mounted?); mount it again, or set this \
+                 computer up again with `onefolder-sync join FOLDER --transport {}`",
+                config.library.display(),
+                config.transport
             )));
         }
         return Ok(Located { dir, config, changed });
