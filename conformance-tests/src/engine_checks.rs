@@ -376,6 +376,45 @@ pub fn merge_changes_equivalent<E: EngineFactory>() {
     assert_eq!(observe(partial.as_ref()), before);
 }
 
+/// `cheap_reads_agree`: `contains`, `field` and `for_each_record` agree with `record` and
+/// `collection`, locally and on a replica that received the changes.
+pub fn cheap_reads_agree<E: EngineFactory>() {
+    let (mut a, mut b) = pair::<E>();
+    a.write(&[
+        Op::create("files", "f1"),
+        Op::put("files", "f1", "name", "a.jpg"),
+        Op::put("files", "f1", "meta", Value::Bytes(vec![1, 2, 3])),
+        Op::set_add("files", "f1", "tags", "t1"),
+        Op::set_add("files", "f1", "tags", "t2/with a slash"),
+        Op::create("files", "f2"),
+        Op::set_add("files", "f2", "tags", "t1"),
+        Op::set_remove("files", "f2", "tags", "t1"),
+        Op::put("files", "ghost", "name", "never created"),
+    ])
+    .unwrap();
+    send(a.as_mut(), b.as_mut());
+    for e in [&a, &b] {
+        let all = e.collection("files").unwrap();
+        let mut visited = Collection::new();
+        e.for_each_record("files", &mut |id, r| {
+            assert!(visited.insert(id.to_owned(), r).is_none(), "{id} visited twice");
+        })
+        .unwrap();
+        assert_eq!(visited, all);
+        for id in ["f1", "f2", "ghost", "nope"] {
+            let record = e.record("files", id).unwrap();
+            assert_eq!(e.contains("files", id).unwrap(), record.is_some(), "contains {id}");
+            for field in ["name", "meta", "tags", "missing"] {
+                let want = record.as_ref().and_then(|r| r.get(field)).cloned();
+                assert_eq!(e.field("files", id, field).unwrap(), want, "{id}.{field}");
+            }
+        }
+        assert_eq!(e.field("files", "f1", "tags").unwrap(), Some(set(&["t1", "t2/with a slash"])));
+        assert!(!e.contains("nope", "f1").unwrap());
+        e.for_each_record("nope", &mut |id, _| panic!("{id} in an unknown collection")).unwrap();
+    }
+}
+
 /// `replay_equals_applies_in_order`: a replay of snapshot + log shows what applying the entries
 /// one by one showed, also while an entry waits for a missing dependency.
 pub fn replay_equals_applies_in_order<E: EngineFactory>() {
@@ -439,7 +478,7 @@ macro_rules! engine_conformance {
             $crate::engine_conformance!(@tests E;
                 write_then_read, fields_merge_independently, concurrent_create_merges, set_add_wins,
                 take_local_changes_only_local, apply_idempotent_any_order, apply_garbage_is_corrupt,
-                snapshot_round_trip, merge_changes_equivalent, replay_equals_applies_in_order,
+                snapshot_round_trip, merge_changes_equivalent, replay_equals_applies_in_order, cheap_reads_agree,
             );
     };
     (@tests $e:ty; $($test:ident),* $(,)?) => {

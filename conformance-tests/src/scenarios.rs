@@ -933,11 +933,16 @@ pub async fn cloned_device_takes_new_id<B: Backend>(env: Env) {
     assert_eq!(ids.len(), c.devices.len(), "every device has its own id");
 }
 
-/// A library.json naming another engine, a newer format or garbage: opening refuses with a
-/// clear error and writes nothing.
+/// A library.json naming another engine, a newer or older format or garbage: opening refuses
+/// with a clear error and writes nothing.
 pub async fn unusable_manifest_is_refused<B: Backend>(_env: Env) {
-    let cases: [(&[u8], &str); 3] = [
-        (br#"{"library_id":"6f1c2a4e-2b1f-4c3a-9d7e-0a1b2c3d4e5f","engine":"other","format_version":1,"created_ms":0}"#, "engine"),
+    let format_1 = format!(
+        r#"{{"library_id":"6f1c2a4e-2b1f-4c3a-9d7e-0a1b2c3d4e5f","engine":"{}","format_version":1,"created_ms":0}}"#,
+        B::E::engine().engine_id()
+    );
+    let cases: [(&[u8], &str); 4] = [
+        (br#"{"library_id":"6f1c2a4e-2b1f-4c3a-9d7e-0a1b2c3d4e5f","engine":"other","format_version":2,"created_ms":0}"#, "engine"),
+        (format_1.as_bytes(), "export --output FILE"),
         (br#"{"library_id":"6f1c2a4e-2b1f-4c3a-9d7e-0a1b2c3d4e5f","engine":"x","format_version":99,"created_ms":0}"#, "newer"),
         (b"\x00\x01 not json", "not valid"),
     ];

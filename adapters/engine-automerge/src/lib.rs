@@ -545,4 +545,40 @@ impl Engine for AutomergeEngine {
     fn ids(&self, collection: &str) -> Result<Vec<String>, EngineError> {
         Ok(read_ids(&self.doc, collection))
     }
+
+    fn contains(&self, collection: &str, id: &str) -> Result<bool, EngineError> {
+        Ok(self
+            .doc
+            .get(ROOT, layout::index_key(collection, id))
+            .map_err(|e| EngineError::Other(e.to_string()))?
+            .is_some())
+    }
+
+    fn field(&self, collection: &str, id: &str, field: &str) -> Result<Option<Value>, EngineError> {
+        if !self.contains(collection, id)? {
+            return Ok(None);
+        }
+        let prefix = layout::members_prefix(collection, id, field);
+        let members: BTreeSet<String> = keys_with_prefix(&self.doc, &prefix)
+            .iter()
+            .map(|key| layout::unpack(&key[prefix.len()..]).into_owned())
+            .collect();
+        let scalar = self
+            .doc
+            .get(ROOT, layout::field_key(collection, id, field))
+            .map_err(|e| EngineError::Other(e.to_string()))?
+            .and_then(|(value, _)| match layout::decode_value(&value) {
+                Stored::Scalar(v) => Some(v),
+                Stored::Unsupported => None,
+            });
+        // As in `read_record`: a scalar field hides a set of the same name.
+        Ok(scalar.or_else(|| (!members.is_empty()).then_some(Value::Set(members))))
+    }
+
+    fn for_each_record(&self, collection: &str, visit: &mut dyn FnMut(&str, Record)) -> Result<(), EngineError> {
+        for (id, record) in read_collection(&self.doc, collection) {
+            visit(&id, record);
+        }
+        Ok(())
+    }
 }

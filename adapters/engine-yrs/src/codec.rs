@@ -13,17 +13,14 @@
 //!   array `["f64", 3.0]`, so it reads back as a `Float`.
 //!
 //! Other values map directly: `Null` ↔ null (undefined also reads as `Null`), `Bool` ↔ bool,
-//! `Str` ↔ string, `Bytes` ↔ `Uint8Array`. A map value in a record map is the marker of a set
-//! field (`{"set": true}`); [`Value`] has no maps, so no scalar is ever stored as one.
+//! `Str` ↔ string, `Bytes` ↔ `Uint8Array`. [`Value`] has no maps, so a map (or any nested type)
+//! in a record map was written by another client and is skipped on read.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use onefolder_core::Value;
 use yrs::{Any, Number};
 
-/// Key of the set-field marker map.
-const SET_MARKER_KEY: &str = "set";
 /// First element of a tagged integral float.
 const FLOAT_TAG: &str = "f64";
 /// 2^63 as an `f64`: the `i64` range is `[-2^63, 2^63)`; 2^63 itself is included because yrs
@@ -35,8 +32,6 @@ const TWO_POW_63: f64 = 9_223_372_036_854_775_808.0;
 pub(crate) enum Stored {
     /// A scalar field.
     Scalar(Value),
-    /// The marker of a set field; the members live in their own root map.
-    SetMarker,
     /// Something no OneFolder writer stores (e.g. a nested type written by another client).
     Unsupported,
 }
@@ -62,11 +57,6 @@ pub(crate) fn encode_scalar(value: &Value) -> Option<Any> {
     })
 }
 
-/// The marker stored in a record map for a set field.
-pub(crate) fn set_marker() -> Any {
-    Any::Map(Arc::new(HashMap::from([(SET_MARKER_KEY.to_owned(), Any::Bool(true))])))
-}
-
 /// Reads a record-map entry.
 pub(crate) fn decode_stored(any: &Any) -> Stored {
     Stored::Scalar(match any {
@@ -78,7 +68,7 @@ pub(crate) fn decode_stored(any: &Any) -> Stored {
         Any::Number(Number::Float(f)) => Value::Float(*f),
         Any::String(s) => Value::Str(s.to_string()),
         Any::Buffer(b) => Value::Bytes(b.to_vec()),
-        Any::Map(_) => return Stored::SetMarker,
+        Any::Map(_) => return Stored::Unsupported,
         Any::Array(items) => match &items[..] {
             [Any::String(tag), Any::Number(n)] if &**tag == FLOAT_TAG => Value::Float(match n {
                 Number::Float(f) => *f,
@@ -89,13 +79,10 @@ pub(crate) fn decode_stored(any: &Any) -> Stored {
     })
 }
 
-/// Whether a record-map entry is a set marker.
-pub(crate) fn is_set_marker(any: &Any) -> bool {
-    matches!(any, Any::Map(_))
-}
-
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use super::*;
 
     fn round_trip(v: Value) -> Value {
@@ -122,9 +109,8 @@ mod tests {
     }
 
     #[test]
-    fn sets_are_not_scalars() {
+    fn sets_and_maps_are_not_scalars() {
         assert_eq!(encode_scalar(&Value::Set(Default::default())), None);
-        assert_eq!(decode_stored(&set_marker()), Stored::SetMarker);
-        assert!(is_set_marker(&set_marker()));
+        assert_eq!(decode_stored(&Any::Map(Arc::new(HashMap::new()))), Stored::Unsupported);
     }
 }

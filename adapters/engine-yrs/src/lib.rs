@@ -11,30 +11,36 @@
 //! | root map | holds |
 //! |---|---|
 //! | `doc.getMap("tags")` | the collection index: `record id → true` for every existing record |
-//! | `doc.getMap("tags/<id>")` | the record: `field → value`, or `field → {"set": true}` for a set field |
-//! | `doc.getMap("tags/<id>/<field>")` | the members of a set field: `member → true` |
+//! | `doc.getMap("tags/<id>")` | the record: `field → value` for a scalar field, `<field>/<member> → true` for each member of a set field |
 //!
-//! Records and sets are root maps, not maps nested in the index, on purpose: in Yjs two
-//! replicas that each insert a *new nested map* under the same key produce two different maps
-//! and one of them silently loses, with every field inside it. Root maps are identified by name,
-//! so the same record created offline on two computers is one map whose fields merge one by one.
+//! This is format 2 of the library (`library.json`'s `format_version`). Format 1 kept a
+//! `{"set": true}` marker per set field and the members in a root map of their own per set:
+//! two more yrs items and one more shared type per file.
+//!
+//! Records are root maps, not maps nested in the index, on purpose: in Yjs two replicas that
+//! each insert a *new nested map* under the same key produce two different maps and one of
+//! them silently loses, with every field inside it. Root maps are identified by name, so the
+//! same record created offline on two computers is one map whose fields merge one by one.
 //!
 //! Hence collection names, record ids and field names must be non-empty and must not contain
-//! [`SEPARATOR`] ([`EngineError::InvalidOp`] otherwise); set members may be any string.
+//! [`SEPARATOR`] ([`EngineError::InvalidOp`] otherwise); set members may be any string (a
+//! member key is split at its first separator).
 //!
 //! ## Semantics
 //!
 //! - `Create` inserts the id in the index unless it is there already (so re-creating an existing
 //!   record writes nothing, and a concurrent `Delete` wins over it). `Delete` removes the id
-//!   from the index and every key of the record map and of its set maps; field writes that race
-//!   the delete stay in the record map, invisible until the record is created again.
+//!   from the index and every key of the record map; field writes that race the delete stay in
+//!   the record map, invisible until the record is created again.
 //! - `Put` is a last-writer-wins register per field (yrs map semantics); a `Put` of the value
-//!   the field already holds writes nothing. `Clear` removes the key (and a set's members).
-//! - `SetAdd` always inserts `member → true` (plus the marker when the field is not a set yet),
-//!   `SetRemove` deletes the member key. A yrs map delete only removes the entry it observed,
-//!   so an add concurrent with a remove survives: add wins.
+//!   the field already holds writes nothing. `Clear` removes the key and the field's members.
+//! - `SetAdd` always inserts `<field>/<member> → true`, `SetRemove` deletes that key. A yrs map
+//!   delete only removes the entry it observed, so an add concurrent with a remove survives:
+//!   add wins. A set whose members were all removed reads as an absent field.
 //! - Numbers: see the `codec` module — `Int` is stored as a plain number, an `f64` with an
 //!   integral value is stored as `["f64", x]` so that it does not read back as an `Int`.
+//! - [`Engine::contains`] and [`Engine::field`] look up one key; [`Engine::for_each_record`]
+//!   reads one record map at a time.
 //!
 //! ## Local changes
 //!
@@ -92,6 +98,7 @@ mod codec;
 mod precheck;
 
 use std::any::Any as StdAny;
+use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -107,7 +114,7 @@ use crate::codec::Stored;
 /// The engine id written in `library.json` and segment headers.
 pub const ENGINE_ID: &str = "yrs";
 
-/// Joins collection, record id and field into root-map names (`tags/<id>/<field>`).
+/// Joins collection and record id into root-map names (`tags/<id>`), and a set field and a member into a record-map key.
 pub const SEPARATOR: char = '/';
 
 /// Transaction origin of [`Engine::write`]; only updates of transactions with this origin are
@@ -258,8 +265,9 @@ fn record_root(collection: &str, id: &str) -> String {
     format!("{collection}{SEPARATOR}{id}")
 }
 
-fn set_root(collection: &str, id: &str, field: &str) -> String {
-    format!("{collection}{SEPARATOR}{id}{SEPARATOR}{field}")
+/// The record-map key of one set member: `<field>/<member>`.
+fn member_key(field: &str, member: &str) -> String {
+    format!("{field}{SEPARATOR}{member}")
 }
 
 fn check_name(kind: &str, name: &str) -> Result<(), EngineError> {
@@ -296,17 +304,19 @@ fn validate(op: &Op) -> Result<(), EngineError> {
     Ok(())
 }
 
-/// Removes every member of a set field.
-fn clear_set(txn: &mut TransactionMut, collection: &str, id: &str, field: &str) {
-    if let Some(set) = txn.get_map(set_root(collection, id, field)) {
-        let members: Vec<String> = set.keys(&*txn).map(str::to_owned).collect();
-        for member in members {
-            set.remove(txn, &member);
-        }
+/// Removes every member of a set field from a record map.
+fn clear_members(txn: &mut TransactionMut, record: &MapRef, field: &str) {
+    let keys: Vec<String> = record
+        .keys(&*txn)
+        .filter(|key| key.split_once(SEPARATOR).is_some_and(|(f, _)| f == field))
+        .map(str::to_owned)
+        .collect();
+    for key in keys {
+        record.remove(txn, &key);
     }
 }
 
-/// The record map's entry for `field`, if it is a plain value.
+/// The record map's entry for a scalar `field`, if it holds a plain value.
 fn stored_any(map: &MapRef, txn: &TransactionMut, field: &str) -> Option<Any> {
     match map.get(txn, field)? {
         Out::Any(any) => Some(any),
@@ -327,85 +337,91 @@ fn apply_op(txn: &mut TransactionMut, op: &Op) {
                 index.remove(txn, id);
             }
             if let Some(record) = txn.get_map(record_root(collection, id)) {
-                let fields: Vec<(String, bool)> = record
-                    .iter(&*txn)
-                    .map(|(field, out)| (field.to_owned(), matches!(&out, Out::Any(a) if codec::is_set_marker(a))))
-                    .collect();
-                for (field, is_set) in fields {
-                    if is_set {
-                        clear_set(txn, collection, id, &field);
-                    }
-                    record.remove(txn, &field);
-                }
+                record.clear(txn);
             }
         }
         Op::Put { collection, id, field, value } => {
             let Some(new) = codec::encode_scalar(value) else { return };
             let record = txn.get_or_insert_map(record_root(collection, id));
-            match stored_any(&record, txn, field) {
-                Some(old) if codec::is_set_marker(&old) => clear_set(txn, collection, id, field),
-                // Compare as `Value`s: yrs' `Number` equality treats 1 and 1.0 as equal.
-                Some(old) if codec::decode_stored(&old) == Stored::Scalar(value.clone()) => return,
-                _ => {}
+            clear_members(txn, &record, field);
+            // Compare as `Value`s: yrs' `Number` equality treats 1 and 1.0 as equal.
+            if stored_any(&record, txn, field)
+                .is_some_and(|old| codec::decode_stored(&old) == Stored::Scalar(value.clone()))
+            {
+                return;
             }
             record.insert(txn, field.as_str(), new);
         }
         Op::Clear { collection, id, field } => {
             if let Some(record) = txn.get_map(record_root(collection, id)) {
-                if let Some(old) = stored_any(&record, txn, field) {
-                    if codec::is_set_marker(&old) {
-                        clear_set(txn, collection, id, field);
-                    }
-                }
+                clear_members(txn, &record, field);
                 record.remove(txn, field);
             }
         }
         Op::SetAdd { collection, id, field, member } => {
             let record = txn.get_or_insert_map(record_root(collection, id));
-            if !stored_any(&record, txn, field).is_some_and(|old| codec::is_set_marker(&old)) {
-                record.insert(txn, field.as_str(), codec::set_marker());
+            if record.get(&*txn, field).is_some() {
+                record.remove(txn, field);
             }
             // Always a new entry, even when the member is there: a concurrent remove only
             // deletes the entry it saw, so this add survives it.
-            let set = txn.get_or_insert_map(set_root(collection, id, field));
-            set.insert(txn, member.as_str(), Any::Bool(true));
+            record.insert(txn, member_key(field, member), Any::Bool(true));
         }
         Op::SetRemove { collection, id, field, member } => {
-            if let Some(set) = txn.get_map(set_root(collection, id, field)) {
-                set.remove(txn, member);
+            if let Some(record) = txn.get_map(record_root(collection, id)) {
+                record.remove(txn, &member_key(field, member));
             }
         }
     }
 }
 
-/// Materialises one record map (the caller checked the index).
+/// Materialises one record map (the caller checked the index). A scalar hides set members of
+/// the same field name (as on automerge; only a concurrent `Put` and `SetAdd` of one field,
+/// which the model never writes, leaves both).
 fn read_record<T: ReadTxn>(txn: &T, collection: &str, id: &str) -> Record {
     let mut record = Record::new();
     let Some(map) = txn.get_map(record_root(collection, id)) else {
         return record;
     };
-    for (field, out) in map.iter(txn) {
-        let stored = match &out {
-            Out::Any(any) => codec::decode_stored(any),
-            _ => Stored::Unsupported,
-        };
-        let value = match stored {
-            Stored::Scalar(v) => v,
-            Stored::SetMarker => {
-                let members = txn
-                    .get_map(set_root(collection, id, field))
-                    .map(|set| set.keys(txn).map(str::to_owned).collect())
-                    .unwrap_or_default();
-                Value::Set(members)
+    let mut sets: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    for (key, out) in map.iter(txn) {
+        if let Some((field, member)) = key.split_once(SEPARATOR) {
+            sets.entry(field).or_default().insert(member.to_owned());
+            continue;
+        }
+        match decode_out(&out) {
+            Stored::Scalar(v) => {
+                record.insert(key.to_owned(), v);
             }
             Stored::Unsupported => {
-                debug!(collection, id, field, "skipping a field holding a value OneFolder does not write");
-                continue;
+                debug!(collection, id, key, "skipping a field holding a value OneFolder does not write")
             }
-        };
-        record.insert(field.to_owned(), value);
+        }
+    }
+    for (field, members) in sets {
+        record.entry(field.to_owned()).or_insert(Value::Set(members));
     }
     record
+}
+
+fn decode_out(out: &Out) -> Stored {
+    match out {
+        Out::Any(any) => codec::decode_stored(any),
+        _ => Stored::Unsupported,
+    }
+}
+
+/// One field of a record map, without materialising the others.
+fn read_field<T: ReadTxn>(txn: &T, collection: &str, id: &str, field: &str) -> Option<Value> {
+    let map = txn.get_map(record_root(collection, id))?;
+    if let Some(Stored::Scalar(v)) = map.get(txn, field).as_ref().map(decode_out) {
+        return Some(v);
+    }
+    let members: BTreeSet<String> = map
+        .keys(txn)
+        .filter_map(|key| key.split_once(SEPARATOR).filter(|(f, _)| *f == field).map(|(_, m)| m.to_owned()))
+        .collect();
+    (!members.is_empty()).then_some(Value::Set(members))
 }
 
 /// Writes a `u64` as a lib0 var-uint.
@@ -545,5 +561,27 @@ impl Engine for YrsEngine {
         let mut ids: Vec<String> = index.keys(&txn).map(str::to_owned).collect();
         ids.sort_unstable();
         Ok(ids)
+    }
+
+    fn contains(&self, collection: &str, id: &str) -> Result<bool, EngineError> {
+        let txn = self.doc.transact();
+        Ok(txn.get_map(collection).is_some_and(|index| index.get(&txn, id).is_some()))
+    }
+
+    fn field(&self, collection: &str, id: &str, field: &str) -> Result<Option<Value>, EngineError> {
+        if !self.contains(collection, id)? {
+            return Ok(None);
+        }
+        Ok(read_field(&self.doc.transact(), collection, id, field))
+    }
+
+    fn for_each_record(&self, collection: &str, visit: &mut dyn FnMut(&str, Record)) -> Result<(), EngineError> {
+        let txn = self.doc.transact();
+        if let Some(index) = txn.get_map(collection) {
+            for id in index.keys(&txn) {
+                visit(id, read_record(&txn, collection, id));
+            }
+        }
+        Ok(())
     }
 }

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 
 use fractional_index::FractionalIndex;
 use onefolder_core::{Document, Op, Value};
-use onefolder_model::{FILES, FileMeta, LOCATIONS, Library, TAGS, ids};
+use onefolder_model::{FILES, FileMeta, LOCATIONS, Library, TAGS, ids, layout};
 use serde::Serialize;
 
 /// Fixed `dateAdded` written by the raw path (the model writes the current time, which has the
@@ -402,28 +402,11 @@ impl Workload {
                 let location = self.location_id(f.location);
                 let path = ids::normalize_rel_path(&f.path).expect("valid path");
                 let id = ids::file_id(location, &path).expect("valid path");
-                let name = path.rsplit('/').next().unwrap_or(&path).to_owned();
-                let extension = name.rsplit_once('.').map(|(_, e)| e.to_lowercase()).unwrap_or_default();
-                let m = &f.meta;
-                let fields: [(&str, Value); 12] = [
-                    ("location", location.into()),
-                    ("path", path.clone().into()),
-                    ("name", name.into()),
-                    ("extension", extension.into()),
-                    ("size", m.size.into()),
-                    ("dateModified", m.date_modified.into()),
-                    ("dateCreated", m.date_created.into()),
-                    ("fingerprint", m.fingerprint.clone().into()),
-                    ("width", m.width.into()),
-                    ("height", m.height.into()),
-                    ("missing", false.into()),
-                    ("dateAdded", RAW_DATE_ADDED.into()),
-                ];
-                let mut ops = vec![Op::create(FILES, &id)];
-                ops.extend(fields.into_iter().map(|(field, v)| Op::put(FILES, &id, field, v)));
-                ops
+                layout::create_file_ops(&id, &layout::Meta::new(location, &path, &f.meta, RAW_DATE_ADDED))
             }
-            Edit::Assign { file, tag } => vec![Op::set_add(FILES, &self.file_id(file), "tags", self.tag_id(tag))],
+            Edit::Assign { file, tag } => {
+                vec![Op::set_add(FILES, &self.file_id(file), layout::FILE_TAGS, self.tag_id(tag))]
+            }
         }
     }
 

@@ -9,7 +9,7 @@ use onefolder_bench::measure;
 use onefolder_bench::{Preset, Workload};
 use onefolder_core::segment::HEADER_LEN;
 use onefolder_core::{Document, Engine, Record, Value};
-use onefolder_model::{FILES, LOCATIONS, Library, SEARCHES, TAGS};
+use onefolder_model::{FILES, LOCATIONS, Library, SEARCHES, TAGS, layout};
 
 fn tiny() -> Preset {
     Preset {
@@ -48,6 +48,10 @@ fn contents(e: &dyn Engine) -> BTreeMap<&'static str, BTreeMap<String, Record>> 
             let mut coll = e.collection(c).expect("read");
             for r in coll.values_mut() {
                 r.remove("dateAdded");
+                if let Some(mut meta) = layout::record_meta(r) {
+                    meta.date_added = 0;
+                    r.insert(layout::FILE_META.into(), meta.encode());
+                }
             }
             (c, coll)
         })
@@ -75,7 +79,7 @@ fn raw_ops_match_model(b: Backend) {
     assert_eq!(model, contents(raw.as_ref()), "{b:?}");
     assert_eq!(model[FILES].len(), 120);
     assert_eq!(model[TAGS].len(), 20);
-    let assigned: usize = model[FILES].values().map(|r| r["tags"].as_set().map_or(0, |s| s.len())).sum();
+    let assigned: usize = model[FILES].values().map(|r| r[layout::FILE_TAGS].as_set().map_or(0, |s| s.len())).sum();
     assert_eq!(assigned, 360);
     assert!(model[TAGS].values().any(|r| r["parent"] == Value::Null));
 }

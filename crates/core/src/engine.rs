@@ -1,6 +1,6 @@
 //! The CRDT engine boundary.
 
-use crate::value::{Collection, Op, Record};
+use crate::value::{Collection, Op, Record, Value};
 
 /// Errors of an [`Engine`].
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +52,9 @@ pub enum EngineError {
 ///   reproduces every collection.
 /// - `merge_changes_equivalent`: once every dependency is present, applying
 ///   [`Engine::merge_changes`] of several changes equals applying each change.
+/// - `cheap_reads_agree`: [`Engine::contains`], [`Engine::field`] and
+///   [`Engine::for_each_record`] agree with [`Engine::record`] and [`Engine::collection`] (they
+///   exist so that engines can answer them without materialising a collection).
 /// - `replay_equals_applies_in_order`: [`Engine::replay`] of a snapshot and a log on an empty
 ///   engine gives the state of loading the snapshot and applying every log entry in order,
 ///   also while some entries wait for a missing dependency (what a reader sees must not change
@@ -110,6 +113,25 @@ pub trait Engine: Send {
     /// The ids of every existing record of a collection, sorted.
     fn ids(&self, collection: &str) -> Result<Vec<String>, EngineError> {
         Ok(self.collection(collection)?.into_keys().collect())
+    }
+
+    /// Whether the record exists. Engines answer it without reading the record's fields.
+    fn contains(&self, collection: &str, id: &str) -> Result<bool, EngineError> {
+        Ok(self.record(collection, id)?.is_some())
+    }
+
+    /// One field of an existing record; `None` when the record or the field is absent.
+    fn field(&self, collection: &str, id: &str, field: &str) -> Result<Option<Value>, EngineError> {
+        Ok(self.record(collection, id)?.and_then(|mut r| r.remove(field)))
+    }
+
+    /// Calls `visit` with every existing record of a collection, in no particular order,
+    /// materialising one record at a time (a scan of 100 000 files never holds them all).
+    fn for_each_record(&self, collection: &str, visit: &mut dyn FnMut(&str, Record)) -> Result<(), EngineError> {
+        for (id, record) in self.collection(collection)? {
+            visit(&id, record);
+        }
+        Ok(())
     }
 }
 
@@ -182,5 +204,14 @@ impl<E: Engine + ?Sized> Engine for Box<E> {
     }
     fn ids(&self, collection: &str) -> Result<Vec<String>, EngineError> {
         (**self).ids(collection)
+    }
+    fn contains(&self, collection: &str, id: &str) -> Result<bool, EngineError> {
+        (**self).contains(collection, id)
+    }
+    fn field(&self, collection: &str, id: &str, field: &str) -> Result<Option<Value>, EngineError> {
+        (**self).field(collection, id, field)
+    }
+    fn for_each_record(&self, collection: &str, visit: &mut dyn FnMut(&str, Record)) -> Result<(), EngineError> {
+        (**self).for_each_record(collection, visit)
     }
 }

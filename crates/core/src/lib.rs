@@ -63,6 +63,20 @@ pub enum Error {
     /// `library.json` is unreadable or written by a newer version.
     #[error("library.json is not usable: {0}")]
     BadManifest(String),
+    /// The library was written in an older format than this build reads.
+    #[error(
+        "this library is in format {library}; this version of OneFolder Sync reads format {supported} only. \
+         To move it: with the version that wrote it, run `onefolder-sync export --output FILE` on one computer after every \
+         computer has synced; then, with this version, create a new library (`onefolder-sync init` in a new folder, \
+         or after moving the old `onefolder_tags` folder away) and run `onefolder-sync import FILE`: the import \
+         recomputes the old ids"
+    )]
+    OldFormat {
+        /// Format version in `library.json`.
+        library: u32,
+        /// The format this build reads.
+        supported: u32,
+    },
     /// The library uses another engine than the one supplied.
     #[error("this library uses the {library:?} engine, not {given:?}")]
     WrongEngine {

@@ -4,8 +4,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::ids::{DeviceId, LibraryId};
 
-/// The manifest format version this build writes and understands.
-pub const MANIFEST_VERSION: u32 = 1;
+/// The library format version this build writes and understands: the layout of the shared
+/// folder, of segments and of the document inside them. Format 2 has the lean document layout
+/// (grouped file facts, 16-character ids, no set markers); format 1 libraries are refused with
+/// [`crate::Error::OldFormat`].
+pub const MANIFEST_VERSION: u32 = 2;
 
 /// `onefolder_tags/library.json`: written once when the library is created, never changed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

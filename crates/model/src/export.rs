@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use onefolder_core::{Document, Op, Value};
 use serde::{Deserialize, Serialize};
 
-use crate::{FILES, LOCATIONS, Library, Result, SEARCHES, TAGS};
+use crate::{FILES, LOCATIONS, Library, Result, SEARCHES, TAGS, ids, layout};
 
 /// A file in the export.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -110,6 +110,80 @@ impl Export {
     pub fn from_json(text: &str) -> Result<Export, serde_json::Error> {
         serde_json::from_str(text)
     }
+
+    /// The same library with the ids of format 1 (32 hex digits) replaced by the ids this
+    /// version computes for the same location, tag and file (16 characters; see [`ids`]), so
+    /// that an export or backup made by a format-1 version imports as if indexed now: the
+    /// indexer finds its files, `tag create` finds its tags. References follow: a file's
+    /// location and tags, a tag's parent, tag ids in saved-search criteria. Ids of the
+    /// current form, and random ids, are kept; so is an old id whose new one is taken.
+    pub fn with_current_ids(&self) -> Export {
+        let legacy = |id: &str| id.len() == 32 && id.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !self.files.keys().chain(self.tags.keys()).chain(self.locations.keys()).any(|id| legacy(id)) {
+            return self.clone();
+        }
+        let mut out = Export { searches: self.searches.clone(), ..Export::default() };
+        // Locations inside the library have an id computed from their path.
+        let mut location_ids: BTreeMap<&str, String> = BTreeMap::new();
+        for (id, l) in &self.locations {
+            let new = match &l.rel_path {
+                Some(rel) if legacy(id) => ids::library_location_id(rel).unwrap_or_else(|_| id.clone()),
+                _ => id.clone(),
+            };
+            let new = if out.locations.contains_key(&new) { id.clone() } else { new };
+            location_ids.insert(id, new.clone());
+            out.locations.insert(new, l.clone());
+        }
+        // Tags, parents first: an id is computed from the parent's new id and the name.
+        let mut tag_ids: BTreeMap<&str, String> = BTreeMap::new();
+        let mut pending: Vec<&str> = self.tags.keys().map(String::as_str).collect();
+        while !pending.is_empty() {
+            let before = pending.len();
+            pending.retain(|&id| {
+                let tag = &self.tags[id];
+                let parent = match tag.parent.as_deref() {
+                    None => None,
+                    Some(p) if !self.tags.contains_key(p) => None,
+                    Some(p) => match tag_ids.get(p) {
+                        Some(new) => Some(new.clone()),
+                        None => return true,
+                    },
+                };
+                let mut new = if legacy(id) { ids::tag_id(parent.as_deref(), &tag.name) } else { id.to_owned() };
+                if out.tags.contains_key(&new) {
+                    new = id.to_owned();
+                }
+                out.tags.insert(new.clone(), ExportTag { parent, ..tag.clone() });
+                tag_ids.insert(id, new);
+                false
+            });
+            if pending.len() == before {
+                // A parent cycle (an export never has one): keep the rest as they are.
+                for id in pending.drain(..) {
+                    tag_ids.insert(id, id.to_owned());
+                    out.tags.insert(id.to_owned(), self.tags[id].clone());
+                }
+            }
+        }
+        for (id, f) in &self.files {
+            let location = location_ids.get(f.location.as_str()).cloned().unwrap_or_else(|| f.location.clone());
+            let mut new =
+                if legacy(id) { ids::file_id(&location, &f.path).unwrap_or_else(|_| id.clone()) } else { id.clone() };
+            if out.files.contains_key(&new) {
+                new = id.clone();
+            }
+            let tags = f.tags.iter().map(|t| tag_ids.get(t.as_str()).cloned().unwrap_or_else(|| t.clone())).collect();
+            out.files.insert(new, ExportFile { location, tags, ..f.clone() });
+        }
+        for search in out.searches.values_mut() {
+            for (old, new) in &tag_ids {
+                if old != new {
+                    search.criteria = search.criteria.replace(&format!("\"{old}\""), &format!("\"{new}\""));
+                }
+            }
+        }
+        out
+    }
 }
 
 /// How [`Library::import`] treats what is already in the library.
@@ -125,6 +199,21 @@ pub enum ImportMode {
 
 fn opt<T: Into<Value>>(v: Option<T>) -> Value {
     v.map_or(Value::Null, Into::into)
+}
+
+/// The stored facts of an exported file (its name and extension follow from the path).
+fn file_meta(f: &ExportFile) -> layout::Meta {
+    layout::Meta {
+        location: f.location.clone(),
+        path: f.path.clone(),
+        size: f.size,
+        date_added: f.date_added,
+        date_modified: f.date_modified,
+        date_created: f.date_created,
+        fingerprint: f.fingerprint.clone(),
+        width: f.width,
+        height: f.height,
+    }
 }
 
 impl<D: Document> Library<D> {
@@ -190,8 +279,10 @@ impl<D: Document> Library<D> {
     }
 
     /// Imports an export (a backup, or a library moved to another engine) in one transaction.
-    /// Only differences are written.
+    /// Only differences are written. Ids of a format-1 export are recomputed first
+    /// ([`Export::with_current_ids`]).
     pub fn import(&self, export: &Export, mode: ImportMode) -> Result<()> {
+        let export = &export.with_current_ids();
         let current = self.read(|e| {
             [FILES, TAGS, LOCATIONS, SEARCHES].map(|c| e.collection(c)).into_iter().collect::<Result<Vec<_>, _>>()
         })?;
@@ -200,7 +291,7 @@ impl<D: Document> Library<D> {
         let sets: BTreeMap<&str, BTreeMap<String, (&str, &BTreeSet<String>)>> = {
             let mut s: BTreeMap<&str, BTreeMap<String, (&str, &BTreeSet<String>)>> = BTreeMap::new();
             for (id, f) in &export.files {
-                s.entry(FILES).or_default().insert(id.clone(), ("tags", &f.tags));
+                s.entry(FILES).or_default().insert(id.clone(), (layout::FILE_TAGS, &f.tags));
             }
             for (id, l) in &export.locations {
                 s.entry(LOCATIONS).or_default().insert(id.clone(), ("exclusions", &l.exclusions));
@@ -211,19 +302,9 @@ impl<D: Document> Library<D> {
             wanted.entry(FILES).or_default().insert(
                 id.clone(),
                 BTreeMap::from([
-                    ("location", f.location.clone().into()),
-                    ("path", f.path.clone().into()),
-                    ("name", f.name.clone().into()),
-                    ("extension", f.extension.clone().into()),
-                    ("size", f.size.into()),
-                    ("width", opt(f.width)),
-                    ("height", opt(f.height)),
-                    ("dateAdded", f.date_added.into()),
-                    ("dateModified", f.date_modified.into()),
-                    ("dateCreated", f.date_created.into()),
-                    ("fingerprint", opt(f.fingerprint.clone())),
-                    ("annotations", opt(f.annotations.clone())),
-                    ("missing", f.missing.into()),
+                    (layout::FILE_META, file_meta(f).encode()),
+                    (layout::FILE_ANNOTATIONS, opt(f.annotations.clone())),
+                    (layout::FILE_MISSING, if f.missing { Value::Bool(true) } else { Value::Null }),
                 ]),
             );
         }
@@ -306,5 +387,58 @@ impl<D: Document> Library<D> {
             }
         }
         self.write(&ops)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use onefolder_core::Engine;
+
+    use super::*;
+    use crate::FileMeta;
+
+    /// An export as a format-1 version wrote it: 32-hex-digit ids, a tag under another, a file
+    /// in a library location, a search naming a tag.
+    const FORMAT_1: &str = r#"{
+      "files": {"0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f": {"location": "1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a",
+        "path": "2024/cat.jpg", "name": "cat.jpg", "extension": "jpg", "size": 10, "width": null,
+        "height": null, "dateAdded": 5, "dateModified": 6, "dateCreated": 7, "fingerprint": null,
+        "annotations": "on the sofa", "missing": false,
+        "tags": ["cccccccccccccccccccccccccccccccc", "dddddddddddddddddddddddddddddddd"]}},
+      "tags": {
+        "cccccccccccccccccccccccccccccccc": {"name": "Animals", "parent": null, "color": null, "order": "80", "isHidden": false, "dateAdded": 1},
+        "dddddddddddddddddddddddddddddddd": {"name": "Cats", "parent": "cccccccccccccccccccccccccccccccc", "color": "red", "order": "80", "isHidden": false, "dateAdded": 2}},
+      "locations": {"1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a": {"name": "Pictures", "relPath": "Pictures", "dateAdded": 3, "exclusions": []}},
+      "searches": {"s1": {"name": "cats", "criteria": "[{\"key\":\"tags\",\"value\":[\"dddddddddddddddddddddddddddddddd\"]}]", "matchAny": false}}
+    }"#;
+
+    #[test]
+    fn a_format_1_export_imports_with_the_ids_this_version_computes() {
+        let old = Export::from_json(FORMAT_1).unwrap();
+        let lib = Library::new(Mutex::new(Box::new(onefolder_engine_yrs::YrsEngine::new()) as Box<dyn Engine>));
+        lib.import(&old, ImportMode::Replace).unwrap();
+        let location = ids::library_location_id("Pictures").unwrap();
+        assert_eq!(lib.locations().unwrap().keys().collect::<Vec<_>>(), [&location]);
+        // The indexer and `tag create` find what the import wrote.
+        let animals = lib.create_tag(None, "animals", None).unwrap();
+        let cats = lib.create_tag_path("Animals/Cats", None).unwrap();
+        assert_eq!(lib.tags().unwrap().len(), 2);
+        assert_eq!(lib.tags().unwrap()[&cats].parent.as_deref(), Some(animals.as_str()));
+        let meta = FileMeta { size: 10, date_modified: 6, date_created: 7, ..FileMeta::default() };
+        let file = lib.upsert_file(&location, "2024/cat.jpg", &meta).unwrap();
+        let f = lib.file(&file).unwrap().expect("the imported file");
+        assert_eq!(f.tags, [animals.clone(), cats.clone()].into());
+        assert_eq!((f.date_added, f.annotations.as_deref(), f.name.as_str()), (5, Some("on the sofa"), "cat.jpg"));
+        assert_eq!(lib.files().unwrap().len(), 1);
+        let search = lib.searches().unwrap().remove("s1").unwrap();
+        assert!(search.criteria.contains(&cats), "{}", search.criteria);
+        // A current export is kept as it is, and importing it again changes nothing.
+        let now = lib.export().unwrap();
+        assert_eq!(now.with_current_ids(), now);
+        let before = lib.doc().read(|e| e.version());
+        lib.import(&now, ImportMode::Replace).unwrap();
+        assert_eq!(lib.doc().read(|e| e.version()), before);
     }
 }

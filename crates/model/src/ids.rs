@@ -13,8 +13,18 @@ fn hash_id(domain: &str, parts: &[&str]) -> String {
         h.update(&(p.len() as u64).to_le_bytes());
         h.update(p.as_bytes());
     }
-    let bytes = h.finalize();
-    bytes.as_bytes()[..16].iter().map(|b| format!("{b:02x}")).collect()
+    encode_id(&h.finalize().as_bytes()[..ID_BYTES])
+}
+
+/// Bytes in an id: 96 bits, so that a library would need ~2^48 files before two are likely to
+/// collide, in 16 characters.
+const ID_BYTES: usize = 12;
+
+/// An id's text: unpadded base64url (`A–Z a–z 0–9 - _`), 16 characters. Ids are the keys of
+/// every record and set member, so their length is a large share of the document.
+fn encode_id(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// Normalises a path relative to a location (or to the library): NFC, `/` separators, no
@@ -83,9 +93,9 @@ pub fn library_location_id(rel_path: &str) -> Result<String, ModelError> {
     Ok(hash_id("location", &[&normalize_rel_path(rel_path)?]))
 }
 
-/// A random id (locations outside the library, saved searches).
+/// A random id (locations outside the library, saved searches), in the same form.
 pub fn random_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
+    encode_id(&uuid::Uuid::new_v4().as_bytes()[16 - ID_BYTES..])
 }
 
 #[cfg(test)]
@@ -103,6 +113,15 @@ mod tests {
         assert!(file_id("loc", "").is_err());
         assert!(file_id("loc", "/etc/passwd").is_err());
         assert!(file_id("loc", "C:\\x.jpg").is_err());
+    }
+
+    #[test]
+    fn ids_are_16_url_safe_characters() {
+        for id in [file_id("loc", "a.jpg").unwrap(), tag_id(None, "x"), random_id(), library_location_id("").unwrap()] {
+            assert_eq!(id.len(), 16, "{id}");
+            assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "{id}");
+        }
+        assert_ne!(random_id(), random_id());
     }
 
     #[test]

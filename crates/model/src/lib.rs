@@ -17,6 +17,7 @@
 pub mod backup;
 mod export;
 pub mod ids;
+pub mod layout;
 mod tree;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -225,7 +226,7 @@ impl<D: Document> Library<D> {
             Some(p) => (ids::library_location_id(p)?, Some(ids::normalize_rel_path(p)?)),
             None => (ids::random_id(), None),
         };
-        if self.read(|e| e.record(LOCATIONS, &id))?.is_some() {
+        if self.read(|e| e.contains(LOCATIONS, &id))? {
             return Ok(id);
         }
         let mut ops = vec![
@@ -260,13 +261,11 @@ impl<D: Document> Library<D> {
 
     /// Removes a location and every file record in it.
     pub fn remove_location(&self, id: &str) -> Result<()> {
-        if self.read(|e| e.record(LOCATIONS, id))?.is_none() {
-            return Err(ModelError::UnknownLocation(id.to_owned()));
-        }
+        self.require(LOCATIONS, id, ModelError::UnknownLocation)?;
         let files = self.read(|e| e.collection(FILES))?;
         let mut ops: Vec<Op> = files
             .iter()
-            .filter(|(_, r)| str_field(r, "location").as_deref() == Some(id))
+            .filter(|(_, r)| layout::record_meta(r).is_some_and(|m| m.location == id))
             .map(|(fid, _)| Op::delete(FILES, fid))
             .collect();
         ops.push(Op::delete(LOCATIONS, id));
@@ -275,9 +274,7 @@ impl<D: Document> Library<D> {
 
     /// Excludes (or re-includes) a location-relative sub-folder from indexing.
     pub fn set_exclusion(&self, location: &str, rel_path: &str, excluded: bool) -> Result<()> {
-        if self.read(|e| e.record(LOCATIONS, location))?.is_none() {
-            return Err(ModelError::UnknownLocation(location.to_owned()));
-        }
+        self.require(LOCATIONS, location, ModelError::UnknownLocation)?;
         let p = ids::normalize_rel_path(rel_path)?;
         let op = if excluded {
             Op::set_add(LOCATIONS, location, "exclusions", &p)
@@ -289,48 +286,26 @@ impl<D: Document> Library<D> {
 
     // ---------------------------------------------------------------- files
 
-    /// Adds or updates the file at `rel_path` in `location`; writes only fields that changed.
+    /// Adds or updates the file at `rel_path` in `location`; writes only what changed.
     /// Returns the file id.
     pub fn upsert_file(&self, location: &str, rel_path: &str, meta: &FileMeta) -> Result<String> {
         let path = ids::normalize_rel_path(rel_path)?;
         let id = ids::file_id(location, &path)?;
         let existing = self.read(|e| e.record(FILES, &id))?;
-        let name = path.rsplit('/').next().unwrap_or(&path).to_owned();
-        let extension = match name.rsplit_once('.') {
-            Some((stem, ext)) if !stem.is_empty() => ext.to_lowercase(),
-            _ => String::new(),
+        let Some(r) = existing else {
+            let facts = layout::Meta::new(location, &path, meta, self.doc.now_ms());
+            return self.write(&layout::create_file_ops(&id, &facts)).map(|()| id);
         };
-        let mut wanted: Vec<(&str, Value)> = vec![
-            ("location", location.into()),
-            ("path", path.clone().into()),
-            ("name", name.into()),
-            ("extension", extension.into()),
-            ("size", meta.size.into()),
-            ("dateModified", meta.date_modified.into()),
-            ("dateCreated", meta.date_created.into()),
-            ("fingerprint", meta.fingerprint.clone().into()),
-            ("width", meta.width.into()),
-            ("height", meta.height.into()),
-            ("missing", false.into()),
-        ];
+        // A record that was deleted concurrently and created again keeps its old dateAdded; a
+        // fresh one gets now.
+        let date_added = layout::record_meta(&r).map_or_else(|| self.doc.now_ms(), |m| m.date_added);
+        let facts = layout::Meta::new(location, &path, meta, date_added).encode();
         let mut ops = Vec::new();
-        match &existing {
-            None => {
-                ops.push(Op::create(FILES, &id));
-                wanted.push(("dateAdded", self.doc.now_ms().into()));
-            }
-            Some(r) => {
-                // A record that was deleted concurrently and created again keeps its old
-                // dateAdded; a fresh one gets now.
-                if !r.contains_key("dateAdded") {
-                    wanted.push(("dateAdded", self.doc.now_ms().into()));
-                }
-            }
+        if r.get(layout::FILE_META) != Some(&facts) {
+            ops.push(Op::put(FILES, &id, layout::FILE_META, facts));
         }
-        for (field, value) in wanted {
-            if existing.as_ref().and_then(|r| r.get(field)) != Some(&value) {
-                ops.push(Op::put(FILES, &id, field, value));
-            }
+        if layout::is_missing(&r) {
+            ops.push(Op::clear(FILES, &id, layout::FILE_MISSING));
         }
         self.write(&ops)?;
         Ok(id)
@@ -339,7 +314,8 @@ impl<D: Document> Library<D> {
     /// Marks a file as vanished from disk (its record and tags stay until removed).
     pub fn mark_missing(&self, id: &str, missing: bool) -> Result<()> {
         let file = self.require_file(id)?;
-        self.write_changed(FILES, id, &file, "missing", Value::from(missing))
+        let value = if missing { Value::Bool(true) } else { Value::Null };
+        self.write_changed(FILES, id, &file, layout::FILE_MISSING, value)
     }
 
     /// Moves a file record to a new location-relative path (a move or rename on disk): the
@@ -351,22 +327,19 @@ impl<D: Document> Library<D> {
         if new_id == id {
             return Ok(new_id);
         }
-        let name = path.rsplit('/').next().unwrap_or(&path).to_owned();
-        let extension = name.rsplit_once('.').map(|(_, e)| e.to_lowercase()).unwrap_or_default();
-        let mut ops = vec![Op::create(FILES, &new_id)];
+        let mut facts = layout::record_meta(&old).unwrap_or_default();
+        facts.location = location.to_owned();
+        facts.path = path;
+        let mut ops = layout::create_file_ops(&new_id, &facts);
         for (field, value) in &old {
-            match value {
-                Value::Set(members) => {
+            match (field.as_str(), value) {
+                (layout::FILE_META | layout::FILE_MISSING, _) => {}
+                (_, Value::Set(members)) => {
                     ops.extend(members.iter().map(|m| Op::set_add(FILES, &new_id, field, m)));
                 }
-                v => ops.push(Op::put(FILES, &new_id, field, v.clone())),
+                (_, v) => ops.push(Op::put(FILES, &new_id, field, v.clone())),
             }
         }
-        ops.push(Op::put(FILES, &new_id, "location", location));
-        ops.push(Op::put(FILES, &new_id, "path", path.as_str()));
-        ops.push(Op::put(FILES, &new_id, "name", name));
-        ops.push(Op::put(FILES, &new_id, "extension", extension));
-        ops.push(Op::put(FILES, &new_id, "missing", false));
         ops.push(Op::delete(FILES, id));
         self.write(&ops)?;
         Ok(new_id)
@@ -374,14 +347,14 @@ impl<D: Document> Library<D> {
 
     /// Removes a file record.
     pub fn remove_file(&self, id: &str) -> Result<()> {
-        self.require_file(id)?;
+        self.require(FILES, id, ModelError::UnknownFile)?;
         self.write(&[Op::delete(FILES, id)])
     }
 
     /// Sets (or with `None` clears) a file's annotations.
     pub fn set_annotations(&self, id: &str, text: Option<&str>) -> Result<()> {
         let file = self.require_file(id)?;
-        self.write_changed(FILES, id, &file, "annotations", Value::from(text.map(str::to_owned)))
+        self.write_changed(FILES, id, &file, layout::FILE_ANNOTATIONS, Value::from(text.map(str::to_owned)))
     }
 
     /// Writes one scalar field only if it differs (`Null` clears it): an edit that changes
@@ -403,37 +376,42 @@ impl<D: Document> Library<D> {
         self.read(|e| e.record(TAGS, id))?.ok_or_else(|| ModelError::UnknownTag(id.to_owned()))
     }
 
+    /// Fails with `missing(id)` unless the record exists (without reading its fields).
+    fn require(&self, collection: &str, id: &str, missing: fn(String) -> ModelError) -> Result<()> {
+        if self.read(|e| e.contains(collection, id))? { Ok(()) } else { Err(missing(id.to_owned())) }
+    }
+
     /// Assigns a tag to a file (add wins over a concurrent removal).
     pub fn assign(&self, file: &str, tag: &str) -> Result<()> {
-        self.require_file(file)?;
-        self.require_tag(tag)?;
-        self.write(&[Op::set_add(FILES, file, "tags", tag)])
+        self.require(FILES, file, ModelError::UnknownFile)?;
+        self.require(TAGS, tag, ModelError::UnknownTag)?;
+        self.write(&[Op::set_add(FILES, file, layout::FILE_TAGS, tag)])
     }
 
     /// Removes a tag from a file.
     pub fn unassign(&self, file: &str, tag: &str) -> Result<()> {
-        self.require_file(file)?;
-        self.write(&[Op::set_remove(FILES, file, "tags", tag)])
+        self.require(FILES, file, ModelError::UnknownFile)?;
+        self.write(&[Op::set_remove(FILES, file, layout::FILE_TAGS, tag)])
     }
 
     /// Every file; tag sets hold only existing tags.
     pub fn files(&self) -> Result<BTreeMap<String, File>> {
         let (raw, tags) = self.read(|e| Ok((e.collection(FILES)?, e.ids(TAGS)?)))?;
         let tags: BTreeSet<String> = tags.into_iter().collect();
-        Ok(raw.into_iter().map(|(id, r)| (id.clone(), file_from_record(id, &r, &tags))).collect())
+        Ok(raw.into_iter().map(|(id, r)| (id.clone(), layout::file_from_record(id, &r, &tags))).collect())
     }
 
     /// One file by id.
     pub fn file(&self, id: &str) -> Result<Option<File>> {
         let (raw, tags) = self.read(|e| Ok((e.record(FILES, id)?, e.ids(TAGS)?)))?;
         let tags: BTreeSet<String> = tags.into_iter().collect();
-        Ok(raw.map(|r| file_from_record(id.to_owned(), &r, &tags)))
+        Ok(raw.map(|r| layout::file_from_record(id.to_owned(), &r, &tags)))
     }
 
     /// The id of the file at a location-relative path, if indexed.
     pub fn file_at(&self, location: &str, rel_path: &str) -> Result<Option<String>> {
         let id = ids::file_id(location, rel_path)?;
-        Ok(self.read(|e| e.record(FILES, &id))?.map(|_| id))
+        Ok(self.read(|e| e.contains(FILES, &id))?.then_some(id))
     }
 
     /// Files carrying `tag`, or (with `recursive`) `tag` or any tag below it.
@@ -601,8 +579,8 @@ impl<D: Document> Library<D> {
         let files = self.read(|e| e.collection(FILES))?;
         let mut ops = Vec::new();
         for (fid, r) in &files {
-            for t in set_field(r, "tags").intersection(&doomed) {
-                ops.push(Op::set_remove(FILES, fid, "tags", t));
+            for t in set_field(r, layout::FILE_TAGS).intersection(&doomed) {
+                ops.push(Op::set_remove(FILES, fid, layout::FILE_TAGS, t));
             }
         }
         ops.extend(doomed.iter().map(|t| Op::delete(TAGS, t)));
@@ -624,9 +602,9 @@ impl<D: Document> Library<D> {
         let files = self.read(|e| e.collection(FILES))?;
         let mut ops = Vec::new();
         for (fid, r) in &files {
-            if set_field(r, "tags").contains(from) {
-                ops.push(Op::set_add(FILES, fid, "tags", into));
-                ops.push(Op::set_remove(FILES, fid, "tags", from));
+            if set_field(r, layout::FILE_TAGS).contains(from) {
+                ops.push(Op::set_add(FILES, fid, layout::FILE_TAGS, into));
+                ops.push(Op::set_remove(FILES, fid, layout::FILE_TAGS, from));
             }
         }
         for child in tags.values().filter(|t| t.parent.as_deref() == Some(from)) {
@@ -669,29 +647,7 @@ impl<D: Document> Library<D> {
 
     /// Deletes a saved search.
     pub fn delete_search(&self, id: &str) -> Result<()> {
-        if self.read(|e| e.record(SEARCHES, id))?.is_none() {
-            return Err(ModelError::UnknownSearch(id.to_owned()));
-        }
+        self.require(SEARCHES, id, ModelError::UnknownSearch)?;
         self.write(&[Op::delete(SEARCHES, id)])
-    }
-}
-
-fn file_from_record(id: String, r: &Record, existing_tags: &BTreeSet<String>) -> File {
-    File {
-        id,
-        location: str_field(r, "location").unwrap_or_default(),
-        path: str_field(r, "path").unwrap_or_default(),
-        name: str_field(r, "name").unwrap_or_default(),
-        extension: str_field(r, "extension").unwrap_or_default(),
-        size: int_field(r, "size").unwrap_or(0),
-        width: int_field(r, "width"),
-        height: int_field(r, "height"),
-        date_added: int_field(r, "dateAdded").unwrap_or(0),
-        date_modified: int_field(r, "dateModified").unwrap_or(0),
-        date_created: int_field(r, "dateCreated").unwrap_or(0),
-        fingerprint: str_field(r, "fingerprint"),
-        annotations: str_field(r, "annotations"),
-        missing: r.get("missing").and_then(Value::as_bool).unwrap_or(false),
-        tags: set_field(r, "tags").intersection(existing_tags).cloned().collect(),
     }
 }

@@ -180,6 +180,9 @@ impl Replica {
                 manifest.format_version
             )));
         }
+        if manifest.format_version < MANIFEST_VERSION {
+            return Err(Error::OldFormat { library: manifest.format_version, supported: MANIFEST_VERSION });
+        }
         if manifest.engine != engine_id {
             return Err(Error::WrongEngine { library: manifest.engine, given: engine_id.to_owned() });
         }
