@@ -145,7 +145,7 @@ impl Runner {
     fn step_as(&mut self, label: &str, step: &str, engine: &str, store: &str, dir: &Path) -> Outcome {
         self.done += 1;
         let pair = if store.is_empty() { engine.to_owned() } else { format!("{engine}×{store}") };
-        eprint!("[{:>2}/{}] {pair:<18} {label:<12} … ", self.done, self.total);
+        eprint!("[{:>2}/{}] {pair:<18} {label:<15} … ", self.done, self.total);
         let started = Instant::now();
         let mut cmd = Command::new(&self.bin);
         cmd.args([step, "--engine", engine, "--preset", self.preset, "--dir"])
@@ -218,33 +218,46 @@ fn median(values: &mut [f64]) -> Option<f64> {
 }
 
 /// Runs the cold open and its raw baseline `OPEN_REPEATS` times each, alternating (so that both
-/// see the same machine load), and keeps for each the run with the median time; RSS is the
-/// median of the runs too.
+/// see the same machine load); see [`repeated`].
 fn opens(runner: &mut Runner, results: &mut Results, engine: &str, store: &str, dir: &Path) {
-    let mut runs: [Vec<Value>; 2] = [Vec::new(), Vec::new()];
-    for _ in 0..OPEN_REPEATS {
-        for (i, step) in ["open", "open-raw"].into_iter().enumerate() {
+    repeated(runner, results, &["open", "open-raw"], engine, store, dir);
+}
+
+/// Fields of a repeated step that are reported as the median of its runs (when it has them).
+const MEDIAN_FIELDS: [&str; 3] = ["ms", "peak_rss_kib", "tag_query_ms"];
+
+/// Runs each of `steps` `OPEN_REPEATS` times, alternating between them (so that they see the
+/// same machine load), and records for each the first run's line with the medians of the runs
+/// in [`MEDIAN_FIELDS`] (time and RSS). The first failure stops the repetitions and is
+/// recorded instead.
+fn repeated(runner: &mut Runner, results: &mut Results, steps: &[&str], engine: &str, store: &str, dir: &Path) {
+    let mut runs: Vec<Vec<Value>> = vec![Vec::new(); steps.len()];
+    for k in 0..OPEN_REPEATS {
+        for (i, step) in steps.iter().enumerate() {
             match runner.step(step, engine, store, dir) {
                 Outcome::Ok(v) => runs[i].push(v),
                 other => {
                     if let Outcome::Failed(e) = &other {
-                        results.failures.push(format!("{engine}×{store} {step}: {e}"));
+                        let pair = if store.is_empty() { engine.to_owned() } else { format!("{engine}×{store}") };
+                        results.failures.push(format!("{pair} {step}: {e}"));
                     }
-                    runner.done += 2 * OPEN_REPEATS - runs[0].len() - runs[1].len() - 1;
-                    results.map.insert((step.into(), engine.into(), store.into()), other);
+                    runner.done += steps.len() * OPEN_REPEATS - (k * steps.len() + i) - 1;
+                    results.map.insert(((*step).into(), engine.into(), store.into()), other);
                     return;
                 }
             }
         }
     }
-    for (step, mut runs) in ["open", "open-raw"].into_iter().zip(runs) {
-        let mut ms: Vec<f64> = runs.iter().filter_map(|v| v["ms"].as_f64()).collect();
-        let mut rss: Vec<f64> = runs.iter().filter_map(|v| v["peak_rss_kib"].as_f64()).collect();
-        let mut v = runs.swap_remove(0);
-        v["ms"] = median(&mut ms).into();
-        v["peak_rss_kib"] = median(&mut rss).into();
+    for (step, runs) in steps.iter().zip(runs) {
+        let mut v = runs[0].clone();
+        for field in MEDIAN_FIELDS {
+            if v.get(field).is_some() {
+                let mut values: Vec<f64> = runs.iter().filter_map(|v| v[field].as_f64()).collect();
+                v[field] = median(&mut values).into();
+            }
+        }
         v["runs"] = OPEN_REPEATS.into();
-        results.map.insert((step.into(), engine.into(), store.into()), Outcome::Ok(v));
+        results.map.insert(((*step).into(), engine.into(), store.into()), Outcome::Ok(v));
     }
 }
 
@@ -315,10 +328,13 @@ pub fn bench(args: &[String]) -> Result<()> {
     std::fs::create_dir_all(&work)?;
     let combos: Vec<(String, String)> =
         engines.iter().flat_map(|e| stores.iter().map(move |s| (e.clone(), s.clone()))).collect();
-    // Per engine: build-raw, build-bare, history; per combo: build, open (as left), compact, 3 × open,
-    // 3 × open-raw, bytes, ingest, propagation, idle, requests, converge.
-    let per_combo = 5 + 2 * OPEN_REPEATS + 6;
-    let mut runner = Runner { bin, preset: opts.preset, total: 3 * engines.len() + per_combo * combos.len(), done: 0 };
+    // Per engine: build-raw, build-bare, history, build-prototype, 3 × open-prototype; per combo:
+    // build, open (as left), compact, 3 × open, 3 × open-raw, bytes, ingest, propagation, idle,
+    // requests, converge.
+    let per_engine = 4 + OPEN_REPEATS;
+    let per_combo = 3 + 2 * OPEN_REPEATS + 6;
+    let total = per_engine * engines.len() + per_combo * combos.len();
+    let mut runner = Runner { bin, preset: opts.preset, total, done: 0 };
     eprintln!(
         "== bench: preset {} ({} engines × {} stores), working in {}",
         opts.preset,
@@ -338,6 +354,15 @@ pub fn bench(args: &[String]) -> Result<()> {
         for step in ["build-raw", "build-bare", "history"] {
             let o = runner.step(step, engine, "", &dir);
             record(&mut results, step, engine, "", o);
+        }
+        // The prototype's layout: built once, loaded OPEN_REPEATS times (median).
+        let o = runner.step("build-prototype", engine, "", &dir);
+        let built = matches!(o, Outcome::Ok(_));
+        record(&mut results, "build-prototype", engine, "", o);
+        if built {
+            repeated(&mut runner, &mut results, &["open-prototype"], engine, "", &dir);
+        } else {
+            runner.done += OPEN_REPEATS;
         }
     }
     for (engine, store) in &combos {
@@ -476,6 +501,152 @@ fn check(value: Option<f64>, limit: f64, strict: bool, shown: String) -> Check {
     Check { met: value.map(|v| if strict { v < limit } else { v <= limit }), shown }
 }
 
+/// A target: its name, and how to check it for one engine × store.
+type CheckFn = fn(&Results, &str, &str) -> Check;
+
+/// A table of `checks` (rows) for every pair (columns), then the list of the missed ones (or a
+/// line saying that every one is met).
+fn targets(checks: &[(&str, CheckFn)], combos: &[(String, String)], r: &Results) -> String {
+    let mut header = vec!["target".to_owned()];
+    header.extend(combos.iter().map(|(e, st)| format!("{e} × {st}")));
+    let mut t = Table { header, rows: Vec::new() };
+    let mut missed = Vec::new();
+    for (name, f) in checks {
+        let mut row = vec![(*name).to_owned()];
+        for (e, st) in combos {
+            let c = f(r, e, st);
+            let mark = match c.met {
+                Some(true) => "met",
+                Some(false) => {
+                    missed.push(format!("{name} — {e} × {st}: {}", c.shown.replace("**", "")));
+                    "**not met**"
+                }
+                None => "not measured",
+            };
+            row.push(format!("{mark} ({})", c.shown));
+        }
+        t.row(row);
+    }
+    let mut s = t.render();
+    s.push('\n');
+    if missed.is_empty() {
+        s.push_str("Every target is met in this run.\n\n");
+    } else {
+        s.push_str("Missed in this run:\n\n");
+        for m in &missed {
+            s.push_str(&format!("- {m}\n"));
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// Section 9: our figures against W in the JavaScript prototype's layout (`build-prototype`,
+/// `open-prototype`, per engine), with their targets.
+fn prototype_section(engines: &[String], combos: &[(String, String)], r: &Results) -> String {
+    let mut s = String::from("\n## 9. Against the prototype's layout\n\n");
+    s.push_str(&format!(
+        "The JavaScript prototype kept the library in one Yjs document with the root maps `files`, `tags`, \
+         `locations` and `searches`, each record one whole JSON-like value under its id (OneFolder's DTOs), so a \
+         tag assignment rewrote the whole file record. Baseline: W in that layout written on the engine crate \
+         itself (`build-prototype`; yrs: one `Any::Map` per record; automerge: one JSON string per record), each \
+         record written once with its final tags — the smallest document that layout can hold; its load into a \
+         fresh document (`open-prototype`: file read, decode, apply; median of {OPEN_REPEATS} processes, peak RSS \
+         right after the load); and the update of one more tag assignment there (the same file and tag as the \
+         `bytes` step's first). Ours: the engine snapshot after `build`, the cold open of the compacted replica \
+         (median), its peak RSS, and the segment of one flushed assignment (84-byte header included). Ratios are \
+         ours / the prototype's.\n\n"
+    ));
+    let checks: [(&str, CheckFn); 4] = [
+        ("snapshot ≤ 1.0× the prototype's", |r, e, st| {
+            let v = ratio(r.num("build", e, st, "snapshot_bytes"), r.num("build-prototype", e, "", "snapshot_bytes"));
+            check(v, 1.0, false, fmt_ratio(v))
+        }),
+        ("cold open ≤ 0.8× the prototype's load", |r, e, st| {
+            let v = ratio(r.num("open", e, st, "ms"), r.num("open-prototype", e, "", "ms"));
+            check(v, 0.8, false, fmt_ratio(v))
+        }),
+        ("peak RSS after open ≤ 1.1× the prototype's", |r, e, st| {
+            let v = ratio(r.num("open", e, st, "peak_rss_kib"), r.num("open-prototype", e, "", "peak_rss_kib"));
+            check(v, 1.1, false, fmt_ratio(v))
+        }),
+        ("≤ 160 B per tag assignment (the prototype rewrites the record)", |r, e, st| {
+            let v = r.num("bytes", e, st, "one_edit");
+            let proto = r.num("build-prototype", e, "", "assignment_bytes");
+            check(v, 160.0, false, format!("{} vs {}", opt(v, fmt_bytes), opt(proto, fmt_bytes)))
+        }),
+    ];
+    s.push_str(&targets(&checks, combos, r));
+    let mut t = Table::new(&[
+        "engine × store",
+        "snapshot: ours / prototype",
+        "ratio",
+        "cold open / prototype load",
+        "ratio",
+        "peak RSS: ours / prototype",
+        "ratio",
+        "per assignment: ours / prototype",
+        "ratio",
+    ]);
+    for (e, st) in combos {
+        let pair = |step: &str, field: &str, f: fn(f64) -> String| {
+            let (o, p) = (r.num(step, e, st, field), r.num(&format!("{step}-prototype"), e, "", field));
+            (format!("{} / {}", opt(o, f), opt(p, f)), fmt_ratio(ratio(o, p)))
+        };
+        let (snap, snap_ratio) = pair("build", "snapshot_bytes", fmt_bytes);
+        let (open, open_ratio) = pair("open", "ms", fmt_ms);
+        let (rss, rss_ratio) = pair("open", "peak_rss_kib", fmt_kib);
+        let (ours, proto) = (r.num("bytes", e, st, "one_edit"), r.num("build-prototype", e, "", "assignment_bytes"));
+        t.row(vec![
+            format!("{e} × {st}"),
+            snap,
+            snap_ratio,
+            open,
+            open_ratio,
+            rss,
+            rss_ratio,
+            format!("{} / {}", opt(ours, fmt_bytes), opt(proto, fmt_bytes)),
+            fmt_ratio(ratio(ours, proto)),
+        ]);
+    }
+    s.push_str(&t.render());
+    s.push_str(
+        "\nThe prototype's layout on its own, per engine. *Tag query*: the prototype's in-memory \"files with this \
+         tag or a tag below it\" — the subtree from the tag records' `subTags`, then every file record's `tags` — \
+         for the level-1 tag with the most files in its subtree, timed after the load.\n\n",
+    );
+    let mut t = Table::new(&[
+        "engine",
+        "records",
+        "build",
+        "snapshot",
+        "load",
+        "peak RSS after load",
+        "tag query: tag (subtree)",
+        "files found",
+        "query time",
+    ]);
+    for e in engines {
+        let e = e.as_str();
+        let b = |k: &str| r.num("build-prototype", e, "", k);
+        let o = |k: &str| r.num("open-prototype", e, "", k);
+        let tag = r.get("open-prototype", e, "").and_then(|v| v["tag_query_tag"].as_str()).unwrap_or("–");
+        t.row(vec![
+            e.to_owned(),
+            opt(b("records"), |v| format!("{v:.0}")),
+            r.ms_cell("build-prototype", e, "", "ms"),
+            opt(b("snapshot_bytes"), fmt_bytes),
+            r.ms_cell("open-prototype", e, "", "ms"),
+            opt(o("peak_rss_kib"), fmt_kib),
+            format!("{tag} ({} tags)", opt(o("tag_query_subtree"), |v| format!("{v:.0}"))),
+            opt(o("tag_query_files"), |v| format!("{v:.0}")),
+            opt(o("tag_query_ms"), fmt_ms),
+        ]);
+    }
+    s.push_str(&t.render());
+    s
+}
+
 fn render(
     opts: &Options,
     m: &Machine,
@@ -530,10 +701,6 @@ fn render(
 
     // §6 targets first.
     s.push_str("## DESIGN.md §6 targets\n\n");
-    let mut header = vec!["target".to_owned()];
-    header.extend(combos.iter().map(|(e, st)| format!("{e} × {st}")));
-    let mut t = Table { header, rows: Vec::new() };
-    type CheckFn = fn(&Results, &str, &str) -> Check;
     let checks: [(&str, CheckFn); 7] = [
         ("≤ 256 B written per tag assignment (header included)", |r, e, st| {
             let v = r.num("bytes", e, st, "one_edit");
@@ -564,34 +731,7 @@ fn render(
             check(v, 1.3, false, fmt_ratio(v))
         }),
     ];
-    let mut missed = Vec::new();
-    for (name, f) in checks {
-        let mut row = vec![name.to_owned()];
-        for (e, st) in combos {
-            let c = f(r, e, st);
-            let mark = match c.met {
-                Some(true) => "met",
-                Some(false) => {
-                    missed.push(format!("{name} — {e} × {st}: {}", c.shown.replace("**", "")));
-                    "**not met**"
-                }
-                None => "not measured",
-            };
-            row.push(format!("{mark} ({})", c.shown));
-        }
-        t.row(row);
-    }
-    s.push_str(&t.render());
-    s.push('\n');
-    if missed.is_empty() {
-        s.push_str("Every target is met in this run.\n\n");
-    } else {
-        s.push_str("Missed in this run:\n\n");
-        for m in &missed {
-            s.push_str(&format!("- {m}\n"));
-        }
-        s.push('\n');
-    }
+    s.push_str(&targets(&checks, combos, r));
     s.push_str(&format!("{ANALYSIS_START}\n## Analysis\n\n(No analysis written yet.)\n{ANALYSIS_END}\n\n"));
 
     // 1. Build, snapshot, open, memory.
@@ -954,6 +1094,8 @@ fn render(
     }
     s.push_str(&t.render());
 
+    s.push_str(&prototype_section(engines, combos, r));
+
     let failed: Vec<String> = r
         .map
         .iter()
@@ -995,6 +1137,43 @@ mod tests {
         assert!(merged.contains("Why yrs wins.") && merged.contains("| new table |"), "{merged}");
         assert!(!merged.contains("old table") && !merged.contains("(none)"));
         assert_eq!(keep_analysis(&fresh, ""), fresh);
+    }
+
+    #[test]
+    fn the_prototype_section_compares_and_checks() {
+        let mut r = Results::default();
+        let mut put = |step: &str, engine: &str, store: &str, v: Value| {
+            r.map.insert((step.into(), engine.into(), store.into()), Outcome::Ok(v));
+        };
+        put("build", "yrs", "sqlite", serde_json::json!({ "snapshot_bytes": 50_000_000.0 }));
+        put("open", "yrs", "sqlite", serde_json::json!({ "ms": 400.0, "peak_rss_kib": 307_200.0 }));
+        put("bytes", "yrs", "sqlite", serde_json::json!({ "one_edit": 150.0 }));
+        put(
+            "build-prototype",
+            "yrs",
+            "",
+            serde_json::json!({ "records": 102_002, "ms": 150.0, "snapshot_bytes": 40_000_000.0, "assignment_bytes": 460.0 }),
+        );
+        put(
+            "open-prototype",
+            "yrs",
+            "",
+            serde_json::json!({ "ms": 800.0, "peak_rss_kib": 327_680.0, "tag_query_tag": "City 24",
+                "tag_query_subtree": 65, "tag_query_files": 8290, "tag_query_ms": 170.0 }),
+        );
+        let combos = vec![("yrs".to_owned(), "sqlite".to_owned()), ("automerge".to_owned(), "sqlite".to_owned())];
+        let s = prototype_section(&["yrs".into(), "automerge".into()], &combos, &r);
+        assert!(s.contains("## 9. Against the prototype's layout"), "{s}");
+        // Snapshot 1.25× (missed), open 0.50×, RSS 0.94×, 150 B per assignment (met).
+        assert!(s.contains("| snapshot ≤ 1.0× the prototype's | **not met** (**1.25×**) | not measured (–) |"), "{s}");
+        assert!(s.contains("| met (**0.50×**) |") && s.contains("| met (**0.94×**) |"), "{s}");
+        assert!(s.contains("met (150 B vs 460 B)"), "{s}");
+        assert!(s.contains("- snapshot ≤ 1.0× the prototype's — yrs × sqlite: 1.25×"), "{s}");
+        assert!(s.contains("| 50.0 MB / 40.0 MB | **1.25×** | 400 ms / 800 ms | **0.50×** |"), "{s}");
+        assert!(
+            s.contains("| yrs | 102002 | 150 ms | 40.0 MB | 800 ms | 320 MiB | City 24 (65 tags) | 8290 | 170 ms |")
+        );
+        assert!(s.contains("| automerge | – | – | – | – | – | – (– tags) | – | – |"), "{s}");
     }
 
     #[test]

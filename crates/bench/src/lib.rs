@@ -9,6 +9,8 @@
 //! - [`backends`]: the one list of engines and stores to measure;
 //! - [`measure`]: each measurement as a function of an engine (and store) factory;
 //! - [`metered`]: a transport layer counting bytes written and files read;
+//! - [`prototype`]: the baseline users compare with, W in the JavaScript prototype's layout
+//!   (one document, one whole record per id) written on the engine crates directly;
 //! - the `onefolder-bench` binary runs one measurement per process (so that peak RSS belongs to
 //!   one step) and prints one JSON line; `cargo xtask bench` runs them all and writes
 //!   `BENCHMARKS.md`.
@@ -20,6 +22,7 @@
 pub mod backends;
 pub mod measure;
 pub mod metered;
+pub mod prototype;
 pub mod workload;
 
 pub use backends::Backend;

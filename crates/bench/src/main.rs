@@ -9,8 +9,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use onefolder_bench::backends::{self, Backend};
-use onefolder_bench::measure;
-use onefolder_bench::{Preset, Workload};
+use onefolder_bench::{Preset, Workload, measure, prototype};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -93,6 +92,11 @@ enum Step {
     Requests(Common),
     /// History growth: snapshot size after overwrites and after deleting and re-adding records.
     History(Common),
+    /// Baseline: W in the JavaScript prototype's layout (one document, one whole record per id)
+    /// on the engine crate itself (`yrs` | `automerge`); writes `dir/prototype.bin`.
+    BuildPrototype(Common),
+    /// Baseline: loads `dir/prototype.bin` into a fresh document, then the prototype's tag query.
+    OpenPrototype(Common),
 }
 
 fn line(step: &str, c: Option<&Common>, report: impl Serialize) -> Result<()> {
@@ -150,6 +154,10 @@ fn main() -> Result<()> {
             let (overwrites, records) = c.preset()?.history_sizes();
             line("history", Some(c), measure::history(backends::engine(&c.engine)?, overwrites, records)?)
         }
+        Step::BuildPrototype(c) => {
+            line("build-prototype", Some(c), prototype::build(&c.engine, &c.workload()?, &c.dir)?)
+        }
+        Step::OpenPrototype(c) => line("open-prototype", Some(c), prototype::open(&c.engine, &c.workload()?, &c.dir)?),
         Step::Converge(c) => {
             let dir = c.dir.join("converge-run");
             if dir.exists() {
