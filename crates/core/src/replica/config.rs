@@ -32,7 +32,9 @@ pub struct ReplicaConfig {
     pub poll_interval: Duration,
     /// Largest segment payload accepted (default 64 MiB).
     pub max_payload: u32,
-    /// Log entries after which the store is compacted into a snapshot (default 1000).
+    /// Log entries after which the store is compacted into a snapshot (default 1000), once
+    /// they also hold half the snapshot's bytes (or 20 times this many entries), so that a
+    /// large library is not rewritten whole every 1000 edits.
     pub compact_every: usize,
     /// How often `device.json` is rewritten only to refresh its last-seen time (default 6 h);
     /// it is also written whenever what it says changes (name, app version, device id).

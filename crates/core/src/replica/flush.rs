@@ -236,7 +236,7 @@ impl Replica {
             st.last_flush = Some(info.clone());
             // Local edits grow the log too: fold it once it is long, so that reopening does not
             // replay every edit ever made on this device.
-            if st.log_since_compact >= self.config.compact_every {
+            if st.compaction_due(self.config.compact_every) {
                 st.compact()?;
             }
         }

@@ -266,13 +266,14 @@ impl Replica {
             st.quarantine.insert(spot, q);
             return Ok(Err(Skip::new(message)));
         }
+        let payload_len = seg.payload.len();
         if let Err(e) = st.store.commit_remote(&applied, Some(seg.payload)) {
             st.rebuild_engine()?;
             return Err(e.into());
         }
         st.record_applied(&applied);
-        st.log_since_compact += 1;
-        if st.log_since_compact >= self.config.compact_every {
+        st.log_grew(payload_len);
+        if st.compaction_due(self.config.compact_every) {
             st.compact()?;
         }
         drop(st);

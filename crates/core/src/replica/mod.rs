@@ -115,6 +115,8 @@ impl Replica {
             last_edit: (unflushed > 0).then(Instant::now),
             last_flush: None,
             log_since_compact: 0,
+            log_bytes_since_compact: 0,
+            snapshot_bytes: 0,
             prepared: None,
             flush_failure: None,
             ingest_failure: None,
@@ -242,7 +244,7 @@ impl Replica {
             return Err(e.into());
         }
         st.pending_edits += 1;
-        st.log_since_compact += 1;
+        st.log_grew(change.len());
         let now = Instant::now();
         st.first_pending.get_or_insert(now);
         st.last_edit = Some(now);

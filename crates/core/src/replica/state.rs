@@ -40,7 +40,11 @@ pub(super) struct State {
     pub(super) first_pending: Option<Instant>,
     pub(super) last_edit: Option<Instant>,
     pub(super) last_flush: Option<FlushInfo>,
+    /// The store's log since the last compaction: entries and payload bytes.
     pub(super) log_since_compact: usize,
+    pub(super) log_bytes_since_compact: u64,
+    /// Size of the snapshot the store holds (0 when it has none).
+    pub(super) snapshot_bytes: u64,
     /// The segment of a flush that failed, retried as is (same seq, same bytes).
     pub(super) prepared: Option<PendingFlush>,
     pub(super) flush_failure: Option<Failure>,
@@ -73,6 +77,9 @@ impl Quarantined {
     }
 }
 
+/// Multiple of `ReplicaConfig::compact_every` after which the log is folded whatever its size.
+const COMPACT_ENTRIES_CAP: usize = 20;
+
 impl State {
     /// Rebuilds the engine from the store: after open, or after a store failure left the
     /// in-memory engine ahead of what is durable.
@@ -82,8 +89,27 @@ impl State {
         let log: Vec<&[u8]> = stored.log.iter().map(|e| e.payload.as_slice()).collect();
         engine.replay(stored.snapshot.as_deref(), &log)?;
         self.log_since_compact = stored.log.len();
+        self.log_bytes_since_compact = log.iter().map(|p| p.len() as u64).sum();
+        self.snapshot_bytes = stored.snapshot.as_ref().map_or(0, |s| s.len() as u64);
         self.engine = engine;
         Ok(())
+    }
+
+    /// Notes one more entry of `bytes` in the store's log.
+    pub(super) fn log_grew(&mut self, bytes: usize) {
+        self.log_since_compact += 1;
+        self.log_bytes_since_compact += bytes as u64;
+    }
+
+    /// Whether the log is long enough to fold into a snapshot: at least `every` entries, and
+    /// either half the snapshot's size in bytes or `every` × [`COMPACT_ENTRIES_CAP`] entries.
+    /// A compaction writes the whole snapshot, so on a large library it waits until the log
+    /// is a fair share of it and the work stays proportional to the edits (building W, with a
+    /// 30 MB snapshot, compacted after every 1 000 edits spent most of its time there); on a
+    /// small one it is due after `every` entries as before. The entry cap bounds what a
+    /// reopen replays.
+    pub(super) fn compaction_due(&self, every: usize) -> bool {
+        compaction_due(self.log_since_compact, self.log_bytes_since_compact, self.snapshot_bytes, every)
     }
 
     /// Folds the log into a snapshot. Skipped (and tried again after another `compact_every`
@@ -102,7 +128,10 @@ impl State {
             }
         };
         self.store.compact(&snapshot)?;
-        self.log_since_compact = self.store.unflushed()?.len();
+        let kept = self.store.unflushed()?;
+        self.log_since_compact = kept.len();
+        self.log_bytes_since_compact = kept.iter().map(|e| e.payload.len() as u64).sum();
+        self.snapshot_bytes = snapshot.len() as u64;
         Ok(true)
     }
 
@@ -116,6 +145,12 @@ impl State {
     }
 }
 
+/// See [`State::compaction_due`].
+fn compaction_due(entries: usize, bytes: u64, snapshot_bytes: u64, every: usize) -> bool {
+    entries >= every
+        && (bytes.saturating_mul(2) >= snapshot_bytes || entries >= every.saturating_mul(COMPACT_ENTRIES_CAP))
+}
+
 pub(super) fn read_u64_meta(store: &dyn Store, key: &str) -> Result<Option<u64>> {
     match store.get_meta(key)? {
         None => Ok(None),
@@ -126,5 +161,24 @@ pub(super) fn read_u64_meta(store: &dyn Store, key: &str) -> Result<Option<u64>>
                 .map_err(|_| crate::StoreError::Corrupt(format!("meta {key} is not a u64")))?;
             Ok(Some(u64::from_le_bytes(arr)))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::compaction_due;
+
+    #[test]
+    fn compaction_waits_for_a_fair_share_of_a_large_snapshot() {
+        // Small library, or none yet: due after `every` entries.
+        assert!(!compaction_due(999, 100_000, 50_000, 1000));
+        assert!(compaction_due(1000, 100_000, 50_000, 1000));
+        assert!(compaction_due(1000, 10, 0, 1000));
+        // A 30 MB snapshot and 1000 assignments of ~60 B: not yet.
+        assert!(!compaction_due(1000, 60_000, 30_000_000, 1000));
+        assert!(compaction_due(1000, 15_000_000, 30_000_000, 1000));
+        // However small the entries, 20 × `every` of them are folded.
+        assert!(!compaction_due(19_999, 1_200_000, 30_000_000, 1000));
+        assert!(compaction_due(20_000, 1_200_000, 30_000_000, 1000));
     }
 }
