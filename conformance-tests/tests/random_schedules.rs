@@ -372,7 +372,8 @@ impl<B: Backend> Run<B> {
     fn model<T>(&self, i: usize, what: &str, r: Result<T, ModelError>) -> Result<Option<T>, String> {
         match r {
             Ok(v) => Ok(Some(v)),
-            Err(ModelError::Cycle(_)) => Ok(None),
+            // Refused edits: a move under its own subtree, a name a sibling has.
+            Err(ModelError::Cycle(_) | ModelError::NameTaken { .. }) => Ok(None),
             Err(e) => Err(self.fail(format!("d{i}: {what} failed: {e}"))),
         }
     }

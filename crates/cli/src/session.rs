@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use onefolder_core::{OpenMode, Replica, ReplicaConfig};
-use onefolder_model::{Library, Location, Tag, ids};
+use onefolder_model::{Library, Location, Tag};
 
 use crate::backend;
 use crate::error::user;
@@ -255,30 +255,6 @@ pub fn tag_paths(tags: &BTreeMap<String, Tag>) -> BTreeMap<String, String> {
         path_of(id, tags, &mut memo);
     }
     memo
-}
-
-/// `id` and every tag below it.
-pub fn subtree(tags: &BTreeMap<String, Tag>, id: &str) -> std::collections::BTreeSet<String> {
-    let mut out = std::collections::BTreeSet::new();
-    let mut stack = vec![id.to_owned()];
-    while let Some(t) = stack.pop() {
-        if out.insert(t.clone()) {
-            stack.extend(tags.values().filter(|c| c.parent.as_deref() == Some(t.as_str())).map(|c| c.id.clone()));
-        }
-    }
-    out
-}
-
-/// Whether a sibling under `parent` already has the (normalised) name `name`, other than `except`.
-pub fn sibling_named<'a>(
-    tags: &'a BTreeMap<String, Tag>,
-    parent: Option<&str>,
-    name: &str,
-    except: Option<&str>,
-) -> Option<&'a Tag> {
-    let key = ids::tag_name_key(name);
-    tags.values()
-        .find(|t| t.parent.as_deref() == parent && Some(t.id.as_str()) != except && ids::tag_name_key(&t.name) == key)
 }
 
 #[cfg(test)]

@@ -15,6 +15,8 @@
 #![warn(missing_docs)]
 
 pub mod backup;
+pub mod criteria;
+pub mod dates;
 mod export;
 pub mod ids;
 pub mod layout;
@@ -28,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 pub use backup::{BACKUP_EXTENSION, Backup, BackupError, BackupHeader, Rotation};
 pub use export::{Export, ExportFile, ExportLocation, ExportSearch, ExportTag, ImportMode};
-pub use tree::TagNode;
+pub use tree::{TagNode, subtree};
 
 /// Collection of files.
 pub const FILES: &str = "files";
@@ -64,6 +66,15 @@ pub enum ModelError {
     /// Moving a tag under itself or its descendant.
     #[error("cannot move tag {0:?} under itself or one of its descendants")]
     Cycle(String),
+    /// A rename or move would give a tag the (normalised) name of a sibling: two tags of one
+    /// name under one parent are ambiguous in a tag path. Merging them is what the user meant.
+    #[error("there is already a tag named {name:?} there")]
+    NameTaken {
+        /// The sibling's name as shown.
+        name: String,
+        /// The sibling's id.
+        existing: String,
+    },
     /// The engine failed to read.
     #[error(transparent)]
     Engine(#[from] EngineError),
@@ -507,11 +518,15 @@ impl<D: Document> Library<D> {
         }
     }
 
-    /// Renames a tag (its id does not change).
+    /// Renames a tag (its id does not change). Refuses the name of a sibling
+    /// ([`ModelError::NameTaken`]).
     pub fn rename_tag(&self, id: &str, name: &str) -> Result<()> {
         let name = ids::clean_tag_name(name)?;
-        let tag = self.require_tag(id)?;
-        self.write_changed(TAGS, id, &tag, "name", Value::from(name))
+        let tags = self.tags()?;
+        let tag = tags.get(id).ok_or_else(|| ModelError::UnknownTag(id.to_owned()))?;
+        name_free(&tags, tag.parent.as_deref(), &name, id)?;
+        let record = self.require_tag(id)?;
+        self.write_changed(TAGS, id, &record, "name", Value::from(name))
     }
 
     /// Sets or clears a tag's colour.
@@ -541,6 +556,9 @@ impl<D: Document> Library<D> {
             if tree::subtree(&tags, id).contains(p) {
                 return Err(ModelError::Cycle(tags[id].name.clone()));
             }
+        }
+        if new_parent != tags[id].parent.as_deref() {
+            name_free(&tags, new_parent, &tags[id].name, id)?;
         }
         let order = self.order_after_last(&tags, new_parent);
         self.write(&[
@@ -649,5 +667,44 @@ impl<D: Document> Library<D> {
     pub fn delete_search(&self, id: &str) -> Result<()> {
         self.require(SEARCHES, id, ModelError::UnknownSearch)?;
         self.write(&[Op::delete(SEARCHES, id)])
+    }
+}
+
+/// Fails with [`ModelError::NameTaken`] when a tag under `parent` other than `except` has the
+/// normalised name of `name`.
+fn name_free(tags: &BTreeMap<String, Tag>, parent: Option<&str>, name: &str, except: &str) -> Result<()> {
+    let key = ids::tag_name_key(name);
+    match tags.values().find(|t| t.parent.as_deref() == parent && t.id != except && ids::tag_name_key(&t.name) == key) {
+        Some(other) => Err(ModelError::NameTaken { name: other.name.clone(), existing: other.id.clone() }),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+
+    fn library() -> Library<Mutex<Box<dyn Engine>>> {
+        Library::new(Mutex::new(Box::new(onefolder_engine_yrs::YrsEngine::new()) as Box<dyn Engine>))
+    }
+
+    #[test]
+    fn a_rename_or_move_never_gives_two_siblings_one_name() {
+        let lib = library();
+        let cats = lib.create_tag_path("Animals/Cats", None).unwrap();
+        let dogs = lib.create_tag_path("Animals/Dogs", None).unwrap();
+        let other_cats = lib.create_tag_path("Pets/cats", None).unwrap();
+        let err = lib.rename_tag(&dogs, " CATS ").unwrap_err();
+        assert!(matches!(&err, ModelError::NameTaken { existing, .. } if existing == &cats), "{err:?}");
+        let animals = lib.tag_by_path("Animals").unwrap().unwrap();
+        let err = lib.move_tag(&other_cats, Some(&animals)).unwrap_err();
+        assert!(matches!(&err, ModelError::NameTaken { existing, .. } if existing == &cats), "{err:?}");
+        // Renaming a tag to its own name in another case, or moving it where it is, is fine.
+        lib.rename_tag(&cats, "CATS").unwrap();
+        lib.move_tag(&cats, Some(&animals)).unwrap();
+        assert_eq!(lib.tags().unwrap()[&cats].name, "CATS");
+        assert_eq!(lib.tags().unwrap()[&dogs].name, "Dogs");
     }
 }

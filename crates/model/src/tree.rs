@@ -72,7 +72,7 @@ pub(crate) fn effective_tags(raw: Collection) -> BTreeMap<String, Tag> {
 }
 
 /// `root` and every tag below it.
-pub(crate) fn subtree(tags: &BTreeMap<String, Tag>, root: &str) -> BTreeSet<String> {
+pub fn subtree(tags: &BTreeMap<String, Tag>, root: &str) -> BTreeSet<String> {
     let mut children: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for t in tags.values() {
         if let Some(p) = &t.parent {

@@ -4,13 +4,13 @@ use std::collections::BTreeMap;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use onefolder_model::{File, Tag, TagNode, ids};
+use onefolder_model::{File, ModelError, Tag, TagNode, subtree};
 use serde::Serialize;
 
 use crate::criteria::{self, Ctx};
 use crate::error::user;
 use crate::out::{self, outln};
-use crate::session::{Global, Session, sibling_named, subtree, tag_paths};
+use crate::session::{Global, Session, tag_paths};
 
 /// `tag …`.
 #[derive(Subcommand, Debug)]
@@ -118,35 +118,24 @@ pub async fn run(cmd: TagCommand, global: &Global) -> Result<()> {
         }
         TagCommand::Rename { path, name } => {
             let id = s.tag(&path)?;
-            let tags = s.lib.tags()?;
-            let name = ids::clean_tag_name(&name)?;
-            if let Some(other) = sibling_named(&tags, tags[&id].parent.as_deref(), &name, Some(&id)) {
-                return Err(user(format!(
-                    "there is already a tag {:?} next to it; to combine them run `onefolder-sync tag merge {path} {}`",
-                    other.name,
-                    tag_paths(&tags)[&other.id]
-                )));
-            }
-            s.lib.rename_tag(&id, &name)?;
+            s.lib.rename_tag(&id, &name).map_err(|e| match e {
+                ModelError::NameTaken { name, existing } => user(format!(
+                    "there is already a tag {name:?} next to it; to combine them run `onefolder-sync tag merge {path} {}`",
+                    shown_path(&s, &existing)
+                )),
+                other => other.into(),
+            })?;
             done(&id, "renamed to", None)
         }
         TagCommand::Move { path, new_parent } => {
             let id = s.tag(&path)?;
             let parent = if new_parent.trim() == "/" { None } else { Some(s.tag(&new_parent)?) };
-            let tags = s.lib.tags()?;
-            if parent.as_deref() != tags[&id].parent.as_deref()
-                && let Some(other) = sibling_named(&tags, parent.as_deref(), &tags[&id].name, Some(&id))
-            {
-                return Err(user(format!(
-                    "{new_parent} already has a tag named {:?}; to combine them run `onefolder-sync tag merge {path} {}`",
-                    other.name,
-                    tag_paths(&tags)[&other.id]
-                )));
-            }
             s.lib.move_tag(&id, parent.as_deref()).map_err(|e| match e {
-                onefolder_model::ModelError::Cycle(name) => {
-                    user(format!("cannot move {name:?} under itself or one of its own sub-tags"))
-                }
+                ModelError::Cycle(name) => user(format!("cannot move {name:?} under itself or one of its own sub-tags")),
+                ModelError::NameTaken { name, existing } => user(format!(
+                    "{new_parent} already has a tag named {name:?}; to combine them run `onefolder-sync tag merge {path} {}`",
+                    shown_path(&s, &existing)
+                )),
                 other => other.into(),
             })?;
             done(&id, "moved to", None)
@@ -393,4 +382,9 @@ pub async fn files(args: FilesArgs, global: &Global) -> Result<()> {
         selected = criteria::filter(&list, args.any, selected, &ctx).map_err(user)?;
     }
     print_files(&s, &selected, global.json)
+}
+
+/// How a tag is shown: its path, or its id when the tags cannot be read.
+fn shown_path(s: &Session, id: &str) -> String {
+    s.tag_paths().ok().and_then(|mut paths| paths.remove(id)).unwrap_or_else(|| id.to_owned())
 }

@@ -29,7 +29,8 @@ fn unknown_tag_is_a_user_error() {
     assert!(msg.contains("under itself"), "{msg}");
     let msg = laptop.fails(&["tag", "move", "Cats", "Animals"], 1);
     assert!(msg.contains("tag merge"), "{msg}");
-    laptop.fails(&["tag", "rename", "Cats", "animals"], 1);
+    let msg = laptop.fails(&["tag", "rename", "Cats", "animals"], 1);
+    assert!(msg.contains("tag merge"), "{msg}");
     laptop.fails(&["tag", "color", "Cats", "\u{7}"], 1);
     assert_eq!(laptop.export(), before, "a failed command changes nothing");
 }
