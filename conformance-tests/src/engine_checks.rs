@@ -470,6 +470,140 @@ pub fn replay_equals_applies_in_order<E: EngineFactory>() {
     assert_eq!(view(replayed.as_ref()), view(each.as_ref()));
 }
 
+/// A step of [`CHANGING_STEPS`]: edits on two replicas and the exchange of their changes.
+type Step = (&'static str, fn(&mut dyn Engine, &mut dyn Engine));
+
+/// Edits whose effect on reads is easy to get wrong: a Create that only shows fields written
+/// before it, a delete raced by writes, a re-create that shows them again, a scalar that hides
+/// a set, and a snapshot load. `a` and `b` start empty; their "files" carry the set "tags".
+const CHANGING_STEPS: &[Step] = &[
+    ("create", |a, b| {
+        a.write(&[
+            Op::create("files", "f1"),
+            Op::set_add("files", "f1", "tags", "t1"),
+            Op::set_add("files", "f1", "tags", "t2"),
+            Op::create("files", "f2"),
+            Op::create("files", "f3"),
+            Op::set_add("files", "f3", "tags", "t1"),
+            Op::create("tags", "t1"),
+        ])
+        .unwrap();
+        send(a, b);
+    }),
+    ("remove and add members", |a, b| {
+        b.write(&[Op::set_remove("files", "f1", "tags", "t2"), Op::set_add("files", "f2", "tags", "t3")]).unwrap();
+        send(b, a);
+    }),
+    ("fields first, create later", |a, b| {
+        a.write(&[Op::put("files", "ghost", "name", "g"), Op::set_add("files", "ghost", "tags", "t1")]).unwrap();
+        send(a, b);
+        b.write(&[Op::create("files", "ghost")]).unwrap();
+        send(b, a);
+    }),
+    ("a delete raced by writes", |a, b| {
+        a.write(&[Op::delete("files", "f3")]).unwrap();
+        b.write(&[Op::set_add("files", "f3", "tags", "t9"), Op::put("files", "f3", "name", "raced")]).unwrap();
+        send(a, b);
+        send(b, a);
+    }),
+    ("created again", |a, b| {
+        a.write(&[Op::create("files", "f3")]).unwrap();
+        send(a, b);
+    }),
+    ("a scalar hides a set", |a, b| {
+        b.write(&[Op::put("files", "f2", "tags", "scalar"), Op::delete("tags", "t1")]).unwrap();
+        send(b, a);
+    }),
+    ("snapshot loaded", |a, b| {
+        let snapshot = b.snapshot().unwrap();
+        a.load_snapshot(&snapshot).unwrap();
+        b.write(&[Op::set_add("files", "f1", "tags", "t4")]).unwrap();
+        send(b, a);
+    }),
+];
+
+/// Both replicas' records of the collections the steps touch, by (collection, id).
+fn records(e: &dyn Engine) -> std::collections::BTreeMap<(String, String), Record> {
+    let mut all = std::collections::BTreeMap::new();
+    for c in ["files", "tags"] {
+        for (id, r) in e.collection(c).unwrap() {
+            all.insert((c.to_owned(), id), r);
+        }
+    }
+    all
+}
+
+/// `changes_are_reported`: after each step, [`Engine::take_changed`] names every record that
+/// reads differently; and once a collection was seen changing, local writes and remote changes
+/// are reported as records, not as "unknown" (what keeps an index cheap).
+pub fn changes_are_reported<E: EngineFactory>() {
+    let (mut a, mut b) = pair::<E>();
+    // Warm-up: each replica sees both collections change once.
+    a.write(&[Op::create("files", "warm"), Op::create("tags", "warm")]).unwrap();
+    send(a.as_mut(), b.as_mut());
+    b.write(&[Op::delete("files", "warm"), Op::delete("tags", "warm")]).unwrap();
+    send(b.as_mut(), a.as_mut());
+    a.take_changed();
+    b.take_changed();
+    for (name, step) in CHANGING_STEPS {
+        let before = (records(a.as_ref()), records(b.as_ref()));
+        step(a.as_mut(), b.as_mut());
+        for (replica, e, before) in [("a", &mut a, before.0), ("b", &mut b, before.1)] {
+            let after = records(e.as_ref());
+            let differ: BTreeSet<(String, String)> =
+                before.keys().chain(after.keys()).filter(|k| before.get(*k) != after.get(*k)).cloned().collect();
+            match e.take_changed() {
+                onefolder_core::Changed::Records(reported) => {
+                    let missed: Vec<_> = differ.difference(&reported).collect();
+                    assert!(missed.is_empty(), "step {name:?}: {replica} did not report {missed:?}");
+                }
+                onefolder_core::Changed::Unknown => {
+                    assert_eq!(*name, "snapshot loaded", "step {name:?}: {replica} lost track of its changes");
+                }
+            }
+        }
+    }
+}
+
+/// `indexed_queries_agree`: through [`onefolder_core::Indexed`], `ids_with_member`,
+/// `ids_without_members`, `member_counts` and `count` equal the scans of
+/// [`onefolder_core::engine::scan`] after every step, the index built before the first.
+pub fn indexed_queries_agree<E: EngineFactory>() {
+    use onefolder_core::Indexed;
+    use onefolder_core::engine::scan;
+    let (mut a, mut b) = (Indexed::new(E::engine()), Indexed::new(E::engine()));
+    let check = |name: &str, e: &Indexed<Box<dyn Engine>>| {
+        let inner = e.inner().as_ref();
+        for member in ["t1", "t2", "t3", "t4", "t9", "none"] {
+            assert_eq!(
+                e.ids_with_member("files", "tags", member).unwrap(),
+                scan::ids_with_member(inner, "files", "tags", member).unwrap(),
+                "step {name:?}: files with {member}"
+            );
+        }
+        assert_eq!(
+            e.ids_without_members("files", "tags").unwrap(),
+            scan::ids_without_members(inner, "files", "tags").unwrap(),
+            "step {name:?}: files without members"
+        );
+        assert_eq!(
+            e.member_counts("files", "tags").unwrap(),
+            scan::member_counts(inner, "files", "tags").unwrap(),
+            "step {name:?}: member counts"
+        );
+        assert_eq!(e.count("files").unwrap(), inner.ids("files").unwrap().len(), "step {name:?}: count");
+    };
+    check("before", &a);
+    check("before", &b);
+    for (name, step) in CHANGING_STEPS {
+        step(&mut a, &mut b);
+        check(name, &a);
+        check(name, &b);
+    }
+    assert_eq!(a.ids_with_member("files", "tags", "t1").unwrap(), ["f1", "ghost"]);
+    assert_eq!(a.ids_without_members("files", "tags").unwrap(), ["f2"], "the scalar hides f2's set");
+}
+
 /// Every engine check as a test for the factory `E` in scope; expand it per adapter with
 /// [`for_each_engine!`](crate::for_each_engine).
 #[macro_export]
@@ -479,6 +613,7 @@ macro_rules! engine_conformance {
                 write_then_read, fields_merge_independently, concurrent_create_merges, set_add_wins,
                 take_local_changes_only_local, apply_idempotent_any_order, apply_garbage_is_corrupt,
                 snapshot_round_trip, merge_changes_equivalent, replay_equals_applies_in_order, cheap_reads_agree,
+                changes_are_reported, indexed_queries_agree,
             );
     };
     (@tests $e:ty; $($test:ident),* $(,)?) => {

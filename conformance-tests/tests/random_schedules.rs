@@ -342,6 +342,35 @@ impl<B: Backend> Run<B> {
         }
     }
 
+    /// On every device, the indexed queries (files by tag, untagged files, counts) equal a
+    /// filter of every file.
+    fn indexes_agree(&self) -> Outcome {
+        for i in 0..self.n {
+            let lib = self.c.lib(i);
+            let err = |e: ModelError| self.fail(format!("d{i}: {e}"));
+            let files = lib.files().map_err(err)?;
+            let ids = |keep: &dyn Fn(&onefolder_model::File) -> bool| -> Vec<String> {
+                files.values().filter(|f| keep(f)).map(|f| f.id.clone()).collect()
+            };
+            for tag in lib.tags().map_err(err)?.keys() {
+                let indexed: Vec<String> =
+                    lib.files_with_tag(tag, false).map_err(err)?.into_iter().map(|f| f.id).collect();
+                if indexed != ids(&|f| f.tags.contains(tag)) {
+                    return Err(self.fail(format!("d{i}: the index of tag {} differs from the files", short(tag))));
+                }
+            }
+            let untagged: Vec<String> = lib.untagged_files().map_err(err)?.into_iter().map(|f| f.id).collect();
+            if untagged != ids(&|f| f.tags.is_empty()) {
+                return Err(self.fail(format!("d{i}: the untagged files differ from the files: {untagged:?}")));
+            }
+            let counts = lib.file_counts().map_err(err)?;
+            if counts.files != files.len() || counts.untagged != untagged.len() {
+                return Err(self.fail(format!("d{i}: counts {counts:?} for {} files", files.len())));
+            }
+        }
+        Ok(())
+    }
+
     fn dev(&self, d: u8) -> usize {
         d as usize % self.n
     }
@@ -796,6 +825,7 @@ impl<B: Backend> Run<B> {
                 return Err(self.fail(format!("tag {name:?} ({}) was never deleted but is gone", short(id))));
             }
         }
+        self.indexes_agree()?;
         // No view shows a dangling id or a cycle.
         let export = self.c.lib(0).export().map_err(|e| e.to_string())?;
         for (id, f) in &export.files {
@@ -832,6 +862,9 @@ fn diff(a: &str, b: &str) -> String {
 async fn run_schedule<B: Backend>(n: usize, seed: u64, steps: &[Step]) -> Outcome {
     let mut run = Run::<B>::start(n, seed).await;
     for step in steps {
+        // Every device's tag index exists before each step, so that the steps keep it up to
+        // date (local edits, remote applies) rather than the final check building it.
+        run.indexes_agree()?;
         run.step(step).await?;
     }
     run.settle().await?;

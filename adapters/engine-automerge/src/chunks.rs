@@ -62,6 +62,8 @@ pub(crate) struct ParsedChange {
     pub(crate) bytes: Vec<u8>,
     /// The ops its ops overwrite or delete, as (counter, actor).
     pub(crate) preds: Vec<(u64, ActorId)>,
+    /// The root-map keys its ops write or delete.
+    pub(crate) keys: Vec<String>,
 }
 
 /// One chunk of the input: its type byte and all its bytes (header included).
@@ -118,6 +120,9 @@ fn read_uleb(bytes: &[u8]) -> Option<(u64, usize)> {
     None
 }
 
+/// An op that an op overwrites or deletes, as (counter, actor).
+type Pred = (u64, ActorId);
+
 /// Fails unless every op of `change` is one this adapter writes: a `put` of a scalar or a
 /// `delete`, of a string key of the root map.
 ///
@@ -125,20 +130,25 @@ fn read_uleb(bytes: &[u8]) -> Option<(u64, usize)> {
 /// and then merging their ops into each object they touch; an op on an object the document
 /// does not have makes it panic half-way (`Obj … Missing from Index`), after the history was
 /// updated. A document this adapter writes has no object but the root, so nothing else is
-/// accepted. Returns the preds of every op, as (counter, actor).
-fn check_ops(change: &Change) -> Result<Vec<(u64, ActorId)>, String> {
+/// accepted. Returns the preds of every op, as (counter, actor), and the keys the ops touch.
+fn check_ops(change: &Change) -> Result<(Vec<Pred>, Vec<String>), String> {
     let mut preds = Vec::new();
+    let mut keys = Vec::new();
     for op in change.decode().operations {
-        if op.obj != ObjectId::Root || !matches!(op.key, Key::Map(_)) || op.insert {
+        let Key::Map(key) = &op.key else {
+            return Err("an op outside the root map".to_owned());
+        };
+        if op.obj != ObjectId::Root || op.insert {
             return Err("an op outside the root map".to_owned());
         }
         match op.action {
             OpType::Put(_) | OpType::Delete => {}
             other => return Err(format!("an op this engine never writes ({other:?})")),
         }
+        keys.push(key.to_string());
         preds.extend(op.pred.iter().map(|id| (id.0, id.1.clone())));
     }
-    Ok(preds)
+    Ok((preds, keys))
 }
 
 /// Decodes one change chunk and checks its checksum, counters and ops.
@@ -151,8 +161,8 @@ fn parse_change(bytes: &[u8]) -> Result<ParsedChange, String> {
     if change.start_op().get() + change.len() as u64 > MAX_COUNTER {
         return Err(format!("op counters beyond {MAX_COUNTER}"));
     }
-    let preds = check_ops(&change)?;
-    Ok(ParsedChange { change, bytes: bytes.to_vec(), preds })
+    let (preds, keys) = check_ops(&change)?;
+    Ok(ParsedChange { change, bytes: bytes.to_vec(), preds, keys })
 }
 
 /// Loads one document chunk strictly; its op counters must stay below [`MAX_COUNTER`].

@@ -190,6 +190,21 @@ pub(crate) fn collection_members_prefix(collection: &str) -> String {
     format!("{MEMBER}{SEPARATOR}{collection}{SEPARATOR}")
 }
 
+/// The record (collection, id) a root-map key of any kind belongs to; `None` for a key this
+/// layout never writes.
+pub(crate) fn record_of_key(key: &str) -> Option<(String, String)> {
+    let mut parts = key.splitn(4, SEPARATOR);
+    let kind = parts.next()?;
+    let (collection, id) = (parts.next()?, parts.next()?);
+    let rest = parts.next();
+    let complete = match kind {
+        INDEX => rest.is_none(),
+        FIELD | MEMBER => rest.is_some(),
+        _ => false,
+    };
+    complete.then(|| (collection.to_owned(), unpack(id).into_owned()))
+}
+
 /// The smallest string greater than every string starting with `prefix`, which ends with
 /// [`SEPARATOR`]: the separator is replaced by the next character (`'/'` → `'0'`).
 pub(crate) fn prefix_end(prefix: &str) -> String {

@@ -118,7 +118,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use automerge::transaction::{Transactable, Transaction};
 use automerge::{ActorId, Automerge, AutomergeError, ChangeHash, ROOT, ReadDoc};
 use onefolder_core::engine::replay_merged;
-use onefolder_core::{Collection, Engine, EngineError, Op, Record, Value};
+use onefolder_core::{Changed, Collection, Engine, EngineError, Op, Record, Value};
 use tracing::{debug, trace, warn};
 
 pub use crate::chunks::MAGIC;
@@ -139,6 +139,9 @@ pub struct AutomergeEngine {
     waiting: Vec<ParsedChange>,
     /// Remote changes that waited and were dropped as inconsistent (module `causal`).
     rejected: HashSet<ChangeHash>,
+    /// Records changed since the last [`Engine::take_changed`]: from the ops of local writes
+    /// and the keys of applied remote changes; `Unknown` once a whole document was loaded.
+    changed: Changed,
 }
 
 impl Default for AutomergeEngine {
@@ -170,6 +173,7 @@ impl AutomergeEngine {
             local: Vec::new(),
             waiting: Vec::new(),
             rejected: HashSet::new(),
+            changed: Changed::Unknown,
         }
     }
 
@@ -194,6 +198,12 @@ impl AutomergeEngine {
         // Everything is checked: from here on the document changes.
         let doc = &mut self.doc;
         let documents = parsed.documents;
+        // Nothing to collect while everything is unknown anyway (a new engine replaying its log).
+        let unknown = !documents.is_empty() || self.changed == Changed::Unknown;
+        let mut changed = if unknown { Changed::Unknown } else { Changed::none() };
+        if let Changed::Records(records) = &mut changed {
+            records.extend(plan.ready.iter().flat_map(|c| &c.keys).filter_map(|key| layout::record_of_key(key)));
+        }
         let ready: Vec<_> = plan.ready.into_iter().map(|c| c.change).collect();
         let applied = catch_unwind(AssertUnwindSafe(|| -> Result<(), AutomergeError> {
             for mut loaded in documents {
@@ -211,6 +221,8 @@ impl AutomergeEngine {
             }
             Ok(())
         }));
+        // Even a failed apply may have changed part of the document.
+        self.changed.extend(if matches!(applied, Ok(Ok(()))) { changed } else { Changed::Unknown });
         match applied {
             Ok(Ok(())) => {
                 self.waiting = plan.waiting;
@@ -460,6 +472,9 @@ impl Engine for AutomergeEngine {
             // The caller rebuilds the engine from its store on an error.
             Err(EngineError::Other(format!("automerge panicked in a write: {}", chunks::panic_message(&*panic))))
         })?;
+        if committed.is_some() {
+            self.changed.extend(Changed::of_ops(ops));
+        }
         self.local.extend(committed);
         Ok(())
     }
@@ -580,5 +595,9 @@ impl Engine for AutomergeEngine {
             visit(&id, record);
         }
         Ok(())
+    }
+
+    fn take_changed(&mut self) -> Changed {
+        std::mem::replace(&mut self.changed, Changed::none())
     }
 }

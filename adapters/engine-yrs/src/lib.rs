@@ -97,6 +97,7 @@
 
 #![warn(missing_docs)]
 
+mod changes;
 mod codec;
 mod precheck;
 
@@ -106,12 +107,13 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use onefolder_core::engine::replay_merged;
-use onefolder_core::{Collection, Engine, EngineError, Op, Record, Value};
+use onefolder_core::{Changed, Collection, Engine, EngineError, Op, Record, Value};
 use tracing::{debug, trace, warn};
 use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
 use yrs::{Any, Doc, Map, MapRef, Out, ReadTxn, StateVector, Transact, TransactionMut, Update, WriteTxn};
 
+use crate::changes::Changes;
 use crate::codec::Stored;
 
 /// The engine id written in `library.json` and segment headers.
@@ -137,6 +139,7 @@ type Buffer = Arc<Mutex<Vec<Vec<u8>>>>;
 pub struct YrsEngine {
     doc: Doc,
     local: Buffer,
+    changes: Changes,
 }
 
 impl Default for YrsEngine {
@@ -160,7 +163,9 @@ impl YrsEngine {
     /// An empty document with the given client id (masked to 53 bits). The caller must make
     /// sure no other replica, past or present, uses it; prefer [`YrsEngine::new`].
     pub fn with_client_id(client_id: u64) -> Self {
-        Self { doc: Doc::with_client_id(client_id & CLIENT_ID_MASK), local: Buffer::default() }
+        let doc = Doc::with_client_id(client_id & CLIENT_ID_MASK);
+        let changes = Changes::attach(&doc);
+        Self { doc, local: Buffer::default(), changes }
     }
 
     /// The yrs client id of this replica.
@@ -172,10 +177,19 @@ impl YrsEngine {
     /// `untrusted` bytes (a peer's change) must also survive re-encoding; a snapshot from this
     /// device's own store skips that check, which would double the cost of a cold open.
     fn integrate(&mut self, bytes: &[u8], what: &str, untrusted: bool) -> Result<(), EngineError> {
-        let update = decode_update(bytes, what, untrusted)?;
+        let (update, roots) = decode_update_with_roots(bytes, what, untrusted)?;
         let doc = &self.doc;
         let applied = catch_unwind(AssertUnwindSafe(|| {
             let mut txn = doc.transact_mut_with(REMOTE_ORIGIN);
+            // A root type that arrives in an update is untyped until read as a map, and yrs
+            // reports no change of an untyped type: type every root the update names first
+            // (all of them: a later overwrite does not name its root again). Root types are
+            // not part of the document's updates, so this writes nothing.
+            for name in roots {
+                if let Ok(name) = std::str::from_utf8(name) {
+                    txn.get_or_insert_map(name);
+                }
+            }
             txn.apply_update(update).map_err(|e| e.to_string())?;
             // Blocks parked as pending are re-encoded by every later snapshot; a pending update
             // that cannot be re-encoded and merged would make those panic (found by fuzzing).
@@ -226,7 +240,16 @@ fn panic_message(panic: &Box<dyn StdAny + Send>) -> String {
 
 /// Pre-checks and decodes v1 update bytes; any failure (or yrs panic) is `Corrupt`.
 fn decode_update(bytes: &[u8], what: &str, untrusted: bool) -> Result<Update, EngineError> {
-    precheck::check_update_v1(bytes).map_err(|e| {
+    decode_update_with_roots(bytes, what, untrusted).map(|(update, _)| update)
+}
+
+/// [`decode_update`], also returning the root names the update's blocks name as parents.
+fn decode_update_with_roots<'b>(
+    bytes: &'b [u8],
+    what: &str,
+    untrusted: bool,
+) -> Result<(Update, BTreeSet<&'b [u8]>), EngineError> {
+    let roots = precheck::root_names_v1(bytes).map_err(|e| {
         debug!(error = %e, bytes = bytes.len(), what, "rejected by the pre-check");
         EngineError::Corrupt(format!("{what}: {e}"))
     })?;
@@ -242,13 +265,13 @@ fn decode_update(bytes: &[u8], what: &str, untrusted: bool) -> Result<Update, En
     // re-encoding would make every later snapshot panic (found by fuzzing). Refuse it now,
     // before it touches the document.
     if !untrusted {
-        return Ok(update);
+        return Ok((update, roots));
     }
     let round_trip = catch_unwind(AssertUnwindSafe(|| Update::decode_v1(&update.encode_v1()).is_ok()));
     if !matches!(round_trip, Ok(true)) {
         return Err(EngineError::Corrupt(format!("{what}: the update does not survive re-encoding")));
     }
-    Ok(update)
+    Ok((update, roots))
 }
 
 fn record_root(collection: &str, id: &str) -> String {
@@ -491,7 +514,10 @@ impl Engine for YrsEngine {
     /// while an earlier segment of that peer is still missing). When the merged apply leaves
     /// anything pending, the document starts over and applies entry by entry.
     fn replay(&mut self, snapshot: Option<&[u8]>, log: &[&[u8]]) -> Result<(), EngineError> {
-        replay_merged(self, snapshot, log, |e| !e.has_pending(), |e| Self::with_client_id(e.client_id()))
+        self.changes.pause();
+        let result = replay_merged(self, snapshot, log, |e| !e.has_pending(), |e| Self::with_client_id(e.client_id()));
+        self.changes.resume_unknown();
+        result
     }
 
     fn snapshot(&self) -> Result<Vec<u8>, EngineError> {
@@ -508,7 +534,10 @@ impl Engine for YrsEngine {
     }
 
     fn load_snapshot(&mut self, bytes: &[u8]) -> Result<(), EngineError> {
-        self.integrate(bytes, "snapshot", false)
+        self.changes.pause();
+        let result = self.integrate(bytes, "snapshot", false);
+        self.changes.resume_unknown();
+        result
     }
 
     /// The state vector in lib0 v1 encoding, with clients sorted so that equal states give
@@ -579,5 +608,15 @@ impl Engine for YrsEngine {
             }
         }
         Ok(())
+    }
+
+    fn count(&self, collection: &str) -> Result<usize, EngineError> {
+        let txn = self.doc.transact();
+        Ok(txn.get_map(collection).map_or(0, |index| index.len(&txn) as usize))
+    }
+
+    /// From the document's observers; see the `changes` module.
+    fn take_changed(&mut self) -> Changed {
+        self.changes.take(&self.doc)
     }
 }

@@ -17,6 +17,7 @@
 //! deeply nested `Any` values, which no OneFolder writer produces. What it accepts still goes
 //! through yrs' own decoder, which has the final word. Trailing bytes are ignored, as yrs does.
 
+use std::collections::BTreeSet;
 use std::fmt;
 
 /// Deepest nesting of `Any` arrays / maps accepted (OneFolder writes at most 1).
@@ -42,13 +43,21 @@ impl fmt::Display for PrecheckError {
 
 /// Walks `bytes` as a lib0 v1 update; see the module docs for what is rejected.
 pub(crate) fn check_update_v1(bytes: &[u8]) -> Result<(), PrecheckError> {
-    let mut r = Reader { buf: bytes, pos: 0 };
-    r.update()
+    root_names_v1(bytes).map(drop)
+}
+
+/// [`check_update_v1`], returning the names of the root types that blocks of the update name
+/// as their parent (a block that continues another one inherits its parent and names none).
+pub(crate) fn root_names_v1(bytes: &[u8]) -> Result<BTreeSet<&[u8]>, PrecheckError> {
+    let mut r = Reader { buf: bytes, pos: 0, roots: BTreeSet::new() };
+    r.update()?;
+    Ok(r.roots)
 }
 
 struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
+    roots: BTreeSet<&'a [u8]>,
 }
 
 impl Reader<'_> {
@@ -206,7 +215,12 @@ impl Reader<'_> {
                 }
                 if cant_copy_parent_info {
                     if self.var_u32()? == 1 {
-                        self.buf()?; // parent root name
+                        // The parent root name.
+                        let len = self.var_u32()?;
+                        let start = self.pos;
+                        self.skip(u64::from(len))?;
+                        let buf = self.buf;
+                        self.roots.insert(&buf[start..self.pos]);
                     } else {
                         self.id()?; // parent item id
                     }

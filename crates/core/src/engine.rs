@@ -1,5 +1,7 @@
 //! The CRDT engine boundary.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use crate::value::{Collection, Op, Record, Value};
 
 /// Errors of an [`Engine`].
@@ -133,6 +135,130 @@ pub trait Engine: Send {
         }
         Ok(())
     }
+
+    /// The number of existing records of a collection.
+    fn count(&self, collection: &str) -> Result<usize, EngineError> {
+        Ok(self.ids(collection)?.len())
+    }
+
+    /// The ids of the existing records of `collection` whose set `field` holds `member`,
+    /// sorted. The default scans the collection; [`Indexed`](crate::Indexed) answers from an index.
+    fn ids_with_member(&self, collection: &str, field: &str, member: &str) -> Result<Vec<String>, EngineError> {
+        scan::ids_with_member(self, collection, field, member)
+    }
+
+    /// The ids of the existing records of `collection` whose set `field` is empty or absent
+    /// (a scalar in its place counts as no member), sorted.
+    fn ids_without_members(&self, collection: &str, field: &str) -> Result<Vec<String>, EngineError> {
+        scan::ids_without_members(self, collection, field)
+    }
+
+    /// Every member of the set `field` over the existing records of `collection`, with the
+    /// number of records that hold it.
+    fn member_counts(&self, collection: &str, field: &str) -> Result<BTreeMap<String, usize>, EngineError> {
+        scan::member_counts(self, collection, field)
+    }
+
+    /// Which records changed since the previous call, by [`Engine::write`],
+    /// [`Engine::apply_remote`], [`Engine::load_snapshot`] or [`Engine::replay`]: what
+    /// [`Indexed`](crate::Indexed) needs to keep its index without rescanning. An engine may answer
+    /// [`Changed::Unknown`] whenever it lost track (the default, and after a snapshot load);
+    /// when it answers [`Changed::Records`], every record whose [`Engine::record`] may read
+    /// differently is in it (conformance check `changes_are_reported`).
+    fn take_changed(&mut self) -> Changed {
+        Changed::Unknown
+    }
+}
+
+/// What changed in an engine; see [`Engine::take_changed`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Changed {
+    /// These records (collection, id), and no others. Absent ones may have been deleted.
+    Records(BTreeSet<(String, String)>),
+    /// Anything may have changed.
+    Unknown,
+}
+
+impl Changed {
+    /// Nothing changed.
+    pub fn none() -> Self {
+        Changed::Records(BTreeSet::new())
+    }
+
+    /// Adds what `other` reports.
+    pub fn extend(&mut self, other: Changed) {
+        match (self, other) {
+            (Changed::Records(mine), Changed::Records(theirs)) => mine.extend(theirs),
+            (me, _) => *me = Changed::Unknown,
+        }
+    }
+
+    /// The records that `ops` (a local write) touch.
+    pub fn of_ops(ops: &[Op]) -> Self {
+        Changed::Records(ops.iter().map(|op| (op.record().0.to_owned(), op.record().1.to_owned())).collect())
+    }
+}
+
+/// The scans behind the default query methods of [`Engine`], for engines and tests that
+/// want the answer without an index.
+pub mod scan {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::{Engine, EngineError};
+    use crate::value::{Record, Value};
+
+    /// The members of set `field` in `record`; empty when absent or a scalar.
+    pub fn members<'r>(record: &'r Record, field: &str) -> impl Iterator<Item = &'r String> {
+        record.get(field).and_then(Value::as_set).into_iter().flat_map(BTreeSet::iter)
+    }
+
+    /// [`Engine::ids_with_member`] by a scan.
+    pub fn ids_with_member<E: Engine + ?Sized>(
+        engine: &E,
+        collection: &str,
+        field: &str,
+        member: &str,
+    ) -> Result<Vec<String>, EngineError> {
+        let mut ids = Vec::new();
+        engine.for_each_record(collection, &mut |id, record| {
+            if members(&record, field).any(|m| m == member) {
+                ids.push(id.to_owned());
+            }
+        })?;
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    /// [`Engine::ids_without_members`] by a scan.
+    pub fn ids_without_members<E: Engine + ?Sized>(
+        engine: &E,
+        collection: &str,
+        field: &str,
+    ) -> Result<Vec<String>, EngineError> {
+        let mut ids = Vec::new();
+        engine.for_each_record(collection, &mut |id, record| {
+            if members(&record, field).next().is_none() {
+                ids.push(id.to_owned());
+            }
+        })?;
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    /// [`Engine::member_counts`] by a scan.
+    pub fn member_counts<E: Engine + ?Sized>(
+        engine: &E,
+        collection: &str,
+        field: &str,
+    ) -> Result<BTreeMap<String, usize>, EngineError> {
+        let mut counts = BTreeMap::new();
+        engine.for_each_record(collection, &mut |_, record| {
+            for m in members(&record, field) {
+                *counts.entry(m.clone()).or_default() += 1;
+            }
+        })?;
+        Ok(counts)
+    }
 }
 
 /// A fast [`Engine::replay`] for engine adapters: loads the snapshot and applies the whole log
@@ -213,5 +339,20 @@ impl<E: Engine + ?Sized> Engine for Box<E> {
     }
     fn for_each_record(&self, collection: &str, visit: &mut dyn FnMut(&str, Record)) -> Result<(), EngineError> {
         (**self).for_each_record(collection, visit)
+    }
+    fn count(&self, collection: &str) -> Result<usize, EngineError> {
+        (**self).count(collection)
+    }
+    fn ids_with_member(&self, collection: &str, field: &str, member: &str) -> Result<Vec<String>, EngineError> {
+        (**self).ids_with_member(collection, field, member)
+    }
+    fn ids_without_members(&self, collection: &str, field: &str) -> Result<Vec<String>, EngineError> {
+        (**self).ids_without_members(collection, field)
+    }
+    fn member_counts(&self, collection: &str, field: &str) -> Result<BTreeMap<String, usize>, EngineError> {
+        (**self).member_counts(collection, field)
+    }
+    fn take_changed(&mut self) -> Changed {
+        (**self).take_changed()
     }
 }

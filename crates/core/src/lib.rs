@@ -14,6 +14,7 @@
 pub mod engine;
 pub mod fault;
 pub mod ids;
+pub mod index;
 pub mod manifest;
 pub mod memory;
 pub mod names;
@@ -24,8 +25,9 @@ pub mod store;
 pub mod transport;
 pub mod value;
 
-pub use engine::{Engine, EngineError};
+pub use engine::{Changed, Engine, EngineError};
 pub use ids::{DeviceId, LibraryId};
+pub use index::Indexed;
 pub use manifest::{DeviceInfo, LibraryManifest};
 pub use memory::MemoryTransport;
 pub use replica::{

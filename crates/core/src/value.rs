@@ -199,4 +199,15 @@ impl Op {
     pub fn set_remove(collection: &str, id: &str, field: &str, member: &str) -> Self {
         Op::SetRemove { collection: collection.into(), id: id.into(), field: field.into(), member: member.into() }
     }
+    /// The collection and id of the record the operation touches.
+    pub fn record(&self) -> (&str, &str) {
+        match self {
+            Op::Create { collection, id }
+            | Op::Delete { collection, id }
+            | Op::Put { collection, id, .. }
+            | Op::Clear { collection, id, .. }
+            | Op::SetAdd { collection, id, .. }
+            | Op::SetRemove { collection, id, .. } => (collection, id),
+        }
+    }
 }

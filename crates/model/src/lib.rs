@@ -198,6 +198,47 @@ pub(crate) fn set_field(r: &Record, f: &str) -> BTreeSet<String> {
     r.get(f).and_then(Value::as_set).cloned().unwrap_or_default()
 }
 
+/// File counts ([`Library::file_counts`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileCounts {
+    /// Every file.
+    pub files: usize,
+    /// Files with no existing tag.
+    pub untagged: usize,
+}
+
+/// The files of `ids` that exist, in id order.
+fn read_files(
+    e: &dyn Engine,
+    ids: BTreeSet<String>,
+    existing_tags: &BTreeSet<String>,
+) -> Result<Vec<File>, EngineError> {
+    let mut files = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(r) = e.record(FILES, &id)? {
+            files.push(layout::file_from_record(id, &r, existing_tags));
+        }
+    }
+    Ok(files)
+}
+
+/// The ids of the files with no existing tag: an empty tag set, or only deleted tags.
+fn untagged_ids(e: &dyn Engine, existing_tags: &BTreeSet<String>) -> Result<BTreeSet<String>, EngineError> {
+    let mut ids: BTreeSet<String> = e.ids_without_members(FILES, layout::FILE_TAGS)?.into_iter().collect();
+    for dangling in e.member_counts(FILES, layout::FILE_TAGS)?.keys().filter(|t| !existing_tags.contains(*t)) {
+        for id in e.ids_with_member(FILES, layout::FILE_TAGS, dangling)? {
+            let only_dangling = match e.field(FILES, &id, layout::FILE_TAGS)? {
+                Some(Value::Set(tags)) => tags.is_disjoint(existing_tags),
+                _ => true,
+            };
+            if only_dangling {
+                ids.insert(id);
+            }
+        }
+    }
+    Ok(ids)
+}
+
 /// The OneFolder library on a [`Document`] (a [`onefolder_core::Replica`], or a bare engine).
 #[derive(Debug)]
 pub struct Library<D> {
@@ -425,20 +466,60 @@ impl<D: Document> Library<D> {
         Ok(self.read(|e| e.contains(FILES, &id))?.then_some(id))
     }
 
-    /// Files carrying `tag`, or (with `recursive`) `tag` or any tag below it.
+    /// Files carrying `tag`, or (with `recursive`) `tag` or any tag below it, by id. Answered
+    /// from the set index of a [`onefolder_core::Replica`]: only the matching records are read.
     pub fn files_with_tag(&self, tag: &str, recursive: bool) -> Result<Vec<File>> {
+        let (ids, existing) = self.tagged_ids(tag, recursive)?;
+        self.read(|e| read_files(e, ids, &existing))
+    }
+
+    /// The ids of the files [`Library::files_with_tag`] returns, without reading them.
+    pub fn file_ids_with_tag(&self, tag: &str, recursive: bool) -> Result<BTreeSet<String>> {
+        Ok(self.tagged_ids(tag, recursive)?.0)
+    }
+
+    /// The ids of the files carrying `tag` (or a tag below it), and the existing tags.
+    fn tagged_ids(&self, tag: &str, recursive: bool) -> Result<(BTreeSet<String>, BTreeSet<String>)> {
         let tags = self.tags()?;
         if !tags.contains_key(tag) {
             return Err(ModelError::UnknownTag(tag.to_owned()));
         }
         let wanted: BTreeSet<String> =
             if recursive { tree::subtree(&tags, tag) } else { std::iter::once(tag.to_owned()).collect() };
-        Ok(self.files()?.into_values().filter(|f| !f.tags.is_disjoint(&wanted)).collect())
+        let ids = self.read(|e| {
+            let mut ids = BTreeSet::new();
+            for t in &wanted {
+                ids.extend(e.ids_with_member(FILES, layout::FILE_TAGS, t)?);
+            }
+            Ok(ids)
+        })?;
+        Ok((ids, tags.into_keys().collect()))
     }
 
-    /// Files with no (existing) tag.
+    /// Files with no (existing) tag, by id: those with an empty tag set, and those whose every
+    /// tag was deleted.
     pub fn untagged_files(&self) -> Result<Vec<File>> {
-        Ok(self.files()?.into_values().filter(|f| f.tags.is_empty()).collect())
+        let existing: BTreeSet<String> = self.read(|e| e.ids(TAGS))?.into_iter().collect();
+        self.read(|e| {
+            let ids = untagged_ids(e, &existing)?;
+            read_files(e, ids, &existing)
+        })
+    }
+
+    /// How many files there are, and how many of them carry no (existing) tag.
+    pub fn file_counts(&self) -> Result<FileCounts> {
+        let existing: BTreeSet<String> = self.read(|e| e.ids(TAGS))?.into_iter().collect();
+        self.read(|e| Ok(FileCounts { files: e.count(FILES)?, untagged: untagged_ids(e, &existing)?.len() }))
+    }
+
+    /// For every existing tag that some file carries, how many files carry it directly.
+    pub fn tag_file_counts(&self) -> Result<BTreeMap<String, usize>> {
+        self.read(|e| {
+            let mut counts = e.member_counts(FILES, layout::FILE_TAGS)?;
+            let existing: BTreeSet<String> = e.ids(TAGS)?.into_iter().collect();
+            counts.retain(|tag, _| existing.contains(tag));
+            Ok(counts)
+        })
     }
 
     // ---------------------------------------------------------------- tags

@@ -251,7 +251,7 @@ async fn setup(
     }
     let manifest = replica.manifest().clone();
     let device = replica.device();
-    let (files, tags) = (lib.files()?.len(), lib.tags()?.len());
+    let (files, tags) = (lib.file_counts()?.files, lib.tags()?.len());
     drop(lib);
     drop(replica);
 

@@ -144,7 +144,7 @@ pub async fn run(cmd: TagCommand, global: &Global) -> Result<()> {
             let id = s.tag(&path)?;
             let tags = s.lib.tags()?;
             let doomed = subtree(&tags, &id);
-            let files = s.lib.files()?.values().filter(|f| !f.tags.is_disjoint(&doomed)).count();
+            let files = s.lib.file_ids_with_tag(&id, true)?.len();
             let shown = tag_paths(&tags)[&id].clone();
             s.lib.delete_tag(&id)?;
             if json {
@@ -161,7 +161,7 @@ pub async fn run(cmd: TagCommand, global: &Global) -> Result<()> {
             if from_id == into_id || subtree(&tags, &from_id).contains(&into_id) {
                 return Err(user(format!("cannot merge {from} into itself or into one of its own sub-tags")));
             }
-            let files = s.lib.files()?.values().filter(|f| f.tags.contains(&from_id)).count();
+            let files = s.lib.file_ids_with_tag(&from_id, false)?.len();
             s.lib.merge_tags(&from_id, &into_id)?;
             if json {
                 return out::json(&serde_json::json!({ "merged": from_id, "into": into_id, "files": files }));
@@ -231,14 +231,8 @@ pub async fn list(args: TagsArgs, global: &Global) -> Result<()> {
     let s = Session::open(global).await?;
     let tags = s.lib.tags()?;
     let paths = tag_paths(&tags);
-    let files = s.lib.files()?;
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    for f in files.values() {
-        for t in &f.tags {
-            *counts.entry(t.as_str()).or_default() += 1;
-        }
-    }
-    fn row(n: &TagNode, paths: &BTreeMap<String, String>, counts: &BTreeMap<&str, usize>, nested: bool) -> TagRow {
+    let counts = s.lib.tag_file_counts()?;
+    fn row(n: &TagNode, paths: &BTreeMap<String, String>, counts: &BTreeMap<String, usize>, nested: bool) -> TagRow {
         let t: &Tag = &n.tag;
         TagRow {
             id: t.id.clone(),
@@ -358,18 +352,13 @@ pub(crate) fn print_files(s: &Session, files: &[&File], json: bool) -> Result<()
 /// Runs `files`.
 pub async fn files(args: FilesArgs, global: &Global) -> Result<()> {
     let s = Session::open(global).await?;
-    let all = s.lib.files()?;
     // Files that vanished from disk at the last index are listed too, marked "(missing)".
-    let mut selected: Vec<&File> = match &args.tag {
-        Some(tag) => {
-            let id = s.tag(tag)?;
-            let tags = s.lib.tags()?;
-            let wanted = if args.recursive { subtree(&tags, &id) } else { [id].into() };
-            all.values().filter(|f| !f.tags.is_disjoint(&wanted)).collect()
-        }
-        None if args.untagged => all.values().filter(|f| f.tags.is_empty()).collect(),
-        None => all.values().collect(),
+    let all: Vec<File> = match &args.tag {
+        Some(tag) => s.lib.files_with_tag(&s.tag(tag)?, args.recursive)?,
+        None if args.untagged => s.lib.untagged_files()?,
+        None => s.lib.files()?.into_values().collect(),
     };
+    let mut selected: Vec<&File> = all.iter().collect();
     if !args.criteria.is_empty() {
         let list: Vec<criteria::Criterion> = args
             .criteria

@@ -31,6 +31,7 @@ pub use status::{FailureInfo, FlushInfo, IngestReport, PeerStatus, Status, Statu
 
 use crate::engine::Engine;
 use crate::ids::{DeviceId, LibraryId};
+use crate::index::Indexed;
 use crate::manifest::{LibraryManifest, MANIFEST_VERSION, now_ms};
 use crate::names::MANIFEST_FILE;
 use crate::store::Store;
@@ -100,6 +101,8 @@ impl Replica {
         let unflushed = store.unflushed()?.len();
         let applied = store.applied()?;
         let store_id = store.store_id();
+        // Set-membership queries (files by tag, untagged files, counts) come from an index.
+        let engine: Box<dyn Engine> = Box::new(Indexed::new(engine));
 
         let mut state = State {
             engine,
