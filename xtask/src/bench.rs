@@ -555,9 +555,11 @@ fn prototype_section(engines: &[String], combos: &[(String, String)], r: &Result
          right after the load); and the update of one more tag assignment there (the same file and tag as the \
          `bytes` step's first). Ours: the engine snapshot after `build`, the cold open of the compacted replica \
          (median), its peak RSS, and the segment of one flushed assignment (84-byte header included). Ratios are \
-         ours / the prototype's.\n\n"
+         ours / the prototype's. *Tag query*: the same query through the model (`files_with_tag`, recursive, \
+         the files read) right after our cold open — first (it builds the tag index with one scan), then again \
+         (from the index, kept up to date since by local edits and remote applies).\n\n"
     ));
-    let checks: [(&str, CheckFn); 4] = [
+    let checks: [(&str, CheckFn); 5] = [
         ("snapshot ≤ 1.0× the prototype's", |r, e, st| {
             let v = ratio(r.num("build", e, st, "snapshot_bytes"), r.num("build-prototype", e, "", "snapshot_bytes"));
             check(v, 1.0, false, fmt_ratio(v))
@@ -575,6 +577,10 @@ fn prototype_section(engines: &[String], combos: &[(String, String)], r: &Result
             let proto = r.num("build-prototype", e, "", "assignment_bytes");
             check(v, 160.0, false, format!("{} vs {}", opt(v, fmt_bytes), opt(proto, fmt_bytes)))
         }),
+        ("tag query from the index ≤ 1.0× the prototype's in-memory query", |r, e, st| {
+            let v = ratio(r.num("open", e, st, "tag_query_ms"), r.num("open-prototype", e, "", "tag_query_ms"));
+            check(v, 1.0, false, fmt_ratio(v))
+        }),
     ];
     s.push_str(&targets(&checks, combos, r));
     let mut t = Table::new(&[
@@ -587,6 +593,8 @@ fn prototype_section(engines: &[String], combos: &[(String, String)], r: &Result
         "ratio",
         "per assignment: ours / prototype",
         "ratio",
+        "tag query: ours first / indexed / prototype",
+        "ratio (indexed)",
     ]);
     for (e, st) in combos {
         let pair = |step: &str, field: &str, f: fn(f64) -> String| {
@@ -607,6 +615,13 @@ fn prototype_section(engines: &[String], combos: &[(String, String)], r: &Result
             rss_ratio,
             format!("{} / {}", opt(ours, fmt_bytes), opt(proto, fmt_bytes)),
             fmt_ratio(ratio(ours, proto)),
+            format!(
+                "{} / {} / {}",
+                opt(r.num("open", e, st, "tag_query_first_ms"), fmt_ms),
+                opt(r.num("open", e, st, "tag_query_ms"), fmt_ms),
+                opt(r.num("open-prototype", e, "", "tag_query_ms"), fmt_ms)
+            ),
+            fmt_ratio(ratio(r.num("open", e, st, "tag_query_ms"), r.num("open-prototype", e, "", "tag_query_ms"))),
         ]);
     }
     s.push_str(&t.render());

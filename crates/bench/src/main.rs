@@ -140,7 +140,7 @@ fn main() -> Result<()> {
             }
             line("build", Some(c), measure::build(&c.backend()?, &c.workload()?, &c.dir)?)
         }
-        Step::Open(c) => line("open", Some(c), measure::open(&c.backend()?, &c.dir)?),
+        Step::Open(c) => line("open", Some(c), measure::open(&c.backend()?, &c.workload()?, &c.dir)?),
         Step::OpenRaw(c) => line("open-raw", Some(c), measure::open_raw(backends::engine(&c.engine)?, &c.dir)?),
         Step::Compact(c) => line("compact", Some(c), measure::compact(&c.backend()?, &c.dir)?),
         Step::Bytes(c) => line("bytes", Some(c), measure::bytes(&c.backend()?, &c.workload()?, &c.dir)?),

@@ -201,18 +201,46 @@ pub struct OpenReport {
     pub files: usize,
     /// Peak RSS right after the open, KiB.
     pub peak_rss_kib: Option<u64>,
+    /// The prototype's tag query through the model (`Library::files_with_tag`, recursive,
+    /// the files read), first after the open: it builds the tag index. Replica opens only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag_query_first_ms: Option<f64>,
+    /// The same query again, answered from the index kept since.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag_query_ms: Option<f64>,
+    /// Files the query found (checked against the workload).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag_query_files: Option<usize>,
 }
 
 /// Cold open from the store: `Replica::open` (store open, load, engine rebuild, the checks on
-/// the shared folder) on the state [`build`] left in `dir`.
-pub fn open(b: &Backend, dir: &Path) -> Result<OpenReport> {
+/// the shared folder) on the state [`build`] left in `dir`; then the prototype's tag query
+/// ([`crate::prototype::query_target`]) twice through the model.
+pub fn open(b: &Backend, w: &Workload, dir: &Path) -> Result<OpenReport> {
     runtime()?.block_on(async {
         let t = Instant::now();
-        let replica = open_replica(b, dir, folder(dir), OpenMode::Join).await?;
+        let replica = Arc::new(open_replica(b, dir, folder(dir), OpenMode::Join).await?);
         let ms = ms_since(t);
         let peak_rss_kib = crate::peak_rss_kib();
         let files = replica.read(count_files)?;
-        Ok(OpenReport { ms, files, peak_rss_kib })
+        let target = crate::prototype::query_target(w);
+        let lib = Library::new(replica.clone());
+        let mut times = Vec::new();
+        let mut found = 0;
+        for _ in 0..2 {
+            let t = Instant::now();
+            found = lib.files_with_tag(w.tag_id(target.tag), true)?.len();
+            times.push(ms_since(t));
+        }
+        ensure!(found == target.files, "the tag query found {found} files, expected {}", target.files);
+        Ok(OpenReport {
+            ms,
+            files,
+            peak_rss_kib,
+            tag_query_first_ms: Some(times[0]),
+            tag_query_ms: Some(times[1]),
+            tag_query_files: Some(found),
+        })
     })
 }
 
@@ -225,7 +253,14 @@ pub fn open_raw(engine: EngineFn, dir: &Path) -> Result<OpenReport> {
     let ms = ms_since(t);
     let peak_rss_kib = crate::peak_rss_kib();
     drop(bytes);
-    Ok(OpenReport { ms, files: count_files(e.as_ref())?, peak_rss_kib })
+    Ok(OpenReport {
+        ms,
+        files: count_files(e.as_ref())?,
+        peak_rss_kib,
+        tag_query_first_ms: None,
+        tag_query_ms: None,
+        tag_query_files: None,
+    })
 }
 
 /// Result of [`compact`].

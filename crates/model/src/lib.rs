@@ -15,6 +15,7 @@
 #![warn(missing_docs)]
 
 pub mod backup;
+mod batch;
 pub mod criteria;
 pub mod dates;
 mod export;
@@ -29,6 +30,7 @@ use onefolder_core::{Document, Engine, EngineError, Op, Record, Value};
 use serde::{Deserialize, Serialize};
 
 pub use backup::{BACKUP_EXTENSION, Backup, BackupError, BackupHeader, Rotation};
+pub use batch::Batch;
 pub use export::{Export, ExportFile, ExportLocation, ExportSearch, ExportTag, ImportMode};
 pub use tree::{TagNode, subtree};
 
@@ -787,5 +789,72 @@ mod tests {
         lib.move_tag(&cats, Some(&animals)).unwrap();
         assert_eq!(lib.tags().unwrap()[&cats].name, "CATS");
         assert_eq!(lib.tags().unwrap()[&dogs].name, "Dogs");
+    }
+
+    fn meta(size: i64) -> FileMeta {
+        FileMeta { size, ..FileMeta::default() }
+    }
+
+    #[test]
+    fn a_batch_commits_once_and_a_failed_one_writes_nothing() {
+        let lib = library();
+        let location = lib.add_location("Library", Some("")).unwrap();
+        let version = || lib.doc().read(|e| e.version());
+        let before = version();
+        let batch = lib.batch();
+        let a = batch.upsert_file(&location, "a.jpg", &meta(1)).unwrap();
+        batch.upsert_file(&location, "b.jpg", &meta(2)).unwrap();
+        assert!(batch.pending() > 0);
+        assert_eq!(version(), before, "nothing is written before the commit");
+        assert!(batch.file(&a).unwrap().is_none(), "reads see the document, not the batch");
+        assert!(batch.commit().unwrap() > 0);
+        assert_eq!(batch.pending(), 0);
+        assert_eq!(lib.file_counts().unwrap().files, 2);
+
+        let before = version();
+        let err = lib
+            .in_batch(|b| {
+                b.upsert_file(&location, "c.jpg", &meta(3))?;
+                b.assign(&a, "no-such-tag")
+            })
+            .unwrap_err();
+        assert!(matches!(err, ModelError::UnknownTag(_)), "{err:?}");
+        assert_eq!(version(), before, "a failed batch writes nothing");
+        let c = lib.in_batch(|b| b.upsert_file(&location, "c.jpg", &meta(3))).unwrap();
+        assert!(lib.file(&c).unwrap().is_some());
+    }
+
+    #[test]
+    fn tag_queries_and_counts_come_from_the_index() {
+        let engine: Box<dyn Engine> = Box::new(onefolder_core::Indexed::new(onefolder_engine_yrs::YrsEngine::new()));
+        let lib = Library::new(Mutex::new(engine));
+        let location = lib.add_location("Library", Some("")).unwrap();
+        let animals = lib.create_tag_path("Animals", None).unwrap();
+        let cats = lib.create_tag_path("Animals/Cats", None).unwrap();
+        let drafts = lib.create_tag_path("Drafts", None).unwrap();
+        let files: Vec<String> =
+            (0..4).map(|i| lib.upsert_file(&location, &format!("{i}.jpg"), &meta(i)).unwrap()).collect();
+        // The first query builds the index; everything after keeps it.
+        assert_eq!(lib.file_counts().unwrap(), FileCounts { files: 4, untagged: 4 });
+        lib.assign(&files[0], &cats).unwrap();
+        lib.assign(&files[1], &animals).unwrap();
+        lib.assign(&files[2], &drafts).unwrap();
+        let ids = |v: Vec<File>| v.into_iter().map(|f| f.id).collect::<Vec<_>>();
+        let mut both = vec![files[0].clone(), files[1].clone()];
+        both.sort();
+        assert_eq!(ids(lib.files_with_tag(&animals, true).unwrap()), both);
+        assert_eq!(ids(lib.files_with_tag(&animals, false).unwrap()), [files[1].clone()]);
+        assert_eq!(ids(lib.untagged_files().unwrap()), [files[3].clone()]);
+        assert_eq!(
+            lib.tag_file_counts().unwrap(),
+            BTreeMap::from([(animals.clone(), 1), (cats, 1), (drafts.clone(), 1)])
+        );
+        // A file whose only tag is deleted is untagged; a removed file is gone from every answer.
+        lib.delete_tag(&drafts).unwrap();
+        lib.remove_file(&files[3]).unwrap();
+        assert_eq!(ids(lib.untagged_files().unwrap()), [files[2].clone()]);
+        assert_eq!(lib.file_counts().unwrap(), FileCounts { files: 3, untagged: 1 });
+        assert!(!lib.tag_file_counts().unwrap().contains_key(&drafts));
+        assert!(matches!(lib.files_with_tag(&drafts, true), Err(ModelError::UnknownTag(_))));
     }
 }

@@ -18,14 +18,13 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use onefolder_core::{Document, Engine, Op, Replica};
-use onefolder_model::{File, FileMeta, Library, Location};
+use onefolder_core::Replica;
+use onefolder_model::{File, FileMeta, Location};
 use serde::{Deserialize, Serialize};
 
 use crate::error::user;
@@ -188,37 +187,6 @@ impl Walk<'_> {
                 }
             }
         }
-    }
-}
-
-/// A [`Document`] that reads the replica and collects writes, committed later as one edit.
-/// Each record may be written at most once per batch (reads do not see collected writes).
-struct Batch<'a> {
-    replica: &'a Replica,
-    ops: Mutex<Vec<Op>>,
-}
-
-impl Document for Batch<'_> {
-    fn read<R>(&self, f: impl FnOnce(&dyn Engine) -> R) -> R {
-        self.replica.read(f)
-    }
-    fn write(&self, ops: &[Op]) -> onefolder_core::Result<()> {
-        self.ops.lock().unwrap_or_else(|e| e.into_inner()).extend_from_slice(ops);
-        Ok(())
-    }
-}
-
-impl Batch<'_> {
-    fn pending(&self) -> usize {
-        self.ops.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
-
-    fn commit(&self) -> Result<usize> {
-        let ops = std::mem::take(&mut *self.ops.lock().unwrap_or_else(|e| e.into_inner()));
-        if !ops.is_empty() {
-            self.replica.edit(&ops)?;
-        }
-        Ok(ops.len())
     }
 }
 
@@ -484,8 +452,7 @@ fn reconcile(
     }
 
     // Upserts, in batches.
-    let batch = Batch { replica: &s.replica, ops: Mutex::new(Vec::new()) };
-    let lib = Library::new(batch);
+    let lib = s.lib.batch();
     let mut in_batch = 0;
     for (i, f) in found.iter().enumerate() {
         let Some(print) = prints[i].clone() else { continue };
@@ -509,9 +476,9 @@ fn reconcile(
             width: existing.and_then(|r| r.width),
             height: existing.and_then(|r| r.height),
         };
-        let before = lib.doc().pending();
+        let before = lib.pending();
         lib.upsert_file(&f.location, &f.rel, &meta)?;
-        let wrote = lib.doc().pending() > before;
+        let wrote = lib.pending() > before;
         match (records.get(id), moved) {
             (_, Some(_)) => {}
             (None, None) => report.added += 1,
@@ -523,18 +490,18 @@ fn reconcile(
         }
         in_batch += 1;
         if in_batch >= BATCH {
-            lib.doc().commit()?;
+            lib.commit()?;
             in_batch = 0;
         }
     }
-    lib.doc().commit()?;
+    lib.commit()?;
 
     // Newly vanished files of the walked locations.
     for r in vanished.iter().filter(|r| !r.missing && !relocated.contains(&r.id) && walked.contains(&r.location)) {
         lib.mark_missing(&r.id, true)?;
         report.missing += 1;
     }
-    lib.doc().commit()?;
+    lib.commit()?;
     Ok(())
 }
 
