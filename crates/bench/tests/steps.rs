@@ -106,12 +106,14 @@ fn every_step(b: Backend) {
     assert!(built.segments >= 2, "flushed every 100 edits: {built:?}");
     assert!(measure::snapshot_path(&dir).exists());
 
-    let open = measure::open(&b, &dir).expect("open");
+    let open = measure::open(&b, &w, &dir).expect("open");
     assert_eq!(open.files, 120);
+    let target = onefolder_bench::prototype::query_target(&w);
+    assert_eq!(open.tag_query_files, Some(target.files), "the model's tag query finds what the prototype's does");
     let compact = measure::compact(&b, &dir).expect("compact");
     assert!(compact.log_entries_before >= w.preset().edits(), "{compact:?}");
     assert_eq!(compact.log_entries_after, 0);
-    assert_eq!(measure::open(&b, &dir).expect("open").files, 120);
+    assert_eq!(measure::open(&b, &w, &dir).expect("open").files, 120);
     let raw_open = measure::open_raw(b.engine, &dir).expect("open-raw");
     assert_eq!(raw_open.files, 120);
     assert!(raw_open.ms.is_finite());
