@@ -376,7 +376,7 @@ pub fn merge_changes_equivalent<E: EngineFactory>() {
     assert_eq!(observe(partial.as_ref()), before);
 }
 
-/// `cheap_reads_agree`: `contains`, `field` and `for_each_record` agree with `record` and
+/// `cheap_reads_agree`: `contains`, `field`, `for_each_record` and `for_each_field` agree with `record` and
 /// `collection`, locally and on a replica that received the changes.
 pub fn cheap_reads_agree<E: EngineFactory>() {
     let (mut a, mut b) = pair::<E>();
@@ -401,6 +401,16 @@ pub fn cheap_reads_agree<E: EngineFactory>() {
         })
         .unwrap();
         assert_eq!(visited, all);
+        for field in ["name", "tags", "missing"] {
+            let mut fields = std::collections::BTreeMap::new();
+            e.for_each_field("files", field, &mut |id, v| {
+                assert!(fields.insert(id.to_owned(), v).is_none(), "{id} visited twice");
+            })
+            .unwrap();
+            let want: std::collections::BTreeMap<String, Option<Value>> =
+                all.iter().map(|(id, r)| (id.clone(), r.get(field).cloned())).collect();
+            assert_eq!(fields, want, "for_each_field {field}");
+        }
         for id in ["f1", "f2", "ghost", "nope"] {
             let record = e.record("files", id).unwrap();
             assert_eq!(e.contains("files", id).unwrap(), record.is_some(), "contains {id}");
@@ -561,6 +571,28 @@ pub fn changes_are_reported<E: EngineFactory>() {
                     assert_eq!(*name, "snapshot loaded", "step {name:?}: {replica} lost track of its changes");
                 }
             }
+        }
+    }
+    // A replica that starts from a snapshot (a device reopening) reports a peer's overwrite of
+    // a field it loaded, and a peer's removal of a member, once it has seen each collection change.
+    let mut c = E::engine();
+    c.load_snapshot(&a.snapshot().unwrap()).unwrap();
+    a.write(&[Op::put("files", "ghost", "name", "warm"), Op::put("tags", "t4", "name", "warm")]).unwrap();
+    send(a.as_mut(), c.as_mut());
+    c.take_changed();
+    // An overwrite of a field it loaded (the update does not name the record), then a removal
+    // (the update holds only deletions).
+    for (ops, id) in [
+        (vec![Op::put("files", "f3", "name", "overwritten")], "f3"),
+        (vec![Op::set_remove("files", "f1", "tags", "t1")], "f1"),
+    ] {
+        a.write(&ops).unwrap();
+        send(a.as_mut(), c.as_mut());
+        match c.take_changed() {
+            onefolder_core::Changed::Records(r) => {
+                assert!(r.contains(&("files".to_owned(), id.to_owned())), "{ops:?} was not reported: {r:?}")
+            }
+            onefolder_core::Changed::Unknown => panic!("a replica loaded from a snapshot lost track of {ops:?}"),
         }
     }
 }

@@ -84,6 +84,11 @@ impl Changes {
         lock(&self.tracker).paused += 1;
     }
 
+    /// Whether changes are tracked now (not paused).
+    pub(crate) fn tracking(&self) -> bool {
+        lock(&self.tracker).paused == 0
+    }
+
     /// Resumes tracking; what happened while paused is unknown.
     pub(crate) fn resume_unknown(&self) {
         let mut t = lock(&self.tracker);

@@ -140,6 +140,8 @@ pub struct YrsEngine {
     doc: Doc,
     local: Buffer,
     changes: Changes,
+    /// An untracked load left root types untyped; see `integrate`.
+    untyped_roots: bool,
 }
 
 impl Default for YrsEngine {
@@ -165,7 +167,7 @@ impl YrsEngine {
     pub fn with_client_id(client_id: u64) -> Self {
         let doc = Doc::with_client_id(client_id & CLIENT_ID_MASK);
         let changes = Changes::attach(&doc);
-        Self { doc, local: Buffer::default(), changes }
+        Self { doc, local: Buffer::default(), changes, untyped_roots: false }
     }
 
     /// The yrs client id of this replica.
@@ -179,15 +181,28 @@ impl YrsEngine {
     fn integrate(&mut self, bytes: &[u8], what: &str, untrusted: bool) -> Result<(), EngineError> {
         let (update, roots) = decode_update_with_roots(bytes, what, untrusted)?;
         let doc = &self.doc;
+        // A root type that arrives in an update is untyped until read as a map, and yrs
+        // reports no change of an untyped type. So while changes are tracked, every root the
+        // update names is typed before the apply (root types are not part of the document's
+        // updates: this writes nothing), and so is every root that an untracked snapshot load
+        // or replay left untyped (a later overwrite does not name its root again). Untracked
+        // applies type nothing: typed roots would make yrs build a change event for each
+        // record of a snapshot.
+        let tracked = self.changes.tracking();
+        let type_all = tracked && self.untyped_roots;
         let applied = catch_unwind(AssertUnwindSafe(|| {
             let mut txn = doc.transact_mut_with(REMOTE_ORIGIN);
-            // A root type that arrives in an update is untyped until read as a map, and yrs
-            // reports no change of an untyped type: type every root the update names first
-            // (all of them: a later overwrite does not name its root again). Root types are
-            // not part of the document's updates, so this writes nothing.
-            for name in roots {
-                if let Ok(name) = std::str::from_utf8(name) {
+            if type_all {
+                let names: Vec<String> = txn.root_refs().map(|(name, _)| name.to_owned()).collect();
+                for name in names {
                     txn.get_or_insert_map(name);
+                }
+            }
+            if tracked {
+                for name in &roots {
+                    if let Ok(name) = std::str::from_utf8(name) {
+                        txn.get_or_insert_map(name);
+                    }
                 }
             }
             txn.apply_update(update).map_err(|e| e.to_string())?;
@@ -201,6 +216,9 @@ impl YrsEngine {
             }
             Ok::<(), String>(())
         }));
+        if matches!(applied, Ok(Ok(()))) {
+            self.untyped_roots = !tracked || (self.untyped_roots && !type_all);
+        }
         match applied {
             Ok(Ok(())) => {
                 trace!(bytes = bytes.len(), what, "applied");
@@ -248,7 +266,7 @@ fn decode_update_with_roots<'b>(
     bytes: &'b [u8],
     what: &str,
     untrusted: bool,
-) -> Result<(Update, BTreeSet<&'b [u8]>), EngineError> {
+) -> Result<(Update, Vec<&'b [u8]>), EngineError> {
     let roots = precheck::root_names_v1(bytes).map_err(|e| {
         debug!(error = %e, bytes = bytes.len(), what, "rejected by the pre-check");
         EngineError::Corrupt(format!("{what}: {e}"))
@@ -605,6 +623,21 @@ impl Engine for YrsEngine {
         if let Some(index) = txn.get_map(collection) {
             for id in index.keys(&txn) {
                 visit(id, read_record(&txn, collection, id));
+            }
+        }
+        Ok(())
+    }
+
+    fn for_each_field(
+        &self,
+        collection: &str,
+        field: &str,
+        visit: &mut dyn FnMut(&str, Option<Value>),
+    ) -> Result<(), EngineError> {
+        let txn = self.doc.transact();
+        if let Some(index) = txn.get_map(collection) {
+            for id in index.keys(&txn) {
+                visit(id, read_field(&txn, collection, id, field));
             }
         }
         Ok(())

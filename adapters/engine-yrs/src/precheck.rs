@@ -17,7 +17,6 @@
 //! deeply nested `Any` values, which no OneFolder writer produces. What it accepts still goes
 //! through yrs' own decoder, which has the final word. Trailing bytes are ignored, as yrs does.
 
-use std::collections::BTreeSet;
 use std::fmt;
 
 /// Deepest nesting of `Any` arrays / maps accepted (OneFolder writes at most 1).
@@ -48,8 +47,9 @@ pub(crate) fn check_update_v1(bytes: &[u8]) -> Result<(), PrecheckError> {
 
 /// [`check_update_v1`], returning the names of the root types that blocks of the update name
 /// as their parent (a block that continues another one inherits its parent and names none).
-pub(crate) fn root_names_v1(bytes: &[u8]) -> Result<BTreeSet<&[u8]>, PrecheckError> {
-    let mut r = Reader { buf: bytes, pos: 0, roots: BTreeSet::new() };
+/// A name may repeat (not twice in a row).
+pub(crate) fn root_names_v1(bytes: &[u8]) -> Result<Vec<&[u8]>, PrecheckError> {
+    let mut r = Reader { buf: bytes, pos: 0, roots: Vec::new() };
     r.update()?;
     Ok(r.roots)
 }
@@ -57,7 +57,9 @@ pub(crate) fn root_names_v1(bytes: &[u8]) -> Result<BTreeSet<&[u8]>, PrecheckErr
 struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
-    roots: BTreeSet<&'a [u8]>,
+    /// Root names as found; a record's blocks usually follow each other, so a name that
+    /// repeats the previous one is not pushed again.
+    roots: Vec<&'a [u8]>,
 }
 
 impl Reader<'_> {
@@ -219,8 +221,10 @@ impl Reader<'_> {
                         let len = self.var_u32()?;
                         let start = self.pos;
                         self.skip(u64::from(len))?;
-                        let buf = self.buf;
-                        self.roots.insert(&buf[start..self.pos]);
+                        let name = &self.buf[start..self.pos];
+                        if self.roots.last() != Some(&name) {
+                            self.roots.push(name);
+                        }
                     } else {
                         self.id()?; // parent item id
                     }

@@ -54,9 +54,15 @@ pub enum EngineError {
 ///   reproduces every collection.
 /// - `merge_changes_equivalent`: once every dependency is present, applying
 ///   [`Engine::merge_changes`] of several changes equals applying each change.
-/// - `cheap_reads_agree`: [`Engine::contains`], [`Engine::field`] and
-///   [`Engine::for_each_record`] agree with [`Engine::record`] and [`Engine::collection`] (they
+/// - `cheap_reads_agree`: [`Engine::contains`], [`Engine::field`],
+///   [`Engine::for_each_record`] and [`Engine::for_each_field`] agree with [`Engine::record`] and [`Engine::collection`] (they
 ///   exist so that engines can answer them without materialising a collection).
+/// - `changes_are_reported`: [`Engine::take_changed`] names every record that reads
+///   differently after a write, a remote apply or a snapshot load (or answers `Unknown`, which
+///   only a snapshot load may); the engines of this workspace report records once a
+///   collection was seen changing.
+/// - `indexed_queries_agree`: through [`Indexed`](crate::Indexed), the set-membership queries
+///   equal the scans of [`scan`].
 /// - `replay_equals_applies_in_order`: [`Engine::replay`] of a snapshot and a log on an empty
 ///   engine gives the state of loading the snapshot and applying every log entry in order,
 ///   also while some entries wait for a missing dependency (what a reader sees must not change
@@ -134,6 +140,17 @@ pub trait Engine: Send {
             visit(&id, record);
         }
         Ok(())
+    }
+
+    /// Calls `visit` with the id and one field of every existing record of a collection, in
+    /// no particular order (what an index build reads).
+    fn for_each_field(
+        &self,
+        collection: &str,
+        field: &str,
+        visit: &mut dyn FnMut(&str, Option<Value>),
+    ) -> Result<(), EngineError> {
+        self.for_each_record(collection, &mut |id, mut record| visit(id, record.remove(field)))
     }
 
     /// The number of existing records of a collection.
@@ -339,6 +356,14 @@ impl<E: Engine + ?Sized> Engine for Box<E> {
     }
     fn for_each_record(&self, collection: &str, visit: &mut dyn FnMut(&str, Record)) -> Result<(), EngineError> {
         (**self).for_each_record(collection, visit)
+    }
+    fn for_each_field(
+        &self,
+        collection: &str,
+        field: &str,
+        visit: &mut dyn FnMut(&str, Option<Value>),
+    ) -> Result<(), EngineError> {
+        (**self).for_each_field(collection, field, visit)
     }
     fn count(&self, collection: &str) -> Result<usize, EngineError> {
         (**self).count(collection)

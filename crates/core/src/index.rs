@@ -17,7 +17,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use crate::engine::{Changed, Engine, EngineError, scan};
+use crate::engine::{Changed, Engine, EngineError};
 use crate::value::{Collection, Op, Record, Value};
 
 /// An [`Engine`] with indexed set-membership queries; see the module docs.
@@ -117,8 +117,11 @@ struct SetIndex {
 impl SetIndex {
     fn build<E: Engine + ?Sized>(engine: &E, collection: &str, field: &str) -> Result<Self, EngineError> {
         let mut index = SetIndex::default();
-        engine.for_each_record(collection, &mut |id, record| {
-            let members: BTreeSet<String> = scan::members(&record, field).cloned().collect();
+        engine.for_each_field(collection, field, &mut |id, value| {
+            let members = match value {
+                Some(Value::Set(members)) => members,
+                _ => BTreeSet::new(),
+            };
             index.set(id, Some(members));
         })?;
         tracing::debug!(collection, field, records = index.count, "built a set index");
@@ -252,6 +255,14 @@ impl<E: Engine> Engine for Indexed<E> {
     }
     fn for_each_record(&self, collection: &str, visit: &mut dyn FnMut(&str, Record)) -> Result<(), EngineError> {
         self.inner.for_each_record(collection, visit)
+    }
+    fn for_each_field(
+        &self,
+        collection: &str,
+        field: &str,
+        visit: &mut dyn FnMut(&str, Option<Value>),
+    ) -> Result<(), EngineError> {
+        self.inner.for_each_field(collection, field, visit)
     }
     /// From any index of the collection; otherwise the engine's own count.
     fn count(&self, collection: &str) -> Result<usize, EngineError> {
