@@ -201,8 +201,11 @@ impl AutomergeEngine {
         // Nothing to collect while everything is unknown anyway (a new engine replaying its log).
         let unknown = !documents.is_empty() || self.changed == Changed::Unknown;
         let mut changed = if unknown { Changed::Unknown } else { Changed::none() };
-        if let Changed::Records(records) = &mut changed {
-            records.extend(plan.ready.iter().flat_map(|c| &c.keys).filter_map(|key| layout::record_of_key(key)));
+        for (collection, id) in plan.ready.iter().flat_map(|c| &c.keys).filter_map(|key| layout::record_of_key(key)) {
+            if changed == Changed::Unknown {
+                break;
+            }
+            changed.insert(&collection, &id);
         }
         let ready: Vec<_> = plan.ready.into_iter().map(|c| c.change).collect();
         let applied = catch_unwind(AssertUnwindSafe(|| -> Result<(), AutomergeError> {
@@ -473,7 +476,7 @@ impl Engine for AutomergeEngine {
             Err(EngineError::Other(format!("automerge panicked in a write: {}", chunks::panic_message(&*panic))))
         })?;
         if committed.is_some() {
-            self.changed.extend(Changed::of_ops(ops));
+            self.changed.extend_ops(ops);
         }
         self.local.extend(committed);
         Ok(())

@@ -27,8 +27,7 @@ const OBSERVER_KEY: &str = "onefolder-changes";
 /// What changed since the last take.
 #[derive(Debug)]
 struct Tracker {
-    records: BTreeSet<(String, String)>,
-    unknown: bool,
+    changed: Changed,
     /// Nesting depth of pauses (a replay loads a snapshot).
     paused: u32,
     /// Index maps seen changing before they had an observer.
@@ -49,12 +48,8 @@ fn lock(tracker: &Mutex<Tracker>) -> MutexGuard<'_, Tracker> {
 impl Changes {
     /// Starts tracking `doc` (a new engine: everything is unknown until the first take).
     pub(crate) fn attach(doc: &Doc) -> Self {
-        let tracker = Arc::new(Mutex::new(Tracker {
-            records: BTreeSet::new(),
-            unknown: true,
-            paused: 0,
-            unobserved: BTreeSet::new(),
-        }));
+        let tracker =
+            Arc::new(Mutex::new(Tracker { changed: Changed::Unknown, paused: 0, unobserved: BTreeSet::new() }));
         let shared = tracker.clone();
         doc.observe_after_transaction(OBSERVER_KEY, move |txn: &mut TransactionMut| {
             let mut t = lock(&shared);
@@ -66,9 +61,7 @@ impl Changes {
                     continue;
                 };
                 match name.split_once(SEPARATOR) {
-                    Some((collection, id)) => {
-                        t.records.insert((collection.to_owned(), id.to_owned()));
-                    }
+                    Some((collection, id)) => t.changed.insert(collection, id),
                     None => {
                         t.unobserved.insert(name.to_string());
                     }
@@ -93,31 +86,29 @@ impl Changes {
     pub(crate) fn resume_unknown(&self) {
         let mut t = lock(&self.tracker);
         t.paused = t.paused.saturating_sub(1);
-        t.unknown = true;
+        t.changed = Changed::Unknown;
     }
 
     /// What changed since the previous take. Index maps seen changing without an observer get
     /// one now (the document has no transaction open here).
     pub(crate) fn take(&mut self, doc: &Doc) -> Changed {
-        let (records, unknown, unobserved) = {
+        let (mut changed, unobserved) = {
             let mut t = lock(&self.tracker);
-            let unobserved = std::mem::take(&mut t.unobserved);
-            (std::mem::take(&mut t.records), std::mem::replace(&mut t.unknown, false), unobserved)
+            (std::mem::replace(&mut t.changed, Changed::none()), std::mem::take(&mut t.unobserved))
         };
-        let mut unknown = unknown;
         for collection in unobserved {
             if self.observed.contains(&collection) {
                 continue;
             }
             // Its keys in the transactions just seen are unknown.
-            unknown = true;
+            changed = Changed::Unknown;
             let Some(index) = doc.transact().get_map(collection.as_str()) else {
                 continue;
             };
             self.observe(index, collection.clone());
             self.observed.insert(collection);
         }
-        if unknown { Changed::Unknown } else { Changed::Records(records) }
+        changed
     }
 
     fn observe(&self, index: MapRef, collection: String) {
@@ -128,7 +119,7 @@ impl Changes {
                 return;
             }
             for id in event.keys(txn).keys() {
-                t.records.insert((collection.clone(), id.to_string()));
+                t.changed.insert(&collection, id);
             }
         });
     }

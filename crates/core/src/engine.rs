@@ -197,22 +197,45 @@ pub enum Changed {
 }
 
 impl Changed {
+    /// Most records a report names: beyond it, it says [`Changed::Unknown`] (an index rebuilds
+    /// faster than it re-reads that many records, and an engine nobody takes changes from
+    /// keeps its memory bounded).
+    pub const MAX_RECORDS: usize = 65_536;
+
     /// Nothing changed.
     pub fn none() -> Self {
         Changed::Records(BTreeSet::new())
     }
 
+    /// Adds one record.
+    pub fn insert(&mut self, collection: &str, id: &str) {
+        if let Changed::Records(records) = self {
+            records.insert((collection.to_owned(), id.to_owned()));
+            if records.len() > Self::MAX_RECORDS {
+                *self = Changed::Unknown;
+            }
+        }
+    }
+
     /// Adds what `other` reports.
     pub fn extend(&mut self, other: Changed) {
-        match (self, other) {
-            (Changed::Records(mine), Changed::Records(theirs)) => mine.extend(theirs),
+        match (&mut *self, other) {
+            (Changed::Records(mine), Changed::Records(theirs)) => {
+                mine.extend(theirs);
+                if mine.len() > Self::MAX_RECORDS {
+                    *self = Changed::Unknown;
+                }
+            }
             (me, _) => *me = Changed::Unknown,
         }
     }
 
-    /// The records that `ops` (a local write) touch.
-    pub fn of_ops(ops: &[Op]) -> Self {
-        Changed::Records(ops.iter().map(|op| (op.record().0.to_owned(), op.record().1.to_owned())).collect())
+    /// Adds the records that `ops` (a local write) touch.
+    pub fn extend_ops(&mut self, ops: &[Op]) {
+        for op in ops {
+            let (collection, id) = op.record();
+            self.insert(collection, id);
+        }
     }
 }
 
@@ -379,5 +402,29 @@ impl<E: Engine + ?Sized> Engine for Box<E> {
     }
     fn take_changed(&mut self) -> Changed {
         (**self).take_changed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_report_past_its_cap_says_unknown() {
+        let mut changed = Changed::none();
+        changed.extend_ops(&[Op::create("files", "a"), Op::put("files", "a", "x", 1), Op::create("tags", "t")]);
+        assert_eq!(
+            changed,
+            Changed::Records(BTreeSet::from([("files".into(), "a".into()), ("tags".into(), "t".into())]))
+        );
+        for i in 0..Changed::MAX_RECORDS {
+            changed.insert("files", &i.to_string());
+        }
+        assert_eq!(changed, Changed::Unknown, "past the cap");
+        changed.insert("files", "b");
+        assert_eq!(changed, Changed::Unknown, "unknown stays unknown");
+        let mut small = Changed::none();
+        small.extend(Changed::Unknown);
+        assert_eq!(small, Changed::Unknown);
     }
 }
