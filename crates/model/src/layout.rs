@@ -154,7 +154,7 @@ pub fn file_from_record(id: String, r: &Record, existing_tags: &BTreeSet<String>
         date_created: meta.date_created,
         fingerprint: meta.fingerprint,
         annotations: str_field(r, FILE_ANNOTATIONS),
-        missing: r.get(FILE_MISSING).and_then(Value::as_bool).unwrap_or(false),
+        missing: is_missing(r),
         tags: set_field(r, FILE_TAGS).intersection(existing_tags).cloned().collect(),
         id,
     }
