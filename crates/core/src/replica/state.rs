@@ -101,7 +101,8 @@ impl State {
         self.log_bytes_since_compact += bytes as u64;
     }
 
-    /// Whether the log is long enough to fold into a snapshot: at least `every` entries, and
+    /// Whether the log is long enough to fold into a snapshot: [`COMPACT_LOG_BYTES`] and half
+    /// the snapshot's size, or at least `every` entries, and
     /// either half the snapshot's size in bytes or `every` × [`COMPACT_ENTRIES_CAP`] entries.
     /// A compaction writes the whole snapshot, so on a large library it waits until the log
     /// is a fair share of it and the work stays proportional to the edits (building W, with a
@@ -147,9 +148,17 @@ impl State {
 
 /// See [`State::compaction_due`].
 fn compaction_due(entries: usize, bytes: u64, snapshot_bytes: u64, every: usize) -> bool {
-    entries >= every
-        && (bytes.saturating_mul(2) >= snapshot_bytes || entries >= every.saturating_mul(COMPACT_ENTRIES_CAP))
+    let fair_share = bytes.saturating_mul(2) >= snapshot_bytes;
+    (entries >= every && (fair_share || entries >= every.saturating_mul(COMPACT_ENTRIES_CAP)))
+        || (bytes >= COMPACT_LOG_BYTES && fair_share)
 }
+
+/// A log of this many bytes, and at least half the snapshot's size, is folded whatever its
+/// entry count: a join ingests a library's whole history in a few hundred large segments (W:
+/// 404 entries, 30 MB), and replaying them at every open took 4.9 s against 1.1 s for loading
+/// the same state as one snapshot. (Half the snapshot's size, so that the snapshots a join
+/// writes grow by half each time — 4, 8, 12, 18, 27 MB — rather than one per 4 MB.)
+const COMPACT_LOG_BYTES: u64 = 4 << 20;
 
 pub(super) fn read_u64_meta(store: &dyn Store, key: &str) -> Result<Option<u64>> {
     match store.get_meta(key)? {
@@ -180,5 +189,10 @@ mod tests {
         // However small the entries, 20 × `every` of them are folded.
         assert!(!compaction_due(19_999, 1_200_000, 30_000_000, 1000));
         assert!(compaction_due(20_000, 1_200_000, 30_000_000, 1000));
+        // A join's few large entries: folded once they are megabytes and a fair share.
+        assert!(compaction_due(404, 30_000_000, 0, 1000));
+        assert!(!compaction_due(404, 3_000_000, 0, 1000));
+        assert!(!compaction_due(404, 5_000_000, 30_000_000, 1000));
+        assert!(compaction_due(404, 5_000_000, 9_000_000, 1000));
     }
 }
