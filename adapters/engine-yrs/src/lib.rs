@@ -479,6 +479,15 @@ impl Engine for YrsEngine {
             return Ok(());
         }
         let mut txn = self.doc.transact_mut_with(LOCAL_ORIGIN);
+        if self.untyped_roots {
+            // After an untracked load the roots this write changes may be untyped, and yrs
+            // would report no change of them (see `integrate`).
+            for op in ops {
+                let (collection, id) = op.record();
+                txn.get_or_insert_map(collection);
+                txn.get_or_insert_map(record_root(collection, id));
+            }
+        }
         for op in ops {
             apply_op(&mut txn, op);
         }

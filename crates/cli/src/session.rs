@@ -2,6 +2,7 @@
 //! every command shares (tags by path, files by path, where a location is on this computer).
 
 use std::collections::BTreeMap;
+use std::mem::ManuallyDrop;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
@@ -31,9 +32,22 @@ pub struct Session {
     /// `state.json`.
     pub config: StateConfig,
     /// The replica.
-    pub replica: Arc<Replica>,
+    pub replica: ManuallyDrop<Arc<Replica>>,
     /// The model on the replica.
-    pub lib: Library<Arc<Replica>>,
+    pub lib: ManuallyDrop<Library<Arc<Replica>>>,
+}
+
+/// A command's session ends right before the process exits: the replica is closed without
+/// freeing its document ([`Replica::close_leaving_memory`]) when nothing else holds it.
+impl Drop for Session {
+    fn drop(&mut self) {
+        // SAFETY: both fields are taken exactly once, here, and never used again.
+        let (lib, replica) = unsafe { (ManuallyDrop::take(&mut self.lib), ManuallyDrop::take(&mut self.replica)) };
+        drop(lib);
+        if let Ok(replica) = Arc::try_unwrap(replica) {
+            replica.close_leaving_memory();
+        }
+    }
 }
 
 /// Turns core errors met while opening into messages that say what to do.
@@ -82,7 +96,7 @@ impl Session {
             state::write_config(&dir, &config)?;
         }
         let lib = Library::new(replica.clone());
-        Ok(Session { dir, config, replica, lib })
+        Ok(Session { dir, config, replica: ManuallyDrop::new(replica), lib: ManuallyDrop::new(lib) })
     }
 
     /// Where a location is on this computer: inside the library folder it follows the folder;

@@ -218,7 +218,7 @@ async fn watch(args: SyncArgs, global: &Global) -> Result<()> {
     })
     .await?;
     let mut events = s.replica.subscribe();
-    let mut printer = Printer { replica: s.replica.clone(), json: global.json, names: BTreeMap::new() };
+    let mut printer = Printer { replica: std::sync::Arc::clone(&s.replica), json: global.json, names: BTreeMap::new() };
     let (stop_tx, mut stop_rx) = tokio::sync::oneshot::channel::<()>();
     let printing = tokio::spawn(async move {
         use tokio::sync::broadcast::error::{RecvError, TryRecvError};
@@ -255,7 +255,7 @@ async fn watch(args: SyncArgs, global: &Global) -> Result<()> {
         every => {
             let rotation = Rotation { recent: args.keep_recent, daily: args.keep_daily, weekly: args.keep_weekly };
             let auto = AutoBackup::new(auto_backups_dir(&s.dir), rotation);
-            Some(tokio::spawn(auto_backups(s.replica.clone(), auto, every, global.json)))
+            Some(tokio::spawn(auto_backups(std::sync::Arc::clone(&s.replica), auto, every, global.json)))
         }
     };
     let result = s.replica.run(shutdown).await;

@@ -283,6 +283,20 @@ impl Replica {
         }
     }
 
+    /// Closes the replica for a process that is about to exit: the store is closed (its lock
+    /// released) as on drop, but the in-memory document is left to the operating system.
+    /// Freeing a large document's many small allocations one by one is a noticeable part of a
+    /// short command (about 0.4 s of a CLI command on W, 100 000 files). Everything the
+    /// replica acknowledged is durable already; the memory is not reclaimed until the process
+    /// exits.
+    pub fn close_leaving_memory(self) {
+        let Replica { state, .. } = self;
+        let state = state.into_inner().unwrap_or_else(|e| e.into_inner());
+        let State { engine, store, .. } = state;
+        drop(store);
+        std::mem::forget(engine);
+    }
+
     /// Compacts the store now: the log is folded into a snapshot. Returns `false` when skipped
     /// (changes wait for missing dependencies, or the engine refused to snapshot).
     pub fn compact(&self) -> Result<bool> {
