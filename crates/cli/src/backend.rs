@@ -99,19 +99,47 @@ pub fn check_store(name: &str) -> Result<()> {
 fn locked_hint(e: StoreError) -> anyhow::Error {
     match e {
         StoreError::Locked { path } => user(format!(
-            "the local state in {path} is in use by another onefolder-sync process \
-             (a running `onefolder-sync sync --watch`?); stop it first, or pass another --state"
+            "the local state in {path} is still in use by another onefolder-sync process after waiting \
+             {} s (ONEFOLDER_SYNC_WAIT sets how long); let it finish, or pass another --state",
+            crate::host::wait_budget().as_secs_f64()
         )),
         other => other.into(),
     }
 }
 
 /// Opens the store of the named kind in the state directory `dir`.
+///
+/// A store held by another command is waited for ([`crate::host::wait_budget`]), with a note on
+/// stderr; one held by a running `sync --watch` that takes commands stops with
+/// [`crate::host::UseHost`], so that the command is sent there instead.
 pub fn store(name: &str, dir: &Path) -> Result<Box<dyn Store>> {
     let open = store_opener(name).ok_or_else(|| missing("store", name, KNOWN_STORES, &stores()))?;
-    let store =
-        open(dir).map_err(locked_hint).with_context(|| format!("opening the local state in {}", dir.display()))?;
-    Ok(store)
+    let deadline = std::time::Instant::now() + crate::host::wait_budget();
+    let mut pause = std::time::Duration::from_millis(20);
+    let mut told = false;
+    loop {
+        match open(dir) {
+            Err(StoreError::Locked { .. }) if crate::host::is_hosted(dir) => {
+                return Err(crate::host::UseHost { dir: dir.to_owned() }.into());
+            }
+            Err(StoreError::Locked { .. }) if std::time::Instant::now() + pause < deadline => {
+                if !told && pause >= std::time::Duration::from_millis(300) {
+                    crate::out::err_line(format!(
+                        "waiting for another onefolder-sync command to finish with the local state in {}…",
+                        dir.display()
+                    ));
+                    told = true;
+                }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(500));
+            }
+            result => {
+                return result
+                    .map_err(locked_hint)
+                    .with_context(|| format!("opening the local state in {}", dir.display()));
+            }
+        }
+    }
 }
 
 /// The transport a library's database travels through: the folder transport on the library

@@ -9,12 +9,13 @@ mod cmd;
 mod criteria;
 mod demo;
 mod error;
+mod host;
 mod out;
 mod remote;
 mod session;
 mod state;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -107,6 +108,76 @@ enum Command {
     Demo(demo::DemoArgs),
 }
 
+impl Command {
+    /// Whether the command works on an existing local state, and so runs inside a `sync
+    /// --watch` that holds it (see [`host`]).
+    fn hostable(&self) -> bool {
+        match self {
+            Command::Init(_) | Command::Join(_) | Command::Peek(_) | Command::Auth(_) | Command::Demo(_) => false,
+            Command::Inspect(args) => !args.is_segment(),
+            _ => true,
+        }
+    }
+
+    /// Whether the command reads its standard input (`import -`).
+    fn reads_stdin(&self) -> bool {
+        matches!(self, Command::Import(args) if args.file.as_os_str() == "-")
+    }
+
+    /// Makes the paths the user typed absolute against `cwd` (the caller's working directory,
+    /// when the command runs inside a host).
+    fn absolutize(&mut self, cwd: &Path) {
+        let abs = |p: &mut PathBuf| {
+            if p.is_relative() && p.as_os_str() != "-" {
+                *p = cwd.join(&*p);
+            }
+        };
+        match self {
+            Command::Location(location::LocationCommand::Add { dir, .. }) => abs(dir),
+            Command::Export(args) => args.output.iter_mut().for_each(abs),
+            Command::Import(args) => abs(&mut args.file),
+            Command::Backup(args) => args.file.iter_mut().for_each(abs),
+            _ => {}
+        }
+    }
+}
+
+/// Runs a command line sent by another process inside this `sync --watch` (see [`host`]):
+/// parsed as here, with relative paths taken from the caller's `cwd`, on the host's library.
+pub(crate) fn run_hosted(args: Vec<String>, cwd: PathBuf) -> std::pin::Pin<Box<dyn std::future::Future<Output = u8>>> {
+    Box::pin(async move {
+        let cli = match Cli::try_parse_from(&args) {
+            Ok(cli) => cli,
+            Err(e) => {
+                out::err_line(e.render().to_string().trim_end());
+                return if e.exit_code() == 0 { 0 } else { error::EXIT_USER };
+            }
+        };
+        let Some(hosted) = host::hosted() else { return error::EXIT_USER };
+        let mut command = cli.command;
+        if !command.hostable() {
+            out::err_line("error: this command does not run inside a running `sync --watch`; stop it first");
+            return error::EXIT_USER;
+        }
+        command.absolutize(&cwd);
+        let global = Global { state: Some(hosted.dir), library: None, json: cli.json };
+        match dispatch(command, &global).await {
+            Ok(_) => 0,
+            Err(e) => {
+                out::err_line(format!("error: {}", error::one_line(&e)));
+                error::exit_code(&e)
+            }
+        }
+    })
+}
+
+/// Sends the command to the `sync --watch` that holds its local state, if one does.
+fn forward(global: &Global, args: Option<&Vec<String>>, stdin: bool) -> Option<ExitCode> {
+    let args = args?;
+    let dir = state::locate(global.state.as_deref(), global.library.as_deref()).ok()?.dir;
+    host::forward(&dir, args.clone(), stdin).map(ExitCode::from)
+}
+
 fn init_logging(verbose: u8) {
     // Sync problems are reported by the commands themselves; logging is for diagnosis.
     let default = match verbose {
@@ -145,6 +216,9 @@ async fn dispatch(command: Command, global: &Global) -> anyhow::Result<ExitCode>
 }
 
 fn main() -> ExitCode {
+    // The command line as text, to send it to a running `sync --watch` (not when it is not
+    // UTF-8: such a command runs here, once the watch has stopped).
+    let args: Option<Vec<String>> = std::env::args_os().map(|a| a.into_string().ok()).collect();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -162,8 +236,16 @@ fn main() -> ExitCode {
         }
     };
     let global = Global { state: cli.state, library: cli.library, json: cli.json };
+    let (hostable, stdin) = (cli.command.hostable(), cli.command.reads_stdin());
+    if hostable && let Some(code) = forward(&global, args.as_ref(), stdin) {
+        return code;
+    }
     match runtime.block_on(dispatch(cli.command, &global)) {
         Ok(code) => code,
+        // The watch started after the first try: the command has done nothing yet.
+        Err(e) if hostable && e.downcast_ref::<host::UseHost>().is_some() => {
+            forward(&global, args.as_ref(), stdin).unwrap_or_else(|| error::report(&e))
+        }
         Err(e) => error::report(&e),
     }
 }

@@ -8,9 +8,19 @@ use serde::Serialize;
 
 /// Writes one line to stdout. A closed pipe (the reader went away) is not an error: the rest
 /// of the output is dropped silently, like any Unix filter.
+/// Inside a `sync --watch` host the line goes to the command's caller instead.
 pub fn line(text: impl AsRef<str>) {
+    let Some(text) = crate::host::send_out(text.as_ref().to_owned(), false) else { return };
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{}", text.as_ref());
+    let _ = writeln!(out, "{text}");
+}
+
+/// Writes one line to stderr (warnings, notes for people), or to the command's caller inside
+/// a `sync --watch` host.
+pub fn err_line(text: impl AsRef<str>) {
+    let Some(text) = crate::host::send_out(text.as_ref().to_owned(), true) else { return };
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{text}");
 }
 
 /// `println!` that ignores a closed pipe.
@@ -19,6 +29,12 @@ macro_rules! outln {
     ($($arg:tt)*) => { $crate::out::line(format!($($arg)*)) };
 }
 pub(crate) use outln;
+
+/// `eprintln!` that reaches a hosted command's caller (see [`err_line`]).
+macro_rules! errln {
+    ($($arg:tt)*) => { $crate::out::err_line(format!($($arg)*)) };
+}
+pub(crate) use errln;
 
 /// Prints a value as pretty JSON with sorted object keys, followed by a newline.
 pub fn json(value: &impl Serialize) -> Result<()> {

@@ -82,7 +82,18 @@ impl Session {
     }
 
     /// Opens the library, letting the caller tune the replica (e.g. `sync --watch` timings).
+    /// Inside a `sync --watch` host this is the host's library (the options were the caller's
+    /// way to find it).
     pub async fn open_with(global: &Global, tune: impl FnOnce(&mut ReplicaConfig)) -> Result<Session> {
+        if let Some(h) = crate::host::hosted() {
+            let lib = Library::new(h.replica.clone());
+            return Ok(Session {
+                dir: h.dir,
+                config: h.config,
+                replica: ManuallyDrop::new(h.replica),
+                lib: ManuallyDrop::new(lib),
+            });
+        }
         let Located { dir, mut config, changed } = state::locate(global.state.as_deref(), global.library.as_deref())?;
         let mut rc =
             ReplicaConfig { device_name: config.device_name.clone(), mode: OpenMode::Join, ..Default::default() };

@@ -1,6 +1,5 @@
 //! `export` and `import`.
 
-use std::io::Read;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -12,7 +11,7 @@ use super::backup;
 use serde::Serialize;
 
 use crate::error::user;
-use crate::out::{self, outln};
+use crate::out::{self, errln, outln};
 use crate::session::{Global, Session};
 use crate::state::write_atomic;
 
@@ -51,7 +50,7 @@ pub async fn export(args: ExportArgs, global: &Global) -> Result<()> {
         Some(path) => {
             write_atomic(path, text.as_bytes())?;
             if !global.json {
-                eprintln!("wrote {}", path.display());
+                errln!("wrote {}", path.display());
             }
         }
         None => out::line(text.trim_end_matches('\n')),
@@ -95,10 +94,10 @@ fn check(export: &Export) -> Result<()> {
 
 /// Runs `import`.
 pub async fn import(args: ImportArgs, global: &Global) -> Result<()> {
+    // Opened first: a command sent on to a running `sync --watch` has read nothing yet.
+    let s = Session::open(global).await?;
     let bytes = if args.file.as_os_str() == "-" {
-        let mut bytes = Vec::new();
-        std::io::stdin().read_to_end(&mut bytes).context("reading standard input")?;
-        bytes
+        crate::host::read_stdin().context("reading standard input")?
     } else {
         std::fs::read(&args.file).map_err(|e| user(format!("{}: {e}", args.file.display())))?
     };
@@ -113,7 +112,6 @@ pub async fn import(args: ImportArgs, global: &Global) -> Result<()> {
         (export, None)
     };
     check(&export)?;
-    let s = Session::open(global).await?;
     let here = s.replica.manifest().library_id.to_string();
     if let Some(other) = of_library.filter(|id| *id != here) {
         return Err(user(format!(

@@ -190,12 +190,7 @@ async fn forget(arg: &str, global: &Global) -> Result<()> {
         spec => format!("{spec}/onefolder_tags/database/{device}"),
     };
     let still_there = !s.replica.transport().list(&device).await.unwrap_or_default().is_empty();
-    let (dir, store_name) = (s.dir.clone(), s.config.store.clone());
-    // The replica holds the store: close it, then edit the store directly.
-    drop(s);
-    let mut store = backend::store(&store_name, &dir)?;
-    store.forget_peer(&device)?;
-    drop(store);
+    s.replica.forget_peer(&device)?;
     if global.json {
         return out::json(&serde_json::json!({ "forgot": device, "folderStillShared": still_there }));
     }

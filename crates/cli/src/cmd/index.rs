@@ -226,7 +226,9 @@ fn progress(len: Option<u64>, json: bool, message: &'static str) -> ProgressBar 
         Some(n) => ProgressBar::new(n),
         None => ProgressBar::new_spinner(),
     };
-    let target = if json { ProgressDrawTarget::hidden() } else { ProgressDrawTarget::stderr() };
+    // Inside a `sync --watch` host there is no terminal of the caller's to draw on.
+    let hidden = json || crate::host::hosted().is_some();
+    let target = if hidden { ProgressDrawTarget::hidden() } else { ProgressDrawTarget::stderr() };
     bar.set_draw_target(target);
     let style = match len {
         Some(_) => ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} ({eta} left)"),

@@ -68,6 +68,13 @@ pub struct InspectArgs {
     command: Option<InspectCommand>,
 }
 
+impl InspectArgs {
+    /// `inspect segment FILE`, which needs no library.
+    pub fn is_segment(&self) -> bool {
+        matches!(self.command, Some(InspectCommand::Segment { .. }))
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum InspectCommand {
     /// Decode one segment file's header and check its length and checksums (no library needed).
@@ -182,7 +189,11 @@ struct StoreReport {
 }
 
 /// Opens the store read-only in spirit (nothing is written) and rebuilds the document from it.
+/// Inside a `sync --watch` host, the host's store is checked (sync waits meanwhile).
 fn check_store(located: &Located) -> Result<StoreReport> {
+    if let Some(h) = crate::host::hosted() {
+        return Ok(h.replica.with_store(|store| store_report(store, &located.config.engine)));
+    }
     let store: Box<dyn Store> = match backend::store(&located.config.store, &located.dir) {
         Ok(store) => store,
         Err(e) if crate::error::exit_code(&e) == EXIT_CORRUPT => {
@@ -190,6 +201,11 @@ fn check_store(located: &Located) -> Result<StoreReport> {
         }
         Err(e) => return Err(e),
     };
+    Ok(store_report(store.as_ref(), &located.config.engine))
+}
+
+/// Reads everything the store holds and rebuilds a document from it.
+fn store_report(store: &dyn Store, engine_name: &str) -> StoreReport {
     let mut report = StoreReport::default();
     let result = (|| -> Result<(), String> {
         let stored = store.load().map_err(|e| e.to_string())?;
@@ -198,7 +214,7 @@ fn check_store(located: &Located) -> Result<StoreReport> {
         report.unflushed_local = store.unflushed().map_err(|e| e.to_string())?.len();
         report.applied_segments = store.applied().map_err(|e| e.to_string())?.len();
         report.own_flushes = store.flushes().map_err(|e| e.to_string())?.len();
-        let mut engine = backend::engine(&located.config.engine).map_err(|e| e.to_string())?;
+        let mut engine = backend::engine(engine_name).map_err(|e| e.to_string())?;
         if let Some(snapshot) = &stored.snapshot {
             engine.load_snapshot(snapshot).map_err(|e| format!("the snapshot does not load: {e}"))?;
         }
@@ -213,7 +229,7 @@ fn check_store(located: &Located) -> Result<StoreReport> {
     })();
     report.ok = result.is_ok();
     report.problem = result.err();
-    Ok(report)
+    report
 }
 
 #[derive(Serialize)]

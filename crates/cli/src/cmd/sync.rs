@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::cmd::backup::{AutoBackup, auto_backups_dir};
 use crate::error::user;
-use crate::out::{self, outln};
+use crate::host::{Host, Hosted};
+use crate::out::{self, errln, outln};
 use crate::session::{Global, Session};
 
 /// The per-device setting where the last flush is remembered for `status`.
@@ -89,13 +90,19 @@ fn seconds(v: f64, what: &str) -> Result<Duration> {
 
 /// Runs `sync`.
 pub async fn run(args: SyncArgs, global: &Global) -> Result<()> {
+    if args.watch && crate::host::hosted().is_some() {
+        return Err(user(
+            "a `sync --watch` is already running for this local state: it shares every edit as you make it \
+             (`sync --once` makes it sync right now)",
+        ));
+    }
     if args.watch { watch(args, global).await } else { once(global).await }
 }
 
 fn print_warnings(warnings: &[Warning]) {
     for w in warnings {
         let file = w.file.as_deref().map(|f| format!("/{f}")).unwrap_or_default();
-        eprintln!("warning: {}{file}: {}", w.folder, w.message);
+        errln!("warning: {}{file}: {}", w.folder, w.message);
     }
 }
 
@@ -177,7 +184,7 @@ impl Printer {
         if let StatusEvent::Flushed(f) = &event
             && let Err(e) = record_flush(&self.replica, f)
         {
-            eprintln!("warning: could not remember the last flush: {e}");
+            errln!("warning: could not remember the last flush: {e}");
         }
         if self.json {
             if let Ok(text) = serde_json::to_string(&event) {
@@ -202,7 +209,7 @@ impl Printer {
                 outln!("this local state was copied from another computer: device {old} is now {new}")
             }
             StatusEvent::Warning(w) => print_warnings(std::slice::from_ref(&w)),
-            StatusEvent::Error { message } => eprintln!("warning: {message} (retrying)"),
+            StatusEvent::Error { message } => errln!("warning: {message} (retrying)"),
             StatusEvent::Edited { .. } => {}
         }
     }
@@ -226,7 +233,7 @@ async fn watch(args: SyncArgs, global: &Global) -> Result<()> {
             tokio::select! {
                 event = events.recv() => match event {
                     Ok(event) => printer.handle(event).await,
-                    Err(RecvError::Lagged(n)) => eprintln!("warning: {n} sync events were not shown (too many at once)"),
+                    Err(RecvError::Lagged(n)) => errln!("warning: {n} sync events were not shown (too many at once)"),
                     Err(RecvError::Closed) => return,
                 },
                 _ = &mut stop_rx => break,
@@ -241,8 +248,19 @@ async fn watch(args: SyncArgs, global: &Global) -> Result<()> {
             }
         }
     });
-    let shutdown = shutdown_signal()?;
-    eprintln!("watching {} as {} (Ctrl-C to stop)", s.config.library.display(), s.config.device_name);
+    let signal = shutdown_signal()?;
+    // Other commands for this state run in this process while it syncs.
+    let hosted = Hosted { dir: s.dir.clone(), config: s.config.clone(), replica: std::sync::Arc::clone(&s.replica) };
+    let (host, note) = Host::start(hosted, crate::run_hosted);
+    if let Some(note) = note {
+        errln!("note: {note}");
+    }
+    // Commands in flight finish before the last flush.
+    let shutdown = async move {
+        signal.await;
+        host.stop().await;
+    };
+    errln!("watching {} as {} (Ctrl-C to stop)", s.config.library.display(), s.config.device_name);
     if global.json {
         let hello =
             serde_json::json!({ "event": "watching", "library": s.config.library, "device": s.replica.device() });
@@ -297,7 +315,7 @@ async fn auto_backups(replica: std::sync::Arc<Replica>, mut auto: AutoBackup, ev
             Ok(Some(file)) => outln!("automatic backup {}", file.display()),
             Ok(None) => {}
             // Syncing goes on; the next backup is tried at the next interval.
-            Err(e) => eprintln!("warning: automatic backup failed: {}", crate::error::one_line(&e)),
+            Err(e) => errln!("warning: automatic backup failed: {}", crate::error::one_line(&e)),
         }
     }
 }

@@ -95,19 +95,6 @@ fn wrong_engine_on_join_is_a_user_error() {
 }
 
 #[test]
-fn state_in_use_by_another_process_is_a_user_error() {
-    let w = World::new();
-    let (laptop, _) = pair(&w);
-    let mut watcher = crate::watch::Watch::start(&laptop, &[]);
-    watcher.wait_for("watching");
-    let msg = laptop.fails(&["status"], 1);
-    assert!(msg.contains("in use by another onefolder-sync process"), "{msg}");
-    laptop.fails(&["tag", "create", "X"], 1);
-    watcher.stop();
-    laptop.ok(&["status"]);
-}
-
-#[test]
 #[cfg(not(feature = "automerge"))]
 fn engines_not_compiled_in_are_user_errors() {
     let w = World::new();

@@ -6,6 +6,7 @@ mod common;
 mod defaults;
 mod engines;
 mod errors;
+mod hosted;
 mod remote;
 mod scenario;
 mod verify;

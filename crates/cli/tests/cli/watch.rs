@@ -103,6 +103,12 @@ impl Watch {
         (status.code(), std::mem::take(&mut self.seen))
     }
 
+    /// Kills it (SIGKILL: a crash, nothing runs on the way out) and waits for it to be gone.
+    pub fn kill(mut self) {
+        self.child.kill().expect("kill sync --watch");
+        self.child.wait().expect("reap sync --watch");
+    }
+
     /// Stops it and checks it exited cleanly.
     pub fn stop(self) {
         let (code, seen) = self.interrupt();

@@ -264,6 +264,30 @@ impl Replica {
         f(st.engine.as_ref())
     }
 
+    /// Runs `f` with read access to the local store, under the replica's lock: edits and sync
+    /// passes wait until it returns, so keep it short (`verify` checks the store this way while
+    /// `sync --watch` holds it).
+    pub fn with_store<R>(&self, f: impl FnOnce(&dyn Store) -> R) -> R {
+        let st = self.lock();
+        f(st.store.as_ref())
+    }
+
+    /// Forgets everything recorded about a peer's segments, in the store and in memory: the
+    /// next pass lists its folder afresh and applies what is there again (which changes
+    /// nothing the document already holds).
+    pub fn forget_peer(&self, device: &DeviceId) -> Result<()> {
+        let mut st = self.lock();
+        st.store.forget_peer(device)?;
+        st.applied_names.remove(device);
+        st.applied_content.retain(|(d, ..)| d != device);
+        st.peers.remove(device);
+        st.retry.retain(|(d, _), _| d != device);
+        st.quarantine.retain(|(d, _), _| d != device);
+        st.warnings.retain(|(folder, _), _| *folder != device.to_string());
+        st.cursor = None;
+        Ok(())
+    }
+
     /// The current sync state.
     pub fn status(&self) -> Status {
         let st = self.lock();
