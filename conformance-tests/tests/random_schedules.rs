@@ -123,11 +123,6 @@ enum Step {
         file: u8,
         text: Option<u8>,
     },
-    MarkMissing {
-        dev: u8,
-        file: u8,
-        missing: bool,
-    },
     Hide {
         dev: u8,
         tag: u8,
@@ -223,7 +218,6 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (d(), any::<u8>()).prop_map(|(dev, file)| Step::DeleteFile { dev, file }),
         1 => (d(), any::<u8>(), proptest::option::of(0u8..3))
             .prop_map(|(dev, file, text)| Step::Annotate { dev, file, text }),
-        1 => (d(), any::<u8>(), any::<bool>()).prop_map(|(dev, file, missing)| Step::MarkMissing { dev, file, missing }),
         1 => (d(), any::<u8>(), any::<bool>()).prop_map(|(dev, tag, hidden)| Step::Hide { dev, tag, hidden }),
         2 => (d(), any::<u8>(), any::<u8>()).prop_map(|(dev, tag, slot)| Step::Reorder { dev, tag, slot }),
         1 => (d(), 0u8..3, any::<bool>()).prop_map(|(dev, folder, excluded)| Step::Exclude { dev, folder, excluded }),
@@ -571,14 +565,6 @@ impl<B: Backend> Run<B> {
                     self.log(format!("d{i}: annotate {} {text:?}", short(&f)));
                     let r = self.c.lib(i).set_annotations(&f, text.as_deref());
                     self.model(i, "annotate", r)?;
-                }
-            }
-            Step::MarkMissing { dev, file, missing } => {
-                let i = self.dev(dev);
-                if let Some(f) = Self::pick(&self.file_ids(i)?, file).cloned() {
-                    self.log(format!("d{i}: mark {} missing={missing}", short(&f)));
-                    let r = self.c.lib(i).mark_missing(&f, missing);
-                    self.model(i, "mark missing", r)?;
                 }
             }
             Step::Hide { dev, tag, hidden } => {
@@ -962,7 +948,7 @@ fn restart_after_ingest_steps() -> Vec<Step> {
         Step::Ingest { dev: 2 },
         Step::Deliver { to: 2, from: 2, pick: 15 },
         Step::Flush { dev: 2 },
-        Step::MarkMissing { dev: 1, file: 57, missing: false },
+        Step::Annotate { dev: 1, file: 57, text: None },
         Step::Exclude { dev: 2, folder: 1, excluded: false },
         Step::DeleteSearch { dev: 3, search: 29 },
         Step::Ingest { dev: 1 },

@@ -318,7 +318,6 @@ mod tests {
             date_created: 0,
             fingerprint: None,
             annotations: None,
-            missing: false,
             tags: tags.iter().map(|t| t.to_string()).collect(),
         }
     }

@@ -35,8 +35,6 @@ pub struct ExportFile {
     pub fingerprint: Option<String>,
     /// Annotations.
     pub annotations: Option<String>,
-    /// Vanished from disk.
-    pub missing: bool,
     /// Sorted tag ids.
     pub tags: BTreeSet<String>,
 }
@@ -236,7 +234,6 @@ impl<D: Document> Library<D> {
                     date_created: f.date_created,
                     fingerprint: f.fingerprint,
                     annotations: f.annotations,
-                    missing: f.missing,
                     tags: f.tags,
                 };
                 (id, e)
@@ -304,7 +301,8 @@ impl<D: Document> Library<D> {
                 BTreeMap::from([
                     (layout::FILE_META, file_meta(f).encode()),
                     (layout::FILE_ANNOTATIONS, opt(f.annotations.clone())),
-                    (layout::FILE_MISSING, if f.missing { Value::Bool(true) } else { Value::Null }),
+                    // Presence is each computer's own: a shared flag of format 2 is cleared.
+                    (layout::FILE_MISSING, Value::Null),
                 ]),
             );
         }

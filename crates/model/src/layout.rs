@@ -32,7 +32,8 @@ pub const FILE_META: &str = "m";
 pub const FILE_TAGS: &str = "t";
 /// Field of a file record holding its annotations.
 pub const FILE_ANNOTATIONS: &str = "annotations";
-/// Field of a file record that is `true` while the file is gone from disk.
+/// Field of a file record that format 2 set while a file was gone from some computer's disk;
+/// presence is now each computer's own, and this is only ever cleared.
 pub const FILE_MISSING: &str = "missing";
 
 /// Version byte of the [`Meta`] encoding.
@@ -154,13 +155,13 @@ pub fn file_from_record(id: String, r: &Record, existing_tags: &BTreeSet<String>
         date_created: meta.date_created,
         fingerprint: meta.fingerprint,
         annotations: str_field(r, FILE_ANNOTATIONS),
-        missing: is_missing(r),
         tags: set_field(r, FILE_TAGS).intersection(existing_tags).cloned().collect(),
         id,
     }
 }
 
-/// Whether a record's `missing` flag is set.
+/// Whether a record carries the shared `missing` flag that format 2 wrote. Presence is now
+/// each computer's own (not in the document); the flag is only ever cleared.
 pub(crate) fn is_missing(r: &Record) -> bool {
     r.get(FILE_MISSING).and_then(Value::as_bool).unwrap_or(false)
 }

@@ -117,8 +117,6 @@ pub struct File {
     pub fingerprint: Option<String>,
     /// Free-text annotations.
     pub annotations: Option<String>,
-    /// The file vanished from disk at the last index.
-    pub missing: bool,
     /// Ids of existing tags assigned to it.
     pub tags: BTreeSet<String>,
 }
@@ -363,13 +361,6 @@ impl<D: Document> Library<D> {
         }
         self.write(&ops)?;
         Ok(id)
-    }
-
-    /// Marks a file as vanished from disk (its record and tags stay until removed).
-    pub fn mark_missing(&self, id: &str, missing: bool) -> Result<()> {
-        let file = self.require_file(id)?;
-        let value = if missing { Value::Bool(true) } else { Value::Null };
-        self.write_changed(FILES, id, &file, layout::FILE_MISSING, value)
     }
 
     /// Moves a file record to a new location-relative path (a move or rename on disk): the

@@ -7,8 +7,15 @@
 //!   folder whose files are online-only, does not read every byte). It is recomputed only when
 //!   a file's size or modification time changed.
 //! - A record whose file vanished and whose fingerprint equals that of a new file is a move or
-//!   a rename: the record is relocated and keeps its tags. Other vanished files are marked
-//!   missing (their tags stay); a file that comes back is unmarked.
+//!   a rename: the record is relocated and keeps its tags. Other vanished files are missing
+//!   *on this computer* (their records and tags stay); a file that comes back is present again.
+//! - Presence is a fact about one computer's disk, never shared: a picture the sync client has
+//!   not brought yet, an online-only placeholder or a location that is not mounted here is not
+//!   shown missing anywhere else. The missing set lives in this computer's local state
+//!   ([`MISSING_SETTING`]); `index` writes no edit for it. Removing a record is an edit of the
+//!   library (shared): removing a location or a file.
+//! - Empty (0-byte) files are not indexed and not marked missing: they are online-only
+//!   placeholders, or downloads that have not started.
 //! - Ignored: `onefolder_tags/`, hidden files and folders (`.DS_Store`, `.dropbox*`,
 //!   `.stfolder`, `.stversions`, …), `desktop.ini`, `Thumbs.db`, `Icon\r`, Synology's `@eaDir`
 //!   and `#recycle`, temporary files (`*.tmp`, `~$…`, `*.partial`, `*.crdownload`), symbolic
@@ -47,6 +54,15 @@ pub struct SkippedFile {
     pub path: String,
     /// Why.
     pub reason: String,
+}
+
+/// The per-device setting holding the ids of the files the last index found missing from this
+/// computer's disk (a JSON array).
+pub const MISSING_SETTING: &str = "cli/index_missing";
+
+/// The files missing from this computer's disk at its last index.
+pub fn missing_here(replica: &Replica) -> Result<BTreeSet<String>> {
+    Ok(replica.setting(MISSING_SETTING)?.and_then(|text| serde_json::from_str(&text).ok()).unwrap_or_default())
 }
 
 /// What the last index skipped (for `status`).
@@ -170,6 +186,11 @@ impl Walk<'_> {
                     }
                 } else if kind.is_file() {
                     match entry.metadata() {
+                        Ok(meta) if meta.len() == 0 => {
+                            // Not read, and its record (if any) is neither updated nor missing.
+                            self.skip(&path, "empty: an online-only placeholder, or a download that has not started");
+                            self.unreadable.push(rel);
+                        }
                         Ok(meta) => {
                             let modified = ms(meta.modified()).unwrap_or(0);
                             self.found.push(Found {
@@ -361,6 +382,8 @@ fn reconcile(
     json: bool,
 ) -> Result<()> {
     let records: BTreeMap<String, File> = s.lib.files()?;
+    let mut missing_here = missing_here(&s.replica)?;
+    missing_here.retain(|id| records.contains_key(id));
     // Which record each found file is, by deterministic id.
     let mut found_ids: HashMap<String, usize> = HashMap::new();
     for (i, f) in found.iter().enumerate() {
@@ -405,14 +428,14 @@ fn reconcile(
     report.skipped.extend(skipped_now);
 
     // Vanished: records of the walked locations that were not found (and are not under a
-    // folder that could not be read), plus records already missing anywhere.
+    // folder that could not be read), plus records already missing here.
     let vanished: Vec<&File> = records
         .values()
         .filter(|r| !found_ids.contains_key(&r.id))
         .filter(|r| {
             (walked.contains(&r.location)
                 && !under_any(&r.path, unreadable.get(&r.location).map(Vec::as_slice).unwrap_or(&[])))
-                || r.missing
+                || missing_here.contains(&r.id)
         })
         .collect();
     // New files (no record yet) sorted by path, so that every computer pairs them the same way.
@@ -429,7 +452,7 @@ fn reconcile(
     // too when its old file is gone from disk; the disk is asked only about records whose
     // fingerprint equals a new file's.
     let new_prints: BTreeSet<&str> = new_files.iter().filter_map(|i| prints[*i].as_deref()).collect();
-    for r in records.values().filter(|r| !walked.contains(&r.location) && !r.missing) {
+    for r in records.values().filter(|r| !walked.contains(&r.location) && !missing_here.contains(&r.id)) {
         let Some(p) = r.fingerprint.as_deref().filter(|p| new_prints.contains(p)) else { continue };
         let Some(root) = roots.get(&r.location) else { continue };
         if root.is_dir() && !root.join(&r.path).exists() {
@@ -449,6 +472,7 @@ fn reconcile(
         let f = &found[i];
         let new_id = s.lib.relocate_file(&old.id, &f.location, &f.rel).context("carrying tags over to a moved file")?;
         relocated.insert(old.id.clone());
+        missing_here.remove(&old.id);
         report.moved.push(Moved { from: show(&old.location, &old.path), to: show(&f.location, &f.rel) });
         moved_from.insert(new_id, old.clone());
     }
@@ -461,7 +485,7 @@ fn reconcile(
         let id = &ids_by_index[i];
         let moved = moved_from.get(id);
         let existing = records.get(id).or(moved);
-        let was_missing = records.get(id).is_some_and(|r| r.missing);
+        let was_missing = missing_here.remove(id);
         // Keep recorded dates when the content did not change: another computer's copy of the
         // file has its own creation (and maybe modification) time, and the library must not
         // flip between them.
@@ -498,12 +522,13 @@ fn reconcile(
     }
     lib.commit()?;
 
-    // Newly vanished files of the walked locations.
-    for r in vanished.iter().filter(|r| !r.missing && !relocated.contains(&r.id) && walked.contains(&r.location)) {
-        lib.mark_missing(&r.id, true)?;
-        report.missing += 1;
+    // Newly vanished files of the walked locations: missing here, and only here.
+    for r in vanished.iter().filter(|r| !relocated.contains(&r.id) && walked.contains(&r.location)) {
+        if missing_here.insert(r.id.clone()) {
+            report.missing += 1;
+        }
     }
-    lib.commit()?;
+    s.replica.set_setting(MISSING_SETTING, Some(&serde_json::to_string(&missing_here)?))?;
     Ok(())
 }
 

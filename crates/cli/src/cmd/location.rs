@@ -172,10 +172,13 @@ fn report(added: &Added, json: bool) -> Result<()> {
 
 fn list(s: &Session, json: bool) -> Result<()> {
     let files = s.lib.files()?;
+    let gone = crate::cmd::index::missing_here(&s.replica)?;
     let mut rows = Vec::new();
     for (l, path) in s.locations()? {
-        let (count, missing) =
-            files.values().filter(|f| f.location == l.id).fold((0, 0), |(n, m), f| (n + 1, m + usize::from(f.missing)));
+        let (count, missing) = files
+            .values()
+            .filter(|f| f.location == l.id)
+            .fold((0, 0), |(n, m), f| (n + 1, m + usize::from(gone.contains(&f.id))));
         rows.push(LocationRow {
             primary: l.rel_path.as_deref() == Some(""),
             id: l.id,

@@ -316,6 +316,7 @@ pub(crate) struct FileRow {
 pub(crate) fn print_files(s: &Session, files: &[&File], json: bool) -> Result<()> {
     let paths = s.tag_paths()?;
     let prefixes = s.display_paths()?;
+    let missing = crate::cmd::index::missing_here(&s.replica)?;
     let mut rows: Vec<FileRow> = files
         .iter()
         .map(|f| {
@@ -332,7 +333,7 @@ pub(crate) fn print_files(s: &Session, files: &[&File], json: bool) -> Result<()
                 date_added: f.date_added,
                 date_modified: f.date_modified,
                 date_created: f.date_created,
-                missing: f.missing,
+                missing: missing.contains(&f.id),
                 tags,
                 tag_ids: f.tags.iter().cloned().collect(),
             }
@@ -352,7 +353,8 @@ pub(crate) fn print_files(s: &Session, files: &[&File], json: bool) -> Result<()
 /// Runs `files`.
 pub async fn files(args: FilesArgs, global: &Global) -> Result<()> {
     let s = Session::open(global).await?;
-    // Files that vanished from disk at the last index are listed too, marked "(missing)".
+    // Files that vanished from this computer's disk at its last index are listed too, marked
+    // "(missing)".
     let all: Vec<File> = match &args.tag {
         Some(tag) => s.lib.files_with_tag(&s.tag(tag)?, args.recursive)?,
         None if args.untagged => s.lib.untagged_files()?,

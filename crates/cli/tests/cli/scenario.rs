@@ -209,6 +209,59 @@ fn index_follows_the_disk() {
     converge(&laptop, &desktop);
 }
 
+/// Whether `files` shows a file as missing on this computer.
+fn shown_missing(c: &Computer, shown: &str) -> bool {
+    let files = c.json(&["files"]);
+    files.as_array().unwrap().iter().any(|f| f["shown"] == shown && f["missing"] == true)
+}
+
+#[test]
+fn presence_is_per_computer() {
+    let w = World::new();
+    let (laptop, desktop) = pair(&w);
+    laptop.ok(&["tag", "create", "Late"]);
+    laptop.write("2026/late.jpg", b"a picture the sync client brings late");
+    laptop.ok(&["index"]);
+    laptop.ok(&["tag", "add", "2026/late.jpg", "Late"]);
+    laptop.ok(&["sync", "--once"]);
+    // The database arrives on the desktop before the picture does.
+    exchange(&laptop, &desktop);
+    desktop.ok(&["sync", "--once"]);
+    let index = desktop.json(&["index"]);
+    assert_eq!(index["missing"], 1, "{index:#}");
+    assert!(shown_missing(&desktop, "2026/late.jpg"));
+    // Missing on the desktop is the desktop's own fact: no edit, nothing for the laptop.
+    assert_eq!(desktop.json(&["status"])["pendingEdits"], 0);
+    converge(&laptop, &desktop);
+    assert!(!shown_missing(&laptop, "2026/late.jpg"));
+    let index = laptop.json(&["index"]);
+    assert_eq!((index["missing"].clone(), index["back"].clone()), (0.into(), 0.into()), "{index:#}");
+
+    // Seconds later the sync client has brought it: present on the desktop too, tags intact.
+    copy_new(&laptop.library, &desktop.library, "2026");
+    let index = desktop.json(&["index"]);
+    assert_eq!((index["back"].clone(), index["added"].clone()), (1.into(), 0.into()), "{index:#}");
+    assert!(!shown_missing(&desktop, "2026/late.jpg"));
+    assert_eq!(desktop.tags_of("2026/late.jpg"), ["Late"]);
+
+    // An online-only placeholder (0 bytes) and a download in progress are not read: neither
+    // marked missing nor changed, and nothing new is added for the partial file.
+    std::fs::write(desktop.library.join("2026/rex.png"), b"").unwrap();
+    write_file(&desktop.library.join("2026/.syncthing.cat.jpg.tmp"), b"half a cat");
+    write_file(&desktop.library.join("2026/~cat.jpg.tmp"), b"half a cat");
+    let index = desktop.json(&["index"]);
+    assert_eq!(
+        (index["missing"].clone(), index["added"].clone(), index["updated"].clone()),
+        (0.into(), 0.into(), 0.into()),
+        "{index:#}"
+    );
+    let skipped = index["skipped"].to_string();
+    assert!(skipped.contains("rex.png") && skipped.contains("online-only"), "{skipped}");
+    assert!(!shown_missing(&desktop, "2026/rex.png"));
+    assert_eq!(desktop.json(&["status"])["pendingEdits"], 0);
+    assert_eq!(converge(&laptop, &desktop), laptop.export());
+}
+
 #[test]
 fn tag_tree_edits_and_saved_searches_converge() {
     let w = World::new();
