@@ -278,6 +278,32 @@ impl<B: Backend> Cluster<B> {
         self.devices.insert(i, dev);
     }
 
+    /// Turns the injected faults (the fault layers and the medium's own) on or off, to set up
+    /// a situation exactly before faults meet it. No-op on a plain medium.
+    pub fn set_faults(&self, on: bool) {
+        if self.env.faults.is_none() {
+            return;
+        }
+        self.faults.iter().for_each(|f| f.set_active(on));
+        self.medium.set_faults(if on { self.env.faults } else { None });
+    }
+
+    /// Closes device `i` (as a crash would) and opens it again from its store with a fresh
+    /// view of the medium — a new process, as the next `onefolder-sync` command is: nothing the
+    /// old transport remembered (its own writes, listing caches) carries over.
+    pub async fn restart_process(&mut self, i: usize) {
+        let old = self.devices.remove(i);
+        drop(old);
+        let mut transport = self.medium.open();
+        if let Some(seed) = self.env.faults {
+            let faulty = FaultLayer::new(transport, FaultConfig::chaos(seed.wrapping_add(100 + i as u64)));
+            self.faults.push(faulty.clone());
+            transport = faulty;
+        }
+        let dev = self.open_device(i, transport).await;
+        self.devices.insert(i, dev);
+    }
+
     /// Copies device `i`'s local state aside (a disk image), closing the device while copying
     /// and reopening it afterwards. Open the copy with [`Cluster::open_copy`].
     pub async fn copy_state(&mut self, i: usize) -> PathBuf {
@@ -449,6 +475,8 @@ macro_rules! scenario_tests {
                 idle_pass_reads_nothing,
                 nothing_written_while_nothing_changes,
                 cloned_device_takes_new_id,
+                clone_race_conflict_copy_is_ingested,
+                damaged_own_segments_are_published_again,
                 unusable_manifest_is_refused,
                 huge_length_claim_is_skipped,
                 hostile_folder_names_are_ignored,
@@ -481,6 +509,8 @@ macro_rules! scenario_tests {
                     one_tag_assignment_is_small,
                     clock_skew_does_not_matter,
                     hostile_folder_names_are_ignored,
+                    clone_race_conflict_copy_is_ingested,
+                    damaged_own_segments_are_published_again,
                 );
             }
     };

@@ -30,11 +30,29 @@ pub struct Flushed {
     pub changes: usize,
     /// When, in ms since the epoch (this computer's clock).
     pub at_ms: i64,
+    /// The whole library, published again because this computer's segments were damaged on
+    /// the shared folder.
+    #[serde(default)]
+    pub snapshot: bool,
 }
 
 impl From<&FlushInfo> for Flushed {
     fn from(f: &FlushInfo) -> Self {
-        Flushed { seq: f.seq, bytes: f.bytes, changes: f.changes, at_ms: f.at_ms }
+        Flushed { seq: f.seq, bytes: f.bytes, changes: f.changes, at_ms: f.at_ms, snapshot: f.snapshot }
+    }
+}
+
+/// How a flush is told to people.
+fn flushed_line(f: &FlushInfo) -> String {
+    if f.snapshot {
+        format!(
+            "published the whole library again (segment {}, {}): this computer's segments were damaged or missing on \
+             the shared folder",
+            f.seq,
+            out::size(f.bytes)
+        )
+    } else {
+        format!("wrote {} to the shared folder (segment {}, {})", out::n(f.changes, "edit"), f.seq, out::size(f.bytes))
     }
 }
 
@@ -140,12 +158,7 @@ async fn once(global: &Global) -> Result<()> {
         });
     }
     match &report.flushed {
-        Some(f) => outln!(
-            "wrote {} to the shared folder (segment {}, {})",
-            out::n(f.changes, "edit"),
-            f.seq,
-            out::size(f.bytes)
-        ),
+        Some(f) => out::line(flushed_line(f)),
         None => outln!("no edits to write"),
     }
     let i = &report.ingest;
@@ -197,14 +210,7 @@ impl Printer {
                 let who = self.name_of(device).await;
                 outln!("applied {file} from {who}: seq {seq}, {}", out::size(bytes));
             }
-            StatusEvent::Flushed(f) => {
-                outln!(
-                    "wrote {} to the shared folder (segment {}, {})",
-                    out::n(f.changes, "edit"),
-                    f.seq,
-                    out::size(f.bytes)
-                )
-            }
+            StatusEvent::Flushed(f) => out::line(flushed_line(&f)),
             StatusEvent::NewDeviceId { old, new } => {
                 outln!("this local state was copied from another computer: device {old} is now {new}")
             }

@@ -263,6 +263,38 @@ fn presence_is_per_computer() {
 }
 
 #[test]
+fn own_segments_emptied_on_the_shared_folder_are_published_again() {
+    let w = World::new();
+    let (laptop, desktop) = pair(&w);
+    converge(&laptop, &desktop);
+    laptop.ok(&["tag", "create", "Kept"]);
+    laptop.ok(&["tag", "add", "2026/tom.jpg", "Kept"]);
+    laptop.ok(&["sync", "--once"]);
+    // Before the sync client carried them anywhere, something empties every segment the laptop
+    // published (a conflict resolution, a user, a sync client gone wrong).
+    let own = laptop.json(&["status"])["device"].as_str().unwrap().to_owned();
+    let folder = laptop.library.join("onefolder_tags/database").join(&own);
+    let mut emptied = 0;
+    for entry in std::fs::read_dir(&folder).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "seg") {
+            std::fs::write(&path, b"").unwrap();
+            emptied += 1;
+        }
+    }
+    assert!(emptied >= 2, "{emptied}");
+    // The laptop's next sync notices and publishes the library again; the desktop gets it all.
+    let out = laptop.ok(&["sync", "--once"]);
+    assert!(out.contains("published the whole library again"), "{out}");
+    exchange(&laptop, &desktop);
+    desktop.ok(&["sync", "--once"]);
+    assert_eq!(desktop.tags_of("2026/tom.jpg"), ["Kept"]);
+    assert_eq!(converge(&laptop, &desktop), laptop.export());
+    // Published once: the next sync has nothing to repair.
+    assert!(laptop.ok(&["sync", "--once"]).contains("no edits to write"));
+}
+
+#[test]
 fn tag_tree_edits_and_saved_searches_converge() {
     let w = World::new();
     let (laptop, desktop) = pair(&w);

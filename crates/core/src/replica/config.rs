@@ -39,6 +39,13 @@ pub struct ReplicaConfig {
     /// How often `device.json` is rewritten only to refresh its last-seen time (default 6 h);
     /// it is also written whenever what it says changes (name, app version, device id).
     pub device_info_every: Duration,
+    /// How often [`Replica::run`] checks this device's own folder on the medium for segments
+    /// another copy of the local state wrote, or own segments damaged there (default 10 min;
+    /// also checked at open). See [`Replica::check_own_folder`].
+    ///
+    /// [`Replica::run`]: super::Replica::run
+    /// [`Replica::check_own_folder`]: super::Replica::check_own_folder
+    pub own_check_every: Duration,
     /// The wall clock, in ms since the Unix epoch. Only advisory timestamps come from it
     /// (dates shown to users, status); merging never depends on it, so a device whose clock
     /// is wrong or jumps back still converges. Tests inject skewed clocks here.
@@ -89,6 +96,7 @@ impl Default for ReplicaConfig {
             max_payload: segment::DEFAULT_MAX_PAYLOAD,
             compact_every: 1000,
             device_info_every: Duration::from_secs(6 * 3600),
+            own_check_every: Duration::from_secs(600),
             clock: Clock::system(),
         }
     }

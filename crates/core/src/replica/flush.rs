@@ -11,7 +11,7 @@ use super::backoff::Failure;
 use super::state::{META_NEXT_SEQ, META_PREPARED, State};
 use super::{FlushInfo, Replica, StatusEvent};
 use crate::ids::DeviceId;
-use crate::names::delta_name;
+use crate::names::{SegmentName, delta_name, snapshot_name};
 use crate::segment::{self, Expect, HEADER_LEN, SegmentKind};
 use crate::store::FlushRecord;
 use crate::transport::{TransportError, WriteMode};
@@ -57,7 +57,18 @@ impl PendingFlush {
             at_ms: u64_at(24) as i64,
         };
         let device = DeviceId::from_bytes(head[36..52].try_into().expect("16 bytes"));
+        // A snapshot published again (see `own.rs`) is prepared like a delta.
+        let kind = segment::decode_header(bytes).map_or(SegmentKind::Delta, |h| h.kind);
+        let record = FlushRecord { file_name: segment_name(kind, seq), ..record };
         Some(PendingFlush { device, bytes: bytes.to_vec(), record, changes: u64_at(16) as usize })
+    }
+}
+
+/// The canonical name of an own segment of `kind` at `seq`.
+fn segment_name(kind: SegmentKind, seq: u64) -> String {
+    match kind {
+        SegmentKind::Delta => delta_name(seq),
+        SegmentKind::Snapshot => snapshot_name(seq),
     }
 }
 
@@ -80,6 +91,13 @@ impl State {
         Ok(())
     }
 
+    /// Keeps a prepared segment, in memory and in the store, for the next flush to write.
+    pub(super) fn persist_prepared(&mut self, pending: PendingFlush) -> Result<()> {
+        self.store.set_meta(META_PREPARED, Some(&pending.encode()))?;
+        self.prepared = Some(pending);
+        Ok(())
+    }
+
     /// Forgets the prepared segment (written and recorded, or made obsolete by a new id).
     pub(super) fn discard_prepared(&mut self) -> Result<()> {
         self.prepared = None;
@@ -98,11 +116,26 @@ enum Written {
 
 impl Replica {
     /// Writes every acknowledged, unflushed local change as one new segment. Returns `None`
-    /// when there was nothing to write (nothing is written while nothing changes). After a
+    /// when there was nothing to write (nothing is written while nothing changes). When own
+    /// segments were found damaged on the medium, a snapshot of the whole document follows
+    /// (and is what is returned). After a
     /// failed write the next call retries the same segment (same seq, same bytes) first.
     pub async fn flush(&self) -> Result<Option<FlushInfo>> {
         let _flushing = self.flush_lock.lock().await;
-        let result = self.flush_locked().await;
+        let mut result = self.flush_locked().await;
+        if result.is_ok() && self.lock().republish_due {
+            // Own segments were damaged on the medium: the document goes out whole.
+            let snapshot = match self.prepare_snapshot() {
+                Ok(()) => self.flush_locked().await,
+                Err(e) => Err(e),
+            };
+            // What was written last is reported (a delta that went first is in the events).
+            result = match (snapshot, result) {
+                (Err(e), _) => Err(e),
+                (Ok(None), delta) => delta,
+                (Ok(written), _) => Ok(written),
+            };
+        }
         let mut st = self.lock();
         st.flush_failure = match &result {
             Ok(_) => None,
@@ -223,7 +256,8 @@ impl Replica {
 
     fn finish_flush(&self, pending: PendingFlush) -> Result<FlushInfo> {
         let PendingFlush { record, changes, .. } = pending;
-        let info = FlushInfo { seq: record.seq, bytes: record.size, changes, at_ms: record.at_ms };
+        let snapshot = SegmentName::parse(&record.file_name).is_some_and(|n| n.kind == SegmentKind::Snapshot);
+        let info = FlushInfo { seq: record.seq, bytes: record.size, changes, at_ms: record.at_ms, snapshot };
         {
             let mut st = self.lock();
             st.store.commit_flush(&record)?;

@@ -3,37 +3,15 @@
 use tokio::time::Instant;
 
 use super::backoff::Failure;
-use super::state::{META_CREATED, META_DEVICE_ID, META_DEVICE_INFO, META_DEVICE_INFO_AT};
+use super::state::{META_CREATED, META_DEVICE_FIRST_SEQ, META_DEVICE_ID, META_DEVICE_INFO, META_DEVICE_INFO_AT};
 use super::{Replica, StatusEvent};
 use crate::Result;
 use crate::ids::DeviceId;
 use crate::manifest::DeviceInfo;
-use crate::names::{DEVICE_FILE, SegmentName};
+use crate::names::DEVICE_FILE;
 use crate::transport::WriteMode;
 
 impl Replica {
-    /// A segment in our own folder that this store never wrote means the local state was
-    /// copied (a restored disk image on a second computer). Both copies would write the same
-    /// seqs with different content, so this copy takes a new device id; the old folder then
-    /// becomes an ordinary peer and nothing is lost.
-    pub(super) async fn detect_clone(&self) -> Result<()> {
-        let device = self.device();
-        let files = match self.transport.list(&device).await {
-            Ok(files) => files,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not list own folder to check for a cloned device");
-                return Ok(());
-            }
-        };
-        let next_seq = self.lock().next_seq;
-        let foreign = files.iter().filter_map(|f| SegmentName::parse(&f.name)).any(|n| n.seq >= next_seq);
-        if !foreign {
-            return Ok(());
-        }
-        self.take_new_device_id("its folder holds segments this device did not write")?;
-        Ok(())
-    }
-
     /// Takes a fresh device id: this local state was copied (a restored disk image, a cloned
     /// virtual machine), and both copies would otherwise write different segments under the
     /// same names. The old folder becomes an ordinary peer, so nothing written there is lost;
@@ -45,6 +23,9 @@ impl Replica {
             // The seq keeps counting: seqs only need to be unique per folder, and the flush
             // history in the store stays keyed by seq.
             st.store.set_meta(META_DEVICE_ID, Some(new.to_string().as_bytes()))?;
+            // The flush records before this seq are of the old folder (a peer from now on).
+            let first_seq = st.next_seq.to_le_bytes();
+            st.store.set_meta(META_DEVICE_FIRST_SEQ, Some(&first_seq))?;
             // A segment prepared under the old id must not be written under it.
             st.discard_prepared()?;
             std::mem::replace(&mut st.device, new)

@@ -14,6 +14,7 @@ mod document;
 mod flush;
 mod identity;
 mod ingest;
+mod own;
 mod run;
 mod state;
 mod status;
@@ -26,6 +27,7 @@ use tokio::time::Instant;
 
 pub use config::{Clock, OpenMode, ReplicaConfig};
 pub use document::Document;
+pub use own::OwnFolderCheck;
 use state::{META_CREATED, META_DEVICE_ID, META_LIBRARY_ID, META_NEXT_SEQ, State, read_u64_meta};
 pub use status::{FailureInfo, FlushInfo, IngestReport, PeerStatus, Status, StatusEvent, SyncReport, Warning};
 
@@ -127,6 +129,7 @@ impl Replica {
             cursor: None,
             retry: HashMap::new(),
             quarantine: HashMap::new(),
+            republish_due: false,
         };
         state.rebuild_engine()?;
         state.load_prepared()?;
@@ -146,7 +149,10 @@ impl Replica {
             events,
             edited: Notify::new(),
         };
-        replica.detect_clone().await?;
+        // A copy of this local state that wrote on, or own segments damaged on the medium.
+        if let Err(e) = replica.inspect_own_folder().await {
+            tracing::warn!(error = %e, "could not check this device's own folder; will check again later");
+        }
         replica.write_device_info().await;
         Ok(replica)
     }

@@ -21,7 +21,7 @@ impl Replica {
     /// before a failed flush's backoff has passed.
     pub(super) fn flush_deadline(&self) -> Option<Instant> {
         let st = self.lock();
-        if st.pending_edits == 0 && st.prepared.is_none() {
+        if st.pending_edits == 0 && st.prepared.is_none() && !st.republish_due {
             return None;
         }
         let quiet = st.last_edit.map(|t| t + self.config.debounce);
@@ -52,6 +52,8 @@ impl Replica {
         };
         let mut poll = tokio::time::interval(self.config.poll_interval);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Open has just checked the own folder.
+        let mut own_checked = Instant::now();
         loop {
             let deadline = self.flush_deadline();
             let backoff = self.ingest_backoff();
@@ -92,6 +94,10 @@ impl Replica {
                 _ = poll.tick(), if backoff.is_none() => {
                     self.report(self.ingest().await.map(drop));
                     self.write_device_info().await;
+                    if own_checked.elapsed() >= self.config.own_check_every {
+                        own_checked = Instant::now();
+                        self.report(self.check_own_folder().await.map(drop));
+                    }
                 }
                 _ = sleep_until_opt(backoff) => {
                     self.report(self.ingest().await.map(drop));

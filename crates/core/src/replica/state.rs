@@ -20,6 +20,8 @@ pub(super) const META_NEXT_SEQ: &str = "next_seq";
 pub(super) const META_CREATED: &str = "device_created_ms";
 /// What `device.json` said when this device last wrote it (without the last-seen time).
 pub(super) const META_DEVICE_INFO: &str = "device_info_written";
+/// The first seq written under the current device id (absent: since the state was created).
+pub(super) const META_DEVICE_FIRST_SEQ: &str = "device_first_seq";
 /// When this device last wrote `device.json` (ms since the Unix epoch).
 pub(super) const META_DEVICE_INFO_AT: &str = "device_info_written_ms";
 /// The segment prepared by a flush and not yet known to be written (see `flush.rs`).
@@ -55,6 +57,8 @@ pub(super) struct State {
     pub(super) retry: HashMap<(DeviceId, String), FileEntry>,
     /// Failed writes of `device.json` (retried with backoff, never on every pass).
     pub(super) device_info_failure: Option<Failure>,
+    /// Own segments are damaged on the medium: the next flush publishes a snapshot.
+    pub(super) republish_due: bool,
     /// Peer files whose payload the engine rejected, skipped until they change.
     pub(super) quarantine: HashMap<(DeviceId, String), Quarantined>,
 }

@@ -28,6 +28,11 @@ pub struct FlushInfo {
     pub changes: usize,
     /// Wall-clock ms since epoch (advisory).
     pub at_ms: i64,
+    /// A snapshot of the whole document, published again because own segments were damaged
+    /// on the medium (see [`Replica::check_own_folder`]).
+    ///
+    /// [`Replica::check_own_folder`]: crate::Replica::check_own_folder
+    pub snapshot: bool,
 }
 
 /// A kind of pass (flush or ingest) that keeps failing, and when it is tried again.
