@@ -64,7 +64,7 @@ fn parse(args: &[String]) -> Result<Options> {
     Ok(Options { preset, out, engines, stores })
 }
 
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| project_root().join("target"))
 }
 

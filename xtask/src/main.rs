@@ -8,10 +8,14 @@
 //! - `cargo xtask fuzz [--seconds N] [TARGET…]`: the cargo-fuzz targets in `fuzz/` (see [`fuzz`]).
 //! - `cargo xtask test-servers [--force]`: installs moto and wsgidav, the S3 and WebDAV servers
 //!   the tests start, into `target/test-servers/venv` (see [`servers`]).
+//! - `cargo xtask syncthing [--keep]`: two computers through two real Syncthing instances on
+//!   127.0.0.1, end to end through the CLI; a report in `target/syncthing-report.md` (see
+//!   [`syncthing`]).
 
 mod bench;
 mod fuzz;
 mod servers;
+mod syncthing;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -55,14 +59,16 @@ fn main() -> Result<()> {
         Some("bench") => bench::bench(&args[1..]),
         Some("fuzz") => fuzz::fuzz(&args[1..]),
         Some("test-servers") => servers::test_servers(&args[1..]),
-        Some(other) => bail!("unknown task {other:?}; tasks: test, ci, bench, fuzz, test-servers"),
+        Some("syncthing") => syncthing::syncthing(&args[1..]),
+        Some(other) => bail!("unknown task {other:?}; tasks: test, ci, bench, fuzz, test-servers, syncthing"),
         None => {
             eprintln!(
                 "usage: cargo xtask <task>\n\ntasks:\n  test   install the test servers, then cargo test --workspace\n  \
                  ci     rustfmt check, clippy -D warnings, then test\n  \
                  bench  [--quick | --full] [--out FILE]: engines x stores on the OneFolder workload -> BENCHMARKS.md\n  \
                  fuzz   [--seconds N] [TARGET...]: the cargo-fuzz targets in fuzz/\n  \
-                 test-servers [--force]: install moto (S3) and wsgidav (WebDAV) for the tests into target/test-servers/venv"
+                 test-servers [--force]: install moto (S3) and wsgidav (WebDAV) for the tests into target/test-servers/venv\n  \
+                 syncthing [--keep]: two computers end to end through two Syncthing instances on 127.0.0.1 -> target/syncthing-report.md"
             );
             Ok(())
         }
