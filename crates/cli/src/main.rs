@@ -66,6 +66,9 @@ enum Command {
     Init(setup::InitArgs),
     /// Use on this computer a library created on another one (once the folder has synced here).
     Join(setup::JoinArgs),
+    /// After two computers both ran `init` on one folder: move this computer's library into the
+    /// one the folder holds now (its edits merged, this computer joining it).
+    MergeLibrary(setup::MergeLibraryArgs),
     /// Manage the folders whose files are in the library.
     #[command(subcommand)]
     Location(location::LocationCommand),
@@ -113,7 +116,12 @@ impl Command {
     /// --watch` that holds it (see [`host`]).
     fn hostable(&self) -> bool {
         match self {
-            Command::Init(_) | Command::Join(_) | Command::Peek(_) | Command::Auth(_) | Command::Demo(_) => false,
+            Command::Init(_)
+            | Command::Join(_)
+            | Command::MergeLibrary(_)
+            | Command::Peek(_)
+            | Command::Auth(_)
+            | Command::Demo(_) => false,
             Command::Inspect(args) => !args.is_segment(),
             _ => true,
         }
@@ -194,6 +202,7 @@ async fn dispatch(command: Command, global: &Global) -> anyhow::Result<ExitCode>
     match command {
         Command::Init(args) => setup::init(args, global).await?,
         Command::Join(args) => setup::join(args, global).await?,
+        Command::MergeLibrary(args) => setup::merge_library(args, global).await?,
         Command::Location(cmd) => location::run(cmd, global).await?,
         Command::Index(args) => index::run(args, global).await?,
         Command::Tag(cmd) => tags::run(cmd, global).await?,

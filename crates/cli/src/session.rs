@@ -61,7 +61,9 @@ pub fn explain_open_error(err: anyhow::Error, library: &Path, state_dir: &Path) 
             user(format!("wrong engine: the library in {} uses the {lib} engine, not {given}", library.display()))
         }
         E::WrongLibrary { state, library: lib } => user(format!(
-            "the local state in {} belongs to library {state}, but {} holds library {lib}; pass the matching --state",
+            "the local state in {} belongs to library {state}, but {} holds library {lib}; pass the matching --state \
+             — or, if two computers both ran `onefolder-sync init` on this folder, run `onefolder-sync merge-library` \
+             to move this computer's library into the one the folder holds",
             state_dir.display(),
             library.display()
         )),

@@ -176,6 +176,17 @@ fn not_a_state(dir: &Path) -> anyhow::Error {
     ))
 }
 
+/// Finds a local state (`--state DIR`, or the current library's) without checking what its
+/// library folder holds now (`merge-library` runs exactly when it holds another library).
+pub fn locate_state(state: Option<&Path>) -> Result<Located> {
+    let dir = match state {
+        Some(dir) => absolute(dir)?,
+        None => current()?.ok_or_else(|| user("no library selected: pass --state DIR"))?,
+    };
+    let config = read_config(&dir)?.ok_or_else(|| not_a_state(&dir))?;
+    Ok(Located { dir, config, changed: false })
+}
+
 /// Finds the state to use (see the module documentation) and checks that its library folder
 /// is still where it was. With `--library`, a library folder that moved is recorded anew.
 pub fn locate(state: Option<&Path>, library: Option<&Path>) -> Result<Located> {
@@ -249,7 +260,9 @@ pub fn locate(state: Option<&Path>, library: Option<&Path>) -> Result<Located> {
         Ok(Some(m)) if m.library_id == config.library_id => {}
         Ok(Some(m)) => {
             return Err(user(format!(
-                "{} now holds another library ({}); pass --library FOLDER to say where library {} is",
+                "{} now holds another library ({}); pass --library FOLDER to say where library {} is — or, if two \
+                 computers both ran `onefolder-sync init` on this folder, run `onefolder-sync merge-library` to move \
+                 this computer's library into the one the folder holds",
                 config.library.display(),
                 m.library_id,
                 config.library_id

@@ -1,12 +1,13 @@
 //! `init` and `join`: set up this computer's local state for a library.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use clap::Args;
 use onefolder_core::{DeviceId, LibraryId, OpenMode, Replica, ReplicaConfig};
-use onefolder_model::Library;
+use onefolder_model::{Export, ImportMode, Library};
 use serde::Serialize;
 
 use crate::backend;
@@ -14,7 +15,7 @@ use crate::cmd::sync::record_flush;
 use crate::error::user;
 use crate::out::outln;
 use crate::remote::{self, TransportSpec};
-use crate::session::{Global, explain_open_error};
+use crate::session::{Global, Session, explain_open_error, path_setting};
 use crate::state::{self, StateConfig};
 
 /// Options of `init`.
@@ -156,7 +157,9 @@ pub async fn init(args: InitArgs, global: &Global) -> Result<()> {
     };
     check_state_dir(target.dir(), &folder)?;
     let result =
-        setup(&folder, &args.engine, &args.store, &args.transport, args.name, &target, OpenMode::Create, global).await;
+        setup(&folder, &args.engine, &args.store, &args.transport, args.name, &target, OpenMode::Create, global, true)
+            .await
+            .map(drop);
     if let (Err(_), Target::Default { staging }) = (&result, &target) {
         let _ = std::fs::remove_dir_all(staging);
     }
@@ -165,6 +168,11 @@ pub async fn init(args: InitArgs, global: &Global) -> Result<()> {
 
 /// Runs `join`.
 pub async fn join(args: JoinArgs, global: &Global) -> Result<()> {
+    join_reporting(args, global, true).await.map(drop)
+}
+
+/// `join`, printing its report or not; returns it.
+async fn join_reporting(args: JoinArgs, global: &Global, print: bool) -> Result<SetupReport> {
     let folder = state::existing_folder(&args.folder)?;
     let manifest = if args.transport.is_folder() {
         state::read_manifest(&folder)?.ok_or_else(|| {
@@ -216,7 +224,8 @@ pub async fn join(args: JoinArgs, global: &Global) -> Result<()> {
         }
     };
     check_state_dir(target.dir(), &folder)?;
-    setup(&folder, &manifest.engine, &args.store, &args.transport, args.name, &target, OpenMode::Join, global).await
+    setup(&folder, &manifest.engine, &args.store, &args.transport, args.name, &target, OpenMode::Join, global, print)
+        .await
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -229,7 +238,8 @@ async fn setup(
     target: &Target,
     mode: OpenMode,
     global: &Global,
-) -> Result<()> {
+    print: bool,
+) -> Result<SetupReport> {
     let device_name = name.unwrap_or_else(state::host_name);
     let dir = target.dir().to_path_buf();
     let rc = ReplicaConfig { device_name: device_name.clone(), mode, ..Default::default() };
@@ -294,8 +304,12 @@ async fn setup(
         files,
         tags,
     };
+    if !print {
+        return Ok(report);
+    }
     if global.json {
-        return crate::out::json(&report);
+        crate::out::json(&report)?;
+        return Ok(report);
     }
     match mode {
         OpenMode::Create => outln!("Created library {} in {}", report.library_id, report.library.display()),
@@ -329,5 +343,160 @@ async fn setup(
             outln!("`onefolder-sync sync --watch` keeps the library in sync while it runs.");
         }
     }
+    Ok(report)
+}
+
+/// Options of `merge-library`.
+#[derive(Args, Debug)]
+pub struct MergeLibraryArgs {
+    /// Where this computer's new local state goes (default: the OS data directory, as for
+    /// `join`).
+    #[arg(long, value_name = "DIR")]
+    pub new_state: Option<PathBuf>,
+}
+
+/// The library a local state holds, read from its store alone (the shared folder is not
+/// needed), with this computer's paths of the locations outside the library folder.
+fn stored_library(config: &StateConfig, dir: &Path) -> Result<(Export, BTreeMap<String, String>)> {
+    let store = backend::store(&config.store, dir)?;
+    let stored = store.load().context("reading the old local state")?;
+    let mut engine = backend::engine(&config.engine)?;
+    let log: Vec<&[u8]> = stored.log.iter().map(|e| e.payload.as_slice()).collect();
+    engine.replay(stored.snapshot.as_deref(), &log).context("reading the old local state")?;
+    let export = Library::new(Mutex::new(engine)).export()?;
+    let mut paths = BTreeMap::new();
+    for id in export.locations.iter().filter(|(_, l)| l.rel_path.is_none()).map(|(id, _)| id) {
+        if let Some(path) = store.get_meta(&format!("setting/{}", path_setting(id)))? {
+            paths.insert(id.clone(), String::from_utf8_lossy(&path).into_owned());
+        }
+    }
+    Ok((export, paths))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MergeReport {
+    /// The library this computer is in now.
+    joined: SetupReport,
+    /// The library it was in, merged into that one.
+    merged_library: LibraryId,
+    /// The old local state, kept as it was.
+    old_state: PathBuf,
+    /// What the merge added.
+    tags: usize,
+    files: usize,
+    /// Files of the old device's folder removed from the shared folder.
+    retired_files: usize,
+}
+
+/// Runs `merge-library`: for a computer whose library lost the race for `library.json`
+/// (two computers ran `init` on one folder before the sync client had carried the other's
+/// over). Its library is read from its local state, the library the folder holds now is
+/// joined, and everything is imported into it as a merge; the old device's folder (segments
+/// of the other library, which the other computers skip) is removed from the shared folder.
+pub async fn merge_library(args: MergeLibraryArgs, global: &Global) -> Result<()> {
+    let old = state::locate_state(global.state.as_deref())?;
+    let folder = old.config.library.clone();
+    if !old.config.transport.is_folder() {
+        return Err(user(
+            "merge-library is for a library folder shared by a sync client; a provider's API never keeps two libraries",
+        ));
+    }
+    let manifest = state::read_manifest(&folder)?.ok_or_else(|| {
+        user(format!("{} holds no library.json (yet?); there is nothing to merge into", folder.display()))
+    })?;
+    if manifest.library_id == old.config.library_id {
+        return Err(user(format!(
+            "the local state in {} belongs to the library in {}; there is nothing to merge",
+            old.dir.display(),
+            folder.display()
+        )));
+    }
+    let (export, paths) = stored_library(&old.config, &old.dir)?;
+    let join = JoinArgs {
+        folder: folder.clone(),
+        store: old.config.store.clone(),
+        name: Some(old.config.device_name.clone()),
+        engine: None,
+        transport: TransportSpec::Folder,
+    };
+    let joined_global = Global { state: args.new_state.clone(), library: None, json: global.json };
+    let joined = join_reporting(join, &joined_global, false).await?;
+    let s = Session::open(&Global { state: Some(joined.state.clone()), library: None, json: global.json }).await?;
+    let before = s.lib.export()?;
+    s.lib.import(&export, ImportMode::Merge).context("merging the old library")?;
+    for (id, path) in &paths {
+        s.replica.set_setting(&path_setting(id), Some(path))?;
+    }
+    let after = s.lib.export()?;
+    let report = s.replica.sync_once().await?;
+    if let Some(f) = &report.flushed {
+        record_flush(&s.replica, f)?;
+    }
+    // The old device's segments are of the other library: every computer skips them.
+    let mut retired_files = 0;
+    if let Some(device) = old.config.device_id {
+        let transport = s.replica.transport();
+        for file in transport.list(&device).await.context("listing the old device's folder")? {
+            transport.delete(&device, &file.name).await.with_context(|| format!("removing {}", file.name))?;
+            retired_files += 1;
+        }
+    }
+    retire_manifest_copies(&folder, old.config.library_id);
+    let merged = MergeReport {
+        merged_library: old.config.library_id,
+        old_state: old.dir.clone(),
+        tags: after.tags.len() - before.tags.len().min(after.tags.len()),
+        files: after.files.len() - before.files.len().min(after.files.len()),
+        retired_files,
+        joined,
+    };
+    if global.json {
+        return crate::out::json(&merged);
+    }
+    outln!(
+        "Merged library {} into library {} in {}: {} and {} added",
+        merged.merged_library,
+        merged.joined.library_id,
+        folder.display(),
+        crate::out::n(merged.tags, "tag"),
+        crate::out::n(merged.files, "file")
+    );
+    outln!("This computer: {} ({})", merged.joined.device_name, merged.joined.device);
+    outln!(
+        "Local state: {} (the old one, {}, is kept; delete it when you like)",
+        merged.joined.state.display(),
+        merged.old_state.display()
+    );
+    outln!("`onefolder-sync sync --once` (or a running `sync --watch`) shares the merge with the other computers.");
     Ok(())
+}
+
+/// Removes the sync client's conflict copies of `library.json` that name the merged library
+/// (`library.sync-conflict-….json`, `library (… conflicted copy …).json`): they would keep
+/// saying that two libraries share the folder.
+fn retire_manifest_copies(folder: &Path, merged: LibraryId) {
+    let dir = state::manifest_path(folder).parent().map(Path::to_path_buf).unwrap_or_default();
+    for copy in manifest_copies(&dir) {
+        let names_merged = std::fs::read(&copy)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<onefolder_core::LibraryManifest>(&b).ok())
+            .is_some_and(|m| m.library_id == merged);
+        if names_merged && let Err(e) = std::fs::remove_file(&copy) {
+            tracing::warn!(file = %copy.display(), error = %e, "could not remove a conflict copy of library.json");
+        }
+    }
+}
+
+/// The sync client's conflict copies of `library.json` in `onefolder_tags/`.
+pub fn manifest_copies(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n != "library.json" && n.starts_with("library") && n.to_ascii_lowercase().ends_with(".json")
+            })
+        })
+        .collect()
 }

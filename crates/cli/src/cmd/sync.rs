@@ -122,6 +122,12 @@ fn print_warnings(warnings: &[Warning]) {
         let file = w.file.as_deref().map(|f| format!("/{f}")).unwrap_or_default();
         errln!("warning: {}{file}: {}", w.folder, w.message);
     }
+    if warnings.iter().any(|w| w.message.starts_with("segment of another library")) {
+        errln!(
+            "note: a computer of another library writes into this folder (did two computers both run `init` on it?); \
+             on that computer, `onefolder-sync merge-library` moves its library into this one"
+        );
+    }
 }
 
 #[derive(Serialize)]

@@ -295,6 +295,60 @@ fn own_segments_emptied_on_the_shared_folder_are_published_again() {
 }
 
 #[test]
+fn two_inits_on_one_folder_are_merged_into_one_library() {
+    let w = World::new();
+    let laptop = w.computer("laptop");
+    let desktop = w.computer("desktop");
+    for c in [&laptop, &desktop] {
+        c.write("2026/tom.jpg", b"tom the cat");
+        c.write("2026/rex.png", b"rex the dog");
+    }
+    // Both computers run `init` before the sync client has carried either library.json over.
+    laptop.ok(&["init", &laptop.lib(), "--name", "laptop"]);
+    desktop.ok(&["init", &desktop.lib(), "--name", "desktop"]);
+    for (c, tag) in [(&laptop, "From the laptop"), (&desktop, "From the desktop")] {
+        c.ok(&["index"]);
+        c.ok(&["tag", "create", tag]);
+        c.ok(&["tag", "add", "2026/tom.jpg", tag]);
+        c.ok(&["sync", "--once"]);
+    }
+    let old_device = desktop.json(&["status"])["device"].as_str().unwrap().to_owned();
+    // The sync client keeps the laptop's library.json and the desktop's as a conflict copy,
+    // and brings each computer's device folder to the other.
+    let tags_dir = |c: &Computer| c.library.join("onefolder_tags");
+    let conflict = "library.sync-conflict-20261202-101010-DESKTOP.json";
+    std::fs::rename(tags_dir(&desktop).join("library.json"), tags_dir(&desktop).join(conflict)).unwrap();
+    std::fs::copy(tags_dir(&laptop).join("library.json"), tags_dir(&desktop).join("library.json")).unwrap();
+    std::fs::copy(tags_dir(&desktop).join(conflict), tags_dir(&laptop).join(conflict)).unwrap();
+    exchange(&laptop, &desktop);
+
+    // Each side says what happened and names the way out.
+    let out = laptop.run(&["sync", "--once"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.contains("merge-library"), "{stderr}");
+    let msg = desktop.fails(&["tags"], 1);
+    assert!(msg.contains("merge-library"), "{msg}");
+
+    // The desktop merges its library into the laptop's and joins it.
+    let new_state = w.path().join("desktop/state-merged");
+    let merged = desktop.json(&["merge-library", "--new-state", &new_state.display().to_string()]);
+    assert_eq!(merged["tags"], 1, "{merged:#}");
+    assert!(merged["retiredFiles"].as_u64().unwrap() >= 2, "{merged:#}");
+    let mut desktop = w.computer("desktop");
+    desktop.state = Some(new_state);
+    assert!(!tags_dir(&desktop).join(conflict).exists());
+    // The sync client carries the removals over.
+    std::fs::remove_file(tags_dir(&laptop).join(conflict)).unwrap();
+    std::fs::remove_dir_all(tags_dir(&laptop).join("database").join(&old_device)).unwrap();
+    converge(&laptop, &desktop);
+    let mut tags = laptop.tags_of("2026/tom.jpg");
+    tags.sort();
+    assert_eq!(tags, ["From the desktop", "From the laptop"]);
+    let out = laptop.run(&["sync", "--once"]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("another library"), "no more warnings");
+}
+
+#[test]
 fn tag_tree_edits_and_saved_searches_converge() {
     let w = World::new();
     let (laptop, desktop) = pair(&w);
