@@ -1031,6 +1031,7 @@ pub async fn clone_race_conflict_copy_is_ingested<B: Backend>(env: Env) {
 /// Own segments emptied, truncated or deleted on the medium (by a sync client, a user or a
 /// conflict resolution) before a peer read them: the next check publishes the document again
 /// as a snapshot segment, the peer gets every edit, and a further check publishes nothing.
+/// A conflict copy of its `device.json` is removed.
 pub async fn damaged_own_segments_are_published_again<B: Backend>(env: Env) {
     let (mut c, _loc) = cluster_with_location::<B>(env, 2).await;
     let me = c.dev(0).replica.device();
@@ -1048,6 +1049,9 @@ pub async fn damaged_own_segments_are_published_again<B: Backend>(env: Env) {
             _ => {}
         }
     }
+    // A stale conflict copy of its device.json, too: only this device writes device.json.
+    let device_copy = "device.sync-conflict-20261202-101010-ABCDEFG.json";
+    assert!(c.medium.plant(&me.to_string(), device_copy, br#"{"name":"old name"}"#).await);
     // The next process checks at open (the old transport may still remember its writes).
     c.restart_process(0).await;
     // Under faults that check may have missed something; the run loop checks again later.
@@ -1063,6 +1067,7 @@ pub async fn damaged_own_segments_are_published_again<B: Backend>(env: Env) {
         let listed = c.medium.open().list(&me).await.unwrap();
         let snapshots = listed.iter().filter(|f| f.name.starts_with("snap-")).count();
         assert_eq!(snapshots, 1, "one snapshot, published once: {listed:?}");
+        assert!(listed.iter().all(|f| f.name != device_copy), "the stale copy is removed: {listed:?}");
     }
     c.sync_all().await;
     c.assert_converged();

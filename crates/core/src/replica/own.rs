@@ -15,6 +15,9 @@
 //!   older than an intact own snapshot is covered by it. Nothing is deleted: a file that only
 //!   looks damaged (an online-only placeholder, a listing that lags) stays as it is.
 //!
+//! - **Conflict copies of `device.json`** (only this device writes it, so a copy is stale) are
+//!   removed.
+//!
 //! Only files whose listing disagrees with the records are read (a size that differs, a name
 //! without a record, a conflict copy or a seq that has one), so a check of an intact folder is
 //! one listing. What looks damaged is listed and read a second time before anything is
@@ -26,7 +29,7 @@ use super::Replica;
 use super::flush::PendingFlush;
 use super::state::META_DEVICE_FIRST_SEQ;
 use crate::ids::DeviceId;
-use crate::names::{SegmentName, snapshot_name};
+use crate::names::{DEVICE_FILE, SegmentName, snapshot_name};
 use crate::segment::{self, Expect, HEADER_LEN, SegmentKind};
 use crate::store::FlushRecord;
 use crate::transport::{FileEntry, TransportError};
@@ -51,6 +54,8 @@ struct Findings {
     damaged: BTreeMap<u64, String>,
     /// Seqs of intact own snapshot segments.
     snapshots: BTreeSet<u64>,
+    /// The sync client's conflict copies of this device's `device.json`.
+    device_copies: Vec<String>,
 }
 
 impl Replica {
@@ -79,6 +84,13 @@ impl Replica {
         // No flush is half-way meanwhile: its new file would look like another writer's.
         let first = self.look_between_flushes().await?;
         let mut check = OwnFolderCheck::default();
+        // Only this device writes its `device.json`: a conflict copy of it is stale by
+        // definition, and would show an old name to whoever reads it.
+        for copy in &first.device_copies {
+            if let Err(e) = self.transport.delete(&self.device(), copy).await {
+                tracing::warn!(file = %copy, error = %e, "could not remove a conflict copy of device.json");
+            }
+        }
         if !first.foreign.is_empty() {
             check.foreign = first.foreign.clone();
             let why = format!("its folder holds segments this device did not write: {}", first.foreign.join(", "));
@@ -125,6 +137,7 @@ impl Replica {
             listed.iter().filter_map(|f| SegmentName::parse(&f.name).map(|n| (n, f))).collect();
         let with_copies: BTreeSet<u64> = segments.iter().filter(|(n, _)| n.variant).map(|(n, _)| n.seq).collect();
         let mut found = Findings::default();
+        found.device_copies = listed.iter().filter(|f| is_device_file_copy(&f.name)).map(|f| f.name.clone()).collect();
         let mut intact: BTreeSet<u64> = BTreeSet::new();
         for (name, file) in &segments {
             let record = records
@@ -220,6 +233,13 @@ impl Replica {
         st.republish_due = false;
         Ok(())
     }
+}
+
+/// Whether a name is a sync client's conflict copy of `device.json`
+/// (`device.sync-conflict-….json`, `device (… conflicted copy …).json`, `device-PC-2.json`).
+fn is_device_file_copy(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower != DEVICE_FILE && lower.starts_with("device") && lower.ends_with(".json") && !name.starts_with('.')
 }
 
 /// Damaged records not covered by a later intact own snapshot.
