@@ -136,8 +136,8 @@ impl Replica {
         let segments: Vec<(SegmentName, &FileEntry)> =
             listed.iter().filter_map(|f| SegmentName::parse(&f.name).map(|n| (n, f))).collect();
         let with_copies: BTreeSet<u64> = segments.iter().filter(|(n, _)| n.variant).map(|(n, _)| n.seq).collect();
-        let mut found = Findings::default();
-        found.device_copies = listed.iter().filter(|f| is_device_file_copy(&f.name)).map(|f| f.name.clone()).collect();
+        let device_copies = listed.iter().filter(|f| is_device_file_copy(&f.name)).map(|f| f.name.clone()).collect();
+        let mut found = Findings { device_copies, ..Findings::default() };
         let mut intact: BTreeSet<u64> = BTreeSet::new();
         for (name, file) in &segments {
             let record = records
