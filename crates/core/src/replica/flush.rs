@@ -229,29 +229,37 @@ impl Replica {
                 st.engine.merge_changes(&parts)?
             }
         };
+        let pending = self.seal(&mut st, SegmentKind::Delta, &payload, upto, entries.len())?;
+        st.store.set_meta(META_PREPARED, Some(&pending.encode()))?;
+        Ok(Some(pending))
+    }
+
+    /// Consumes the next seq and makes the segment of `kind` carrying `payload` (every
+    /// unflushed local entry up to `upto`, `changes` of them), with its flush record.
+    pub(super) fn seal(
+        &self,
+        st: &mut State,
+        kind: SegmentKind,
+        payload: &[u8],
+        upto: u64,
+        changes: usize,
+    ) -> Result<PendingFlush> {
         let seq = st.next_seq;
         st.store.set_meta(META_NEXT_SEQ, Some(&(seq + 1).to_le_bytes()))?;
         st.next_seq = seq + 1;
-        let bytes = segment::encode(
-            SegmentKind::Delta,
-            &self.manifest.engine,
-            self.manifest.library_id,
-            st.device,
-            seq,
-            seq,
-            &payload,
-        )?;
+        // A delta covers its own seq; a snapshot covers everything up to it.
+        let first = if kind == SegmentKind::Snapshot { 1 } else { seq };
+        let bytes =
+            segment::encode(kind, &self.manifest.engine, self.manifest.library_id, st.device, first, seq, payload)?;
         let record = FlushRecord {
             seq,
             upto,
-            file_name: delta_name(seq),
-            checksum: crc32fast::hash(&payload),
+            file_name: segment_name(kind, seq),
+            checksum: crc32fast::hash(payload),
             size: bytes.len() as u64,
             at_ms: self.config.clock.now_ms(),
         };
-        let pending = PendingFlush { device: st.device, bytes, record, changes: entries.len() };
-        st.store.set_meta(META_PREPARED, Some(&pending.encode()))?;
-        Ok(Some(pending))
+        Ok(PendingFlush { device: st.device, bytes, record, changes })
     }
 
     fn finish_flush(&self, pending: PendingFlush) -> Result<FlushInfo> {

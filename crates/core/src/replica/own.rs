@@ -26,10 +26,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::Replica;
-use super::flush::PendingFlush;
 use super::state::META_DEVICE_FIRST_SEQ;
 use crate::ids::DeviceId;
-use crate::names::{DEVICE_FILE, SegmentName, snapshot_name};
+use crate::names::{DEVICE_FILE, SegmentName};
 use crate::segment::{self, Expect, HEADER_LEN, SegmentKind};
 use crate::store::FlushRecord;
 use crate::transport::{FileEntry, TransportError};
@@ -208,27 +207,7 @@ impl Replica {
         let last_upto = st.store.flushes()?.iter().map(|r| r.upto).max().unwrap_or(0);
         let upto = entries.last().map_or(last_upto, |e| e.id);
         let payload = st.engine.snapshot()?;
-        let seq = st.next_seq;
-        st.store.set_meta(super::state::META_NEXT_SEQ, Some(&(seq + 1).to_le_bytes()))?;
-        st.next_seq = seq + 1;
-        let bytes = segment::encode(
-            SegmentKind::Snapshot,
-            &self.manifest.engine,
-            self.manifest.library_id,
-            st.device,
-            1,
-            seq,
-            &payload,
-        )?;
-        let record = FlushRecord {
-            seq,
-            upto,
-            file_name: snapshot_name(seq),
-            checksum: crc32fast::hash(&payload),
-            size: bytes.len() as u64,
-            at_ms: self.config.clock.now_ms(),
-        };
-        let pending = PendingFlush { device: st.device, bytes, record, changes: entries.len() };
+        let pending = self.seal(&mut st, SegmentKind::Snapshot, &payload, upto, entries.len())?;
         st.persist_prepared(pending)?;
         st.republish_due = false;
         Ok(())
