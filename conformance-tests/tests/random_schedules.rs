@@ -285,8 +285,9 @@ struct Run<B: Backend> {
     raw: Arc<dyn Transport>,
     /// Seqs held back, per reader, per writer.
     held: Vec<Vec<BTreeSet<u64>>>,
-    /// Seqs each device has written.
-    written: Vec<Vec<u64>>,
+    /// Seqs each device has written, with their file names (a delta, or a snapshot that its
+    /// own-folder check published).
+    written: Vec<Vec<(u64, String)>>,
     location: String,
     backups: Vec<Export>,
     next_unique: u32,
@@ -402,9 +403,9 @@ impl<B: Backend> Run<B> {
     }
 
     /// Records what a flush wrote and holds it back from every other device.
-    fn wrote(&mut self, i: usize, seq: u64) {
-        self.written[i].push(seq);
-        let name = names::delta_name(seq);
+    fn wrote(&mut self, i: usize, seq: u64, snapshot: bool) {
+        let name = if snapshot { names::snapshot_name(seq) } else { names::delta_name(seq) };
+        self.written[i].push((seq, name.clone()));
         for r in (0..self.n).filter(|&r| r != i) {
             self.layers[r].hold.hold(self.ids[i], &name);
             self.held[r][i].insert(seq);
@@ -412,7 +413,11 @@ impl<B: Backend> Run<B> {
     }
 
     fn release(&mut self, to: usize, from: usize, seq: u64) {
-        self.layers[to].hold.release(self.ids[from], &names::delta_name(seq));
+        let name = self.written[from]
+            .iter()
+            .find(|(s, _)| *s == seq)
+            .map_or_else(|| names::delta_name(seq), |(_, n)| n.clone());
+        self.layers[to].hold.release(self.ids[from], &name);
         self.held[to][from].remove(&seq);
     }
 
@@ -420,7 +425,7 @@ impl<B: Backend> Run<B> {
         match self.c.dev(i).replica.flush().await {
             Ok(Some(info)) => {
                 self.log(format!("d{i}: flushed seq {} ({} edits)", info.seq, info.changes));
-                self.wrote(i, info.seq);
+                self.wrote(i, info.seq, info.snapshot);
                 Ok(())
             }
             Ok(None) => Ok(()),
@@ -675,7 +680,7 @@ impl<B: Backend> Run<B> {
                     match flushed {
                         Ok(Some(info)) => {
                             self.log(format!("d{i}: flushed seq {} ({} edits)", info.seq, info.changes));
-                            self.wrote(i, info.seq);
+                            self.wrote(i, info.seq, info.snapshot);
                         }
                         Ok(None) => {}
                         Err(e) => return Err(self.fail(format!("d{i}: flush failed: {e}"))),
@@ -707,8 +712,9 @@ impl<B: Backend> Run<B> {
             }
             Step::Duplicate { from, pick } => {
                 let from = self.dev(from);
-                if let Some(&seq) = self.written[from].get(pick as usize % self.written[from].len().max(1)) {
-                    let name = names::delta_name(seq);
+                if let Some((seq, name)) =
+                    self.written[from].get(pick as usize % self.written[from].len().max(1)).cloned()
+                {
                     let copy = format!("{} (Laptop's conflicted copy 2026-11-25).seg", name.trim_end_matches(".seg"));
                     let device = self.ids[from];
                     let bytes = self.raw.read(&device, &name, u64::MAX).await.map_err(|e| self.fail(e.to_string()))?;
