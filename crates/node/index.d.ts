@@ -185,6 +185,10 @@ export class Library {
   addLocation(name: string, relPath?: string | null): Promise<string>;
   locations(): Promise<Location[]>;
 
+  /** One method of OneFolder's DataStorage by name, its arguments and answer as JSON (dates as
+   * ms); `@onefolder/sync/data-storage` wraps it as the class `SyncBackend`. */
+  storage(op: string, args: string): Promise<string>;
+
   /** The canonical export as JSON: equal on devices that have converged. */
   export(): Promise<string>;
   status(): Promise<Status>;

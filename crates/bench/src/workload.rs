@@ -298,6 +298,7 @@ impl Workload {
             fingerprint: Some(format!("{:016x}{:016x}", mix(self.seed ^ 4, i as u64), h)),
             width: Some(640 + ((h >> 34) % 5376) as i64),
             height: Some(480 + ((h >> 40) % 3552) as i64),
+            date_last_indexed: None,
         };
         FileSpec { location, path, meta }
     }

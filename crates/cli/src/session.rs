@@ -202,17 +202,10 @@ impl Session {
 
 /// Where a location is on this computer.
 pub fn location_path(replica: &Replica, library: &Path, loc: &Location) -> Result<Option<PathBuf>> {
-    Ok(match &loc.rel_path {
-        Some(rel) if rel.is_empty() => Some(library.to_path_buf()),
-        Some(rel) => Some(library.join(rel)),
-        None => replica.setting(&path_setting(&loc.id))?.map(PathBuf::from),
-    })
+    Ok(onefolder_model::local::location_path(replica, library, loc)?)
 }
 
-/// The per-device setting holding the absolute path of a location outside the library folder.
-pub fn path_setting(location: &str) -> String {
-    format!("location/{location}/path")
-}
+pub use onefolder_model::local::location_path_setting as path_setting;
 
 /// The location holding `abs` whose folder is deepest (the innermost location owns a file),
 /// with the path relative to it.
@@ -304,6 +297,7 @@ mod tests {
             rel_path: None,
             date_added: 0,
             exclusions: Default::default(),
+            index: None,
         };
         let locations =
             vec![(loc("outer"), Some(PathBuf::from("/x/lib"))), (loc("inner"), Some(PathBuf::from("/x/lib/Sub")))];

@@ -243,6 +243,8 @@ mod tests {
             order: "80".into(),
             is_hidden: false,
             date_added: 1,
+            implied: std::collections::BTreeSet::new(),
+            copy_implied: false,
         };
         export.tags.insert("t1".into(), tag);
         Backup::new(export, "yrs", "lib-1", "dev-1", 1_700_000_000_000)

@@ -5,9 +5,9 @@
 //! | key | value | operators |
 //! |---|---|---|
 //! | `tags` | `[]` or `[tagId]` | `contains`, `notContains`, `containsRecursively` (the tag or a tag below it), `containsNotRecursively` (neither); `[]` means "no tag" |
-//! | `name`, `extension`, `path`, `absolutePath` | string | `equals`, `equalsIgnoreCase`, `notEqual`, `startsWith`, `startsWithIgnoreCase`, `notStartsWith`, `contains`, `notContains` (the last two ignore case) |
+//! | `name`, `extension`, `path`, `absolutePath`, `relativePath` (location-relative), `locationId` | string | `equals`, `equalsIgnoreCase`, `notEqual`, `startsWith`, `startsWithIgnoreCase`, `notStartsWith`, `contains`, `notContains` (the last two ignore case) |
 //! | `size`, `width`, `height` | number | `equals`, `notEqual`, `smallerThan`, `smallerThanOrEquals`, `greaterThan`, `greaterThanOrEquals` |
-//! | `dateAdded`, `dateModified`, `dateCreated` | ISO date string or ms | the number operators, by UTC day: `equals` is "on that day", `smallerThan` "before that day" |
+//! | `dateAdded`, `dateModified`, `dateCreated`, `dateLastIndexed` | ISO date string or ms | the number operators, by UTC day: `equals` is "on that day", `smallerThan` "before that day" |
 //!
 //! `extension` always ignores case and a leading dot. `path` / `absolutePath` match the path
 //! `files` shows (relative to the library folder).
@@ -51,9 +51,9 @@ impl Kind {
     pub fn of(key: &str) -> Option<Kind> {
         Some(match key {
             "tags" => Kind::Tags,
-            "name" | "extension" | "path" | "absolutePath" => Kind::Text,
+            "name" | "extension" | "path" | "absolutePath" | "relativePath" | "locationId" => Kind::Text,
             "size" | "width" | "height" => Kind::Number,
-            "dateAdded" | "dateModified" | "dateCreated" => Kind::Date,
+            "dateAdded" | "dateModified" | "dateCreated" | "dateLastIndexed" => Kind::Date,
             _ => return None,
         })
     }
@@ -166,6 +166,8 @@ impl Criterion {
                 let (have, want, fold) = match self.key.as_str() {
                     "name" => (file.name.as_str(), want, false),
                     "extension" => (file.extension.as_str(), want.trim_start_matches('.'), true),
+                    "relativePath" => (file.path.as_str(), want, false),
+                    "locationId" => (file.location.as_str(), want, false),
                     _ => {
                         shown = format!(
                             "{}{}",
@@ -208,6 +210,7 @@ impl Criterion {
                 let have = match self.key.as_str() {
                     "dateAdded" => file.date_added,
                     "dateModified" => file.date_modified,
+                    "dateLastIndexed" => file.date_last_indexed.unwrap_or(file.date_added),
                     _ => file.date_created,
                 };
                 let start = dates::day_start(date(&self.value)?);
@@ -299,6 +302,8 @@ mod tests {
             order: String::new(),
             is_hidden: false,
             date_added: 0,
+            implied: BTreeSet::new(),
+            copy_implied: false,
         };
         (id.to_owned(), t)
     }
@@ -317,6 +322,7 @@ mod tests {
             date_modified: 0,
             date_created: 0,
             fingerprint: None,
+            date_last_indexed: None,
             annotations: None,
             tags: tags.iter().map(|t| t.to_string()).collect(),
         }

@@ -33,6 +33,9 @@ pub struct ExportFile {
     pub date_created: i64,
     /// Fingerprint.
     pub fingerprint: Option<String>,
+    /// ms since epoch, when the indexer reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date_last_indexed: Option<i64>,
     /// Annotations.
     pub annotations: Option<String>,
     /// Sorted tag ids.
@@ -55,6 +58,12 @@ pub struct ExportTag {
     pub is_hidden: bool,
     /// ms since epoch.
     pub date_added: i64,
+    /// Implied tag ids.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub implied: BTreeSet<String>,
+    /// Assigning it assigns the implied tags.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub copy_implied: bool,
 }
 
 /// A location in the export (never an absolute path).
@@ -69,6 +78,9 @@ pub struct ExportLocation {
     pub date_added: i64,
     /// Excluded sub-folders.
     pub exclusions: BTreeSet<String>,
+    /// Position in the app's list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<i64>,
 }
 
 /// A saved search in the export.
@@ -81,6 +93,9 @@ pub struct ExportSearch {
     pub criteria: String,
     /// Match any.
     pub match_any: bool,
+    /// Position in the app's list.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<i64>,
 }
 
 /// The whole library, keyed and sorted by id: converged devices produce byte-identical JSON.
@@ -211,6 +226,7 @@ fn file_meta(f: &ExportFile) -> layout::Meta {
         fingerprint: f.fingerprint.clone(),
         width: f.width,
         height: f.height,
+        date_last_indexed: f.date_last_indexed,
     }
 }
 
@@ -233,6 +249,7 @@ impl<D: Document> Library<D> {
                     date_modified: f.date_modified,
                     date_created: f.date_created,
                     fingerprint: f.fingerprint,
+                    date_last_indexed: f.date_last_indexed,
                     annotations: f.annotations,
                     tags: f.tags,
                 };
@@ -250,6 +267,8 @@ impl<D: Document> Library<D> {
                     order: t.order,
                     is_hidden: t.is_hidden,
                     date_added: t.date_added,
+                    implied: t.implied,
+                    copy_implied: t.copy_implied,
                 };
                 (id, e)
             })
@@ -263,6 +282,7 @@ impl<D: Document> Library<D> {
                     rel_path: l.rel_path,
                     date_added: l.date_added,
                     exclusions: l.exclusions,
+                    index: l.index,
                 };
                 (id, e)
             })
@@ -270,7 +290,9 @@ impl<D: Document> Library<D> {
         let searches = self
             .searches()?
             .into_iter()
-            .map(|(id, s)| (id, ExportSearch { name: s.name, criteria: s.criteria, match_any: s.match_any }))
+            .map(|(id, s)| {
+                (id, ExportSearch { name: s.name, criteria: s.criteria, match_any: s.match_any, index: s.index })
+            })
             .collect();
         Ok(Export { files, tags, locations, searches })
     }
@@ -292,6 +314,9 @@ impl<D: Document> Library<D> {
             }
             for (id, l) in &export.locations {
                 s.entry(LOCATIONS).or_default().insert(id.clone(), ("exclusions", &l.exclusions));
+            }
+            for (id, t) in &export.tags {
+                s.entry(TAGS).or_default().insert(id.clone(), (crate::TAG_IMPLIED, &t.implied));
             }
             s
         };
@@ -316,6 +341,7 @@ impl<D: Document> Library<D> {
                     ("order", t.order.clone().into()),
                     ("isHidden", t.is_hidden.into()),
                     ("dateAdded", t.date_added.into()),
+                    (crate::TAG_COPY_IMPLIED, if t.copy_implied { true.into() } else { Value::Null }),
                 ]),
             );
         }
@@ -326,6 +352,7 @@ impl<D: Document> Library<D> {
                     ("name", l.name.clone().into()),
                     ("relPath", opt(l.rel_path.clone())),
                     ("dateAdded", l.date_added.into()),
+                    ("index", opt(l.index)),
                 ]),
             );
         }
@@ -336,6 +363,7 @@ impl<D: Document> Library<D> {
                     ("name", s.name.clone().into()),
                     ("criteria", s.criteria.clone().into()),
                     ("matchAny", s.match_any.into()),
+                    ("index", opt(s.index)),
                 ]),
             );
         }

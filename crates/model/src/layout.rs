@@ -36,8 +36,11 @@ pub const FILE_ANNOTATIONS: &str = "annotations";
 /// presence is now each computer's own, and this is only ever cleared.
 pub const FILE_MISSING: &str = "missing";
 
-/// Version byte of the [`Meta`] encoding.
+/// Version byte of the [`Meta`] encoding without `date_last_indexed`.
 const META_VERSION: u8 = 1;
+/// Version byte of the [`Meta`] encoding followed by `date_last_indexed`: written only when it
+/// is set, so records of indexers that do not report it stay readable by every version.
+const META_VERSION_INDEXED: u8 = 2;
 
 /// The facts about a file that only the indexer writes, stored as one value.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,6 +63,10 @@ pub struct Meta {
     pub width: Option<i64>,
     /// Image height in pixels.
     pub height: Option<i64>,
+    /// When an app last read the file's metadata and thumbnail, ms since epoch (OneFolder's
+    /// `dateLastIndexed`), if the indexer reports it.
+    #[serde(skip)]
+    pub date_last_indexed: Option<i64>,
 }
 
 impl Meta {
@@ -75,22 +82,33 @@ impl Meta {
             fingerprint: meta.fingerprint.clone(),
             width: meta.width,
             height: meta.height,
+            date_last_indexed: meta.date_last_indexed,
         }
     }
 
-    /// The stored value: the version byte, then postcard.
+    /// The stored value: the version byte, then postcard (then, in version 2, the postcard
+    /// of `date_last_indexed`).
     pub fn encode(&self) -> Value {
-        let mut out = vec![META_VERSION];
+        let mut out = vec![if self.date_last_indexed.is_some() { META_VERSION_INDEXED } else { META_VERSION }];
         out.extend(postcard::to_allocvec(self).expect("postcard encodes plain structs into a Vec"));
+        if let Some(indexed) = self.date_last_indexed {
+            out.extend(postcard::to_allocvec(&indexed).expect("postcard encodes an i64 into a Vec"));
+        }
         Value::Bytes(out)
     }
 
     /// Reads a stored value; `None` for anything [`Meta::encode`] does not write.
     pub fn decode(value: &Value) -> Option<Self> {
         let Value::Bytes(bytes) = value else { return None };
-        match bytes.split_first() {
-            Some((&META_VERSION, rest)) => match postcard::take_from_bytes::<Meta>(rest) {
-                Ok((meta, [])) => Some(meta),
+        let (&version, rest) = bytes.split_first()?;
+        let (mut meta, rest) = postcard::take_from_bytes::<Meta>(rest).ok()?;
+        match (version, rest) {
+            (META_VERSION, []) => Some(meta),
+            (META_VERSION_INDEXED, rest) => match postcard::take_from_bytes::<i64>(rest) {
+                Ok((indexed, [])) => {
+                    meta.date_last_indexed = Some(indexed);
+                    Some(meta)
+                }
                 _ => None,
             },
             _ => None,
@@ -106,6 +124,7 @@ impl Meta {
             fingerprint: self.fingerprint.clone(),
             width: self.width,
             height: self.height,
+            date_last_indexed: self.date_last_indexed,
         }
     }
 }
@@ -154,6 +173,7 @@ pub fn file_from_record(id: String, r: &Record, existing_tags: &BTreeSet<String>
         date_modified: meta.date_modified,
         date_created: meta.date_created,
         fingerprint: meta.fingerprint,
+        date_last_indexed: meta.date_last_indexed,
         annotations: str_field(r, FILE_ANNOTATIONS),
         tags: set_field(r, FILE_TAGS).intersection(existing_tags).cloned().collect(),
         id,
@@ -182,14 +202,20 @@ mod tests {
             fingerprint: Some("b3:1:ab".into()),
             width: Some(4000),
             height: None,
+            date_last_indexed: None,
         };
         let v = m.encode();
-        assert_eq!(Meta::decode(&v), Some(m));
+        assert_eq!(Meta::decode(&v), Some(m.clone()));
+        let indexed = Meta { date_last_indexed: Some(1_750_000_000_001), ..m.clone() };
+        let Value::Bytes(v2) = indexed.encode() else { unreachable!() };
+        assert_eq!(v2[0], META_VERSION_INDEXED);
+        assert_eq!(Meta::decode(&Value::Bytes(v2.clone())), Some(indexed), "version 2 carries dateLastIndexed");
+        assert_eq!(Meta::decode(&Value::Bytes(v2[..v2.len() - 1].to_vec())), None, "truncated version 2");
         let Value::Bytes(mut bytes) = v else { unreachable!() };
         assert_eq!(Meta::decode(&Value::Bytes(bytes[..bytes.len() - 1].to_vec())), None, "truncated");
         bytes.push(0);
         assert_eq!(Meta::decode(&Value::Bytes(bytes.clone())), None, "trailing bytes");
-        bytes[0] = 2;
+        bytes[0] = 3;
         assert_eq!(Meta::decode(&Value::Bytes(bytes)), None, "unknown version");
         assert_eq!(Meta::decode(&Value::from("m")), None);
         assert_eq!(Meta::decode(&Value::Bytes(vec![1, 0xff, 0xff, 0xff, 0xff, 0x0f])), None, "a hostile length");

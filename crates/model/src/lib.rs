@@ -14,6 +14,7 @@
 
 #![warn(missing_docs)]
 
+pub mod app;
 pub mod backup;
 mod batch;
 pub mod criteria;
@@ -21,6 +22,7 @@ pub mod dates;
 mod export;
 pub mod ids;
 pub mod layout;
+pub mod local;
 mod tree;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -29,6 +31,7 @@ use fractional_index::FractionalIndex;
 use onefolder_core::{Document, Engine, EngineError, Op, Record, Value};
 use serde::{Deserialize, Serialize};
 
+pub use app::{FileOrder, FileSave, sort_files};
 pub use backup::{BACKUP_EXTENSION, Backup, BackupError, BackupHeader, Rotation};
 pub use batch::Batch;
 pub use export::{Export, ExportFile, ExportLocation, ExportSearch, ExportTag, ImportMode};
@@ -42,6 +45,10 @@ pub const TAGS: &str = "tags";
 pub const LOCATIONS: &str = "locations";
 /// Collection of saved searches.
 pub const SEARCHES: &str = "searches";
+/// Set field of a tag record: the tags it implies.
+pub const TAG_IMPLIED: &str = "implied";
+/// Field of a tag record: whether assigning it assigns the tags it implies (absent = no).
+pub const TAG_COPY_IMPLIED: &str = "copyImplied";
 
 /// Errors of the model.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +69,9 @@ pub enum ModelError {
     /// A name was rejected.
     #[error("{0}")]
     InvalidName(String),
+    /// A record with the id an app chose exists already.
+    #[error("the id {0:?} is in use already")]
+    IdTaken(String),
     /// A path was rejected.
     #[error("invalid path: {0}")]
     InvalidPath(String),
@@ -115,6 +125,9 @@ pub struct File {
     pub date_created: i64,
     /// Content fingerprint (size + hash), used to carry tags over moves and renames.
     pub fingerprint: Option<String>,
+    /// When an app last read its metadata and thumbnail, ms since epoch, if it reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date_last_indexed: Option<i64>,
     /// Free-text annotations.
     pub annotations: Option<String>,
     /// Ids of existing tags assigned to it.
@@ -136,6 +149,8 @@ pub struct FileMeta {
     pub width: Option<i64>,
     /// Image height.
     pub height: Option<i64>,
+    /// When the app last read its metadata and thumbnail (OneFolder's `dateLastIndexed`).
+    pub date_last_indexed: Option<i64>,
 }
 
 /// A tag as seen by views: the parent is the *effective* parent (cycles broken, parents that
@@ -156,6 +171,12 @@ pub struct Tag {
     pub is_hidden: bool,
     /// When it was created, ms since epoch.
     pub date_added: i64,
+    /// Existing tags this one implies (OneFolder's `impliedTags`): an add-wins set.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub implied: BTreeSet<String>,
+    /// Whether assigning this tag also assigns the tags it implies (`copyImpliedTags`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub copy_implied: bool,
 }
 
 /// A location: a folder whose files are indexed. Its absolute path on a computer is a
@@ -173,6 +194,9 @@ pub struct Location {
     pub date_added: i64,
     /// Location-relative sub-folders excluded from indexing.
     pub exclusions: BTreeSet<String>,
+    /// Position in the app's list of locations, when the app set one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<i64>,
 }
 
 /// A saved search.
@@ -186,6 +210,9 @@ pub struct SavedSearch {
     pub criteria: String,
     /// Match any criterion instead of all.
     pub match_any: bool,
+    /// Position in the app's list of searches, when the app set one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<i64>,
 }
 
 pub(crate) fn str_field(r: &Record, f: &str) -> Option<String> {
@@ -305,6 +332,7 @@ impl<D: Document> Library<D> {
                     rel_path: str_field(&r, "relPath"),
                     date_added: int_field(&r, "dateAdded").unwrap_or(0),
                     exclusions: set_field(&r, "exclusions"),
+                    index: int_field(&r, "index"),
                 };
                 (id, loc)
             })
@@ -405,11 +433,9 @@ impl<D: Document> Library<D> {
     /// Writes one scalar field only if it differs (`Null` clears it): an edit that changes
     /// nothing writes nothing to the shared medium.
     fn write_changed(&self, coll: &str, id: &str, current: &Record, field: &str, value: Value) -> Result<()> {
-        match (current.get(field), &value) {
-            (None, Value::Null) => Ok(()),
-            (Some(_), Value::Null) => self.write(&[Op::clear(coll, id, field)]),
-            (Some(have), v) if have == v => Ok(()),
-            _ => self.write(&[Op::put(coll, id, field, value)]),
+        match changed_op(coll, id, current, field, value) {
+            Some(op) => self.write(&[op]),
+            None => Ok(()),
         }
     }
 
@@ -731,6 +757,7 @@ impl<D: Document> Library<D> {
                     name: str_field(&r, "name").unwrap_or_default(),
                     criteria: str_field(&r, "criteria").unwrap_or_else(|| "[]".into()),
                     match_any: r.get("matchAny").and_then(Value::as_bool).unwrap_or(false),
+                    index: int_field(&r, "index"),
                 };
                 (id, s)
             })
@@ -741,6 +768,16 @@ impl<D: Document> Library<D> {
     pub fn delete_search(&self, id: &str) -> Result<()> {
         self.require(SEARCHES, id, ModelError::UnknownSearch)?;
         self.write(&[Op::delete(SEARCHES, id)])
+    }
+}
+
+/// The op that sets one scalar field to `value` (`Null` clears it), or `None` when it holds it.
+fn changed_op(coll: &str, id: &str, current: &Record, field: &str, value: Value) -> Option<Op> {
+    match (current.get(field), &value) {
+        (None, Value::Null) => None,
+        (Some(_), Value::Null) => Some(Op::clear(coll, id, field)),
+        (Some(have), v) if have == v => None,
+        _ => Some(Op::put(coll, id, field, value)),
     }
 }
 

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use onefolder_core::{Collection, Value};
 use serde::Serialize;
 
-use crate::{Tag, ids, int_field, str_field};
+use crate::{TAG_COPY_IMPLIED, TAG_IMPLIED, Tag, ids, int_field, set_field, str_field};
 
 /// A tag with its children, in order.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -35,6 +35,8 @@ pub(crate) fn effective_tags(raw: Collection) -> BTreeMap<String, Tag> {
                 order: str_field(&r, "order").unwrap_or_default(),
                 is_hidden: r.get("isHidden").and_then(Value::as_bool).unwrap_or(false),
                 date_added: int_field(&r, "dateAdded").unwrap_or(0),
+                implied: set_field(&r, TAG_IMPLIED),
+                copy_implied: r.get(TAG_COPY_IMPLIED).and_then(Value::as_bool).unwrap_or(false),
             };
             (id, tag)
         })
@@ -44,6 +46,7 @@ pub(crate) fn effective_tags(raw: Collection) -> BTreeMap<String, Tag> {
         if t.parent.as_ref().is_some_and(|p| !ids.contains(p) || p == &t.id) {
             t.parent = None;
         }
+        t.implied.retain(|i| ids.contains(i) && i != &t.id);
     }
     // Walk up from every tag; a walk that meets itself found a cycle. Sorted iteration plus
     // the "smallest id" rule make the result independent of the replica.

@@ -144,6 +144,7 @@ impl From<FileMeta> for onefolder_model::FileMeta {
             fingerprint: m.fingerprint,
             width: m.width,
             height: m.height,
+            date_last_indexed: None,
         }
     }
 }

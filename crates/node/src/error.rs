@@ -104,7 +104,8 @@ impl From<ModelError> for Failure {
                     ModelError::InvalidName(_)
                     | ModelError::InvalidPath(_)
                     | ModelError::Cycle(_)
-                    | ModelError::NameTaken { .. } => Code::Invalid,
+                    | ModelError::NameTaken { .. }
+                    | ModelError::IdTaken(_) => Code::Invalid,
                     ModelError::Engine(e) => engine_code(e),
                     _ => Code::Other,
                 };

@@ -15,6 +15,7 @@
 pub mod dto;
 pub mod error;
 pub mod open;
+pub mod storage;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -35,7 +36,7 @@ use crate::error::{Code, Failure};
 use crate::open::Mode;
 
 /// The model on an open replica.
-type Model = onefolder_model::Library<Arc<Replica>>;
+pub type Model = onefolder_model::Library<Arc<Replica>>;
 
 /// The JS callback of `onEvent`: called with one event object, its return value ignored. Weak:
 /// a listener alone does not keep the Node.js process alive.
@@ -60,6 +61,8 @@ struct Shared {
     listeners: Mutex<BTreeMap<u32, JoinHandle<()>>>,
     /// The next listener id.
     next_listener: AtomicU32,
+    /// This computer's side of the library (for `storage`).
+    local: Arc<storage::Local>,
 }
 
 impl Drop for Shared {
@@ -122,7 +125,7 @@ pub struct Library {
 
 #[napi]
 impl Library {
-    fn from_replica(replica: Replica) -> Library {
+    fn from_replica((replica, folder): (Replica, std::path::PathBuf)) -> Library {
         let model = Model::new(Arc::new(replica));
         Library {
             shared: Arc::new(Shared {
@@ -130,6 +133,7 @@ impl Library {
                 sync: tokio::sync::Mutex::new(None),
                 listeners: Mutex::new(BTreeMap::new()),
                 next_listener: AtomicU32::new(1),
+                local: Arc::new(storage::Local::new(folder)),
             }),
         }
     }
@@ -284,6 +288,25 @@ impl Library {
     #[napi]
     pub fn locations<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, Vec<Location>>> {
         self.model(env, |m| m.locations(), |locations| locations.into_values().map(Location::from).collect())
+    }
+
+    // ------------------------------------------------------------------ DataStorage
+
+    /// Runs one method of OneFolder's `DataStorage` interface: `op` is its name, `args` the
+    /// JSON array of its arguments (dates as ms). Resolves with the JSON of its answer in
+    /// OneFolder's DTO shapes. `dist/data-storage.js` wraps this as a class.
+    #[napi]
+    pub fn storage<'env>(&self, env: &'env Env, op: String, args: String) -> napi::Result<PromiseRaw<'env, String>> {
+        let model = self.shared.model();
+        let local = self.shared.local.clone();
+        promise(
+            env,
+            async move {
+                let model = model?;
+                tokio::task::spawn_blocking(move || local.call(&model, &op, &args)).await?
+            },
+            |json| json,
+        )
     }
 
     // ------------------------------------------------------------------ whole library

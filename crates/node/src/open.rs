@@ -74,8 +74,8 @@ async fn library_engine(transport: &dyn Transport, folder: &Path) -> Result<Stri
     Ok(manifest.engine)
 }
 
-/// Opens the replica the options describe.
-pub async fn open(options: OpenOptions, mode: Mode) -> Result<Replica, Failure> {
+/// Opens the replica the options describe; answers it with the absolute library folder.
+pub async fn open(options: OpenOptions, mode: Mode) -> Result<(Replica, PathBuf), Failure> {
     let folder = absolute(&options.folder)?;
     if !folder.is_dir() {
         return Err(Failure::new(Code::Invalid, format!("the library folder {} is not a folder", folder.display())));
@@ -123,5 +123,5 @@ pub async fn open(options: OpenOptions, mode: Mode) -> Result<Replica, Failure> 
     if let Some(ms) = options.poll_interval_ms {
         config.poll_interval = Duration::from_millis(ms.into()).max(Duration::from_millis(10));
     }
-    Ok(Replica::open(engine, store, transport, config).await?)
+    Ok((Replica::open(engine, store, transport, config).await?, folder))
 }

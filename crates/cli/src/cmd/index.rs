@@ -501,6 +501,8 @@ fn reconcile(
             fingerprint: Some(print),
             width: existing.and_then(|r| r.width),
             height: existing.and_then(|r| r.height),
+            // The app's own reading of the file; the CLI reads no thumbnail.
+            date_last_indexed: existing.and_then(|r| r.date_last_indexed),
         };
         let before = lib.pending();
         lib.upsert_file(&f.location, &f.rel, &meta)?;
