@@ -180,6 +180,38 @@ test('files: library ids, this computer\'s paths, order and direction, saves tha
   assert.deepEqual(await backend.countFiles(), [2, 1]);
 });
 
+test('mergeTags moves every file of one tag to another and removes it; clear empties the library', async (t) => {
+  const { tmp, backend } = await setup(t);
+  const loc = await withLocation(backend, tmp);
+  await backend.createTag(tagDto('cat', 'Cat'));
+  await backend.createTag(tagDto('cats', 'Cats'));
+  await backend.createTag(tagDto('kitten', 'Kitten'));
+  await backend.saveTag(tagDto('cat', 'Cat', { subTags: ['kitten'] }));
+  await backend.createFilesFromPath(tmp.folder, [
+    fileDto(loc, tmp.folder, 'one.jpg', { tags: ['cat'] }),
+    fileDto(loc, tmp.folder, 'both.jpg', { tags: ['cat', 'cats'] }),
+    fileDto(loc, tmp.folder, 'other.jpg', { tags: ['cats'] }),
+  ]);
+  await backend.mergeTags('cat', 'cats');
+  const files = await backend.fetchFiles('name', OrderDirection.Asc);
+  assert.deepEqual(files.map((f) => [f.name, f.tags]), [
+    ['both.jpg', ['cats']],
+    ['one.jpg', ['cats']],
+    ['other.jpg', ['cats']],
+  ]);
+  const tags = Object.fromEntries((await backend.fetchTags()).map((x) => [x.id, x]));
+  assert.equal(tags.cat, undefined, 'the merged tag is gone');
+  assert.deepEqual(tags.cats.subTags, ['kitten'], 'its children moved to the tag it was merged into');
+  await rejectsWith(backend.mergeTags('cat', 'cats'), 'NOT_FOUND');
+
+  await backend.createSearch({ id: 's', name: 'All', criteria: [], index: 0 });
+  await backend.clear();
+  assert.deepEqual(await backend.countFiles(), [0, 0]);
+  assert.deepEqual((await backend.fetchTags()).map((x) => x.id), [ROOT_TAG_ID]);
+  assert.deepEqual(await backend.fetchLocations(), []);
+  assert.deepEqual(await backend.fetchSearches(), []);
+});
+
 test('searchFiles: OneFolder\'s criteria, match all or any, order and direction', async (t) => {
   const { tmp, backend } = await setup(t);
   const loc = await withLocation(backend, tmp);
