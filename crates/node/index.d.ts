@@ -36,6 +36,10 @@ export interface OpenOptions {
   engine?: 'yrs' | 'automerge';
   /** `"sqlite"` (default) or `"lmdb"`. */
   store?: 'sqlite' | 'lmdb';
+  /** Where the database is shared: `"folder"` (default: `<folder>/onefolder_tags`, kept equal
+   * by a sync client), `s3://BUCKET/PREFIX` or `webdav://HOST/PATH` (settings and secrets from
+   * the environment variables the CLI's `--transport` reads). */
+  transport?: string;
   /** Quiet time after the last edit before the sync loop writes (default 2000). */
   debounceMs?: number;
   /** How often the sync loop lists the shared folder without a change hint (default 30000). */

@@ -21,6 +21,10 @@ pub struct OpenOptions {
     pub engine: Option<String>,
     /// The local store: `"sqlite"` (default) or `"lmdb"`.
     pub store: Option<String>,
+    /// Where the database is shared: `"folder"` (default: `<folder>/onefolder_tags`, kept
+    /// equal by a sync client), or an S3 bucket (`s3://BUCKET/PREFIX`) or WebDAV folder
+    /// (`webdav://HOST/PATH`), configured by the environment variables the CLI reads.
+    pub transport: Option<String>,
     /// Quiet time after the last edit before the sync loop writes (ms, default 2000).
     pub debounce_ms: Option<u32>,
     /// How often the sync loop lists the shared folder when no change hint arrives (ms,

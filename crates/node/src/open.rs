@@ -1,11 +1,14 @@
 //! Opening a library from JavaScript's options: the adapters by name (as the CLI's `backend.rs`
-//! maps them), the folder transport on `<folder>/onefolder_tags`, and the replica.
+//! maps them), the transport (the folder transport on `<folder>/onefolder_tags`, or an S3 bucket
+//! or WebDAV folder through OpenDAL under the retry layer), and the replica.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use onefolder_core::{Engine, LibraryManifest, OpenMode, Replica, ReplicaConfig, Store, Transport};
+use onefolder_core::{
+    Engine, LibraryManifest, OpenMode, Replica, ReplicaConfig, RetryLayer, RetryPolicy, Store, Transport,
+};
 use onefolder_transport_folder::FolderTransport;
 
 use crate::dto::OpenOptions;
@@ -52,6 +55,34 @@ fn store(name: &str, dir: &Path) -> Result<Box<dyn Store>, Failure> {
     })
 }
 
+/// The transport `spec` names for the library in `folder`: `folder` (the default) or an
+/// OpenDAL URL (`s3://BUCKET/PREFIX`, `webdav://HOST/PATH`, settings and secrets from the same
+/// environment variables as the CLI's `--transport`).
+fn transport(spec: Option<&str>, folder: &Path) -> Result<Arc<dyn Transport>, Failure> {
+    match spec.unwrap_or("folder") {
+        "folder" => Ok(Arc::new(FolderTransport::for_library(folder))),
+        url if ["s3://", "webdav://", "webdavs://", "webdav+http://", "webdav+https://"]
+            .iter()
+            .any(|p| url.starts_with(p)) =>
+        {
+            let api =
+                onefolder_transport_opendal::from_url(url).map_err(|e| Failure::new(Code::Invalid, e.to_string()))?;
+            Ok(RetryLayer::new(Arc::new(api), RetryPolicy::default()))
+        }
+        other if other.starts_with("gdrive:") || other.starts_with("dropbox:") => Err(Failure::new(
+            Code::Invalid,
+            format!(
+                "transport {other:?}: the Node binding does not sign in to Google Drive or Dropbox; use their \
+                 desktop client's synced folder (transport \"folder\") or the CLI's --transport"
+            ),
+        )),
+        other => Err(Failure::new(
+            Code::Invalid,
+            format!("unknown transport {other:?} (use \"folder\", s3://BUCKET/PREFIX or webdav://HOST/PATH)"),
+        )),
+    }
+}
+
 /// `path` made absolute and, where it exists, free of links and `..`.
 fn absolute(path: &str) -> Result<PathBuf, Failure> {
     if path.is_empty() {
@@ -66,7 +97,7 @@ async fn library_engine(transport: &dyn Transport, folder: &Path) -> Result<Stri
     let Some(bytes) = transport.read_manifest().await? else {
         return Err(Failure::new(
             Code::NotALibrary,
-            format!("{} is not a OneFolder library (no onefolder_tags/library.json)", folder.display()),
+            format!("{} holds no OneFolder library (no library.json)", folder.display()),
         ));
     };
     let manifest: LibraryManifest = serde_json::from_slice(&bytes)
@@ -103,7 +134,7 @@ pub async fn open(options: OpenOptions, mode: Mode) -> Result<(Replica, PathBuf)
     }
     let store_name = options.store.clone().unwrap_or_else(|| DEFAULT_STORE.to_owned());
     check_store(&store_name)?;
-    let transport: Arc<dyn Transport> = Arc::new(FolderTransport::for_library(&folder));
+    let transport = transport(options.transport.as_deref(), &folder)?;
     let engine_name = match (&options.engine, mode) {
         (Some(name), _) => name.clone(),
         (None, Mode::Create) => DEFAULT_ENGINE.to_owned(),
