@@ -338,12 +338,14 @@ impl<D: Document> Library<D> {
         let path = ids::normalize_rel_path(&save.path)?;
         self.require(LOCATIONS, &save.location, ModelError::UnknownLocation)?;
         let mut id = ids::file_id(&save.location, &path)?;
+        let mut existing = self.read(|e| e.record(FILES, &id))?;
         if let Some(known) = save.id.as_deref().filter(|k| *k != id) {
-            if self.read(|e| e.contains(FILES, known))? {
+            if let Some(old) = self.read(|e| e.record(FILES, known))? {
                 id = self.relocate_file(known, &save.location, &path)?;
+                // What the moved record holds (inside a batch, reads do not see the move yet).
+                existing = Some(old);
             }
         }
-        let existing = self.read(|e| e.record(FILES, &id))?;
         let old = existing.as_ref().and_then(layout::record_meta);
         let date_added = match &old {
             Some(m) => m.date_added,
