@@ -63,8 +63,9 @@ struct TagDto {
     is_hidden: bool,
 }
 
-/// A file as OneFolder's `FileDTO` (plus `base`, the tags the app last read, on saves).
-#[derive(Debug, Serialize, Deserialize)]
+/// A file as the app sends OneFolder's `FileDTO` (plus `base`, the tags the app last read, on
+/// saves).
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct FileDto {
     #[serde(default)]
@@ -85,10 +86,6 @@ struct FileDto {
     #[serde(default)]
     date_last_indexed: Option<i64>,
     #[serde(default)]
-    name: Option<String>,
-    #[serde(default)]
-    extension: Option<String>,
-    #[serde(default)]
     size: Option<i64>,
     #[serde(default)]
     width: Option<i64>,
@@ -96,10 +93,46 @@ struct FileDto {
     height: Option<i64>,
     #[serde(default)]
     date_created: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     annotations: Option<String>,
-    #[serde(default, skip_serializing)]
+    #[serde(default)]
     base: Option<Vec<String>>,
+}
+
+/// A file as OneFolder's `FileDTO`, as this computer answers it: the record plus its local
+/// `ino` and `absolutePath`. Unknown width and height read as 0, an unknown
+/// `dateLastIndexed` as `dateAdded` (what the app expects).
+struct FileOut<'f> {
+    f: &'f File,
+    ino: String,
+    absolute: String,
+}
+
+impl Serialize for FileOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let f = self.f;
+        let mut out = s.serialize_struct("FileDTO", 16)?;
+        out.serialize_field("id", &f.id)?;
+        out.serialize_field("ino", &self.ino)?;
+        out.serialize_field("locationId", &f.location)?;
+        out.serialize_field("relativePath", &f.path)?;
+        out.serialize_field("absolutePath", &self.absolute)?;
+        out.serialize_field("tags", &f.tags)?;
+        out.serialize_field("dateAdded", &f.date_added)?;
+        out.serialize_field("dateModified", &f.date_modified)?;
+        out.serialize_field("dateLastIndexed", &f.date_last_indexed.unwrap_or(f.date_added))?;
+        out.serialize_field("name", &f.name)?;
+        out.serialize_field("extension", &f.extension)?;
+        out.serialize_field("size", &f.size)?;
+        out.serialize_field("width", &f.width.unwrap_or(0))?;
+        out.serialize_field("height", &f.height.unwrap_or(0))?;
+        out.serialize_field("dateCreated", &f.date_created)?;
+        if let Some(a) = &f.annotations {
+            out.serialize_field("annotations", a)?;
+        }
+        out.end()
+    }
 }
 
 /// A sub-folder of a location as OneFolder's `SubLocationDTO`.
@@ -278,40 +311,19 @@ impl Local {
         Ok(out)
     }
 
-    /// Files as `FileDTO`s.
-    fn file_dtos(&self, model: &Model, files: &[File]) -> Result<Vec<FileDto>, Failure> {
+    /// Files as `FileDTO`s, borrowing from `files` (serialized straight to JSON).
+    fn file_dtos<'f>(&self, model: &Model, files: &'f [File]) -> Result<Vec<FileOut<'f>>, Failure> {
         let prefixes = self.prefixes(model)?;
         self.with_inos(model, |inos| {
             let dtos = files
                 .iter()
                 .map(|f| {
-                    let absolute = prefixes.get(&f.location).map(|p| {
-                        let rel = if std::path::MAIN_SEPARATOR == '/' {
-                            f.path.clone()
-                        } else {
-                            f.path.replace('/', std::path::MAIN_SEPARATOR_STR)
-                        };
-                        format!("{p}{rel}")
-                    });
-                    FileDto {
-                        id: Some(f.id.clone()),
-                        ino: Some(inos.get(&f.id).cloned().unwrap_or_default()),
-                        location_id: f.location.clone(),
-                        relative_path: Some(f.path.clone()),
-                        absolute_path: Some(absolute.unwrap_or_default()),
-                        tags: f.tags.iter().cloned().collect(),
-                        date_added: Some(f.date_added),
-                        date_modified: Some(f.date_modified),
-                        date_last_indexed: Some(f.date_last_indexed.unwrap_or(f.date_added)),
-                        name: Some(f.name.clone()),
-                        extension: Some(f.extension.clone()),
-                        size: Some(f.size),
-                        width: Some(f.width.unwrap_or(0)),
-                        height: Some(f.height.unwrap_or(0)),
-                        date_created: Some(f.date_created),
-                        annotations: f.annotations.clone(),
-                        base: None,
-                    }
+                    let absolute = match prefixes.get(&f.location) {
+                        Some(p) if std::path::MAIN_SEPARATOR == '/' => format!("{p}{}", f.path),
+                        Some(p) => format!("{p}{}", f.path.replace('/', std::path::MAIN_SEPARATOR_STR)),
+                        None => String::new(),
+                    };
+                    FileOut { f, ino: inos.get(&f.id).cloned().unwrap_or_default(), absolute }
                 })
                 .collect();
             (dtos, false)
@@ -535,7 +547,7 @@ impl Local {
                 let value: Value = arg(&args, 1, op)?;
                 let files: Vec<File> = model.files()?.into_values().collect();
                 let dtos = self.file_dtos(model, &files)?;
-                let matching: Vec<&FileDto> = dtos
+                let matching: Vec<&FileOut<'_>> = dtos
                     .iter()
                     .filter(|d| {
                         serde_json::to_value(d).ok().and_then(|v| v.get(&key).cloned()).as_ref() == Some(&value)
