@@ -12,9 +12,17 @@
 //! that crashes makes the task fail (after the report is written), because then the benchmark
 //! itself is broken. The hand-written analysis between the `analysis` markers of an existing
 //! report is kept.
+//!
+//! Last, when `node` is on the PATH, the Node binding's step (issue 16): `fetchFiles` and
+//! `searchFiles` through `SyncBackend` against the prototype's Yjs document in JavaScript
+//! (`crates/node/bench/data-storage.js`, see [`node_step`]), on the addon built in release. Its
+//! section sits between the `node` markers of the report: `--node-only` runs just that step
+//! and replaces the section of the existing report (`--node-json FILE` renders it from a JSON
+//! the script wrote, without running anything), so the full figures can be taken without
+//! rerunning the hour-long full bench; `--no-node` skips the step.
 
 use std::collections::BTreeMap;
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -26,9 +34,27 @@ use crate::project_root;
 
 const ANALYSIS_START: &str = "<!-- analysis:start -->";
 const ANALYSIS_END: &str = "<!-- analysis:end -->";
+const NODE_START: &str = "<!-- node:start -->";
+const NODE_END: &str = "<!-- node:end -->";
+
+/// Label of the Node binding's step in [`Results`].
+const NODE_STEP: &str = "node-data-storage";
 
 /// Repetitions of the cold-open steps (each a fresh process); the median is reported.
 const OPEN_REPEATS: usize = 3;
+
+/// What to do with the Node binding's step.
+#[derive(Clone, Debug, PartialEq)]
+enum NodeMode {
+    /// After the other steps, when `node` is there (the default).
+    Run,
+    /// Not at all (`--no-node`).
+    Skip,
+    /// Only this step; its section replaces the one of the existing report (`--node-only`).
+    Only,
+    /// Only the section, rendered from this JSON of the script (`--node-json FILE`).
+    FromJson(PathBuf),
+}
 
 struct Options {
     preset: &'static str,
@@ -36,12 +62,14 @@ struct Options {
     /// Only these engines / stores (all compiled-in ones when empty).
     engines: Vec<String>,
     stores: Vec<String>,
+    node: NodeMode,
 }
 
 fn parse(args: &[String]) -> Result<Options> {
     let mut preset = "full";
     let mut out = None;
     let (mut engines, mut stores) = (Vec::new(), Vec::new());
+    let mut node = NodeMode::Run;
     let mut it = args.iter();
     let list = |v: Option<&String>| -> Result<Vec<String>> {
         Ok(v.context("a comma-separated list")?.split(',').map(str::to_owned).collect())
@@ -53,7 +81,13 @@ fn parse(args: &[String]) -> Result<Options> {
             "--out" => out = Some(PathBuf::from(it.next().context("--out needs a file")?)),
             "--engines" => engines = list(it.next())?,
             "--stores" => stores = list(it.next())?,
-            other => bail!("unknown bench option {other:?} (--quick, --full, --out FILE, --engines A,B, --stores A,B)"),
+            "--no-node" => node = NodeMode::Skip,
+            "--node-only" => node = NodeMode::Only,
+            "--node-json" => node = NodeMode::FromJson(PathBuf::from(it.next().context("--node-json needs a file")?)),
+            other => bail!(
+                "unknown bench option {other:?} (--quick, --full, --out FILE, --engines A,B, --stores A,B, --no-node, \
+                 --node-only, --node-json FILE)"
+            ),
         }
     }
     let root = project_root();
@@ -61,7 +95,7 @@ fn parse(args: &[String]) -> Result<Options> {
         "full" => root.join("BENCHMARKS.md"),
         _ => target_dir().join("bench").join("BENCHMARKS.quick.md"),
     });
-    Ok(Options { preset, out, engines, stores })
+    Ok(Options { preset, out, engines, stores, node })
 }
 
 pub(crate) fn target_dir() -> PathBuf {
@@ -82,6 +116,8 @@ enum Outcome {
 struct Results {
     map: BTreeMap<(String, String, String), Outcome>,
     failures: Vec<String>,
+    /// Why the Node binding's step did not run (no `node`, `--no-node`), when it did not.
+    node_not_run: Option<String>,
 }
 
 impl Results {
@@ -155,34 +191,59 @@ impl Runner {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let timeout = step_timeout(self.preset, label);
-        let outcome = match run_with_timeout(cmd, timeout) {
-            Ok((_, _, _, true)) => Outcome::TimedOut(timeout.as_secs()),
-            Ok((true, stdout, _, _)) => {
-                match stdout.lines().rev().find_map(|l| serde_json::from_str::<Value>(l).ok()) {
-                    Some(v) => Outcome::Ok(v),
-                    None => Outcome::Failed(format!("no JSON line in the output: {stdout}")),
-                }
-            }
-            Ok((false, stdout, stderr, _)) => {
-                let tail: Vec<&str> = stderr.lines().chain(stdout.lines()).rev().take(6).collect();
-                Outcome::Failed(tail.into_iter().rev().collect::<Vec<_>>().join(" | "))
-            }
-            Err(e) => Outcome::Failed(format!("{e:#}")),
-        };
-        match &outcome {
-            Outcome::Ok(_) => eprintln!("{:.1} s", started.elapsed().as_secs_f64()),
-            Outcome::TimedOut(secs) => eprintln!("stopped after {secs} s (reported as slower than that)"),
-            Outcome::Failed(e) => eprintln!("FAILED after {:.1} s: {e}", started.elapsed().as_secs_f64()),
-        }
+        let outcome = outcome_of(run_with_timeout(cmd, timeout), timeout, None);
+        report_outcome(&outcome, started);
         outcome
     }
 }
 
+/// The outcome of a step's process: its last JSON line on success. On failure, the lines of
+/// stderr from the last one starting with `error_prefix` (when given and found), else the last
+/// six lines of its output.
+fn outcome_of(run: Result<(bool, String, String, bool)>, timeout: Duration, error_prefix: Option<&str>) -> Outcome {
+    match run {
+        Ok((_, _, _, true)) => Outcome::TimedOut(timeout.as_secs()),
+        Ok((true, stdout, _, _)) => match stdout.lines().rev().find_map(|l| serde_json::from_str::<Value>(l).ok()) {
+            Some(v) => Outcome::Ok(v),
+            None => Outcome::Failed(format!("no JSON line in the output: {stdout}")),
+        },
+        Ok((false, stdout, stderr, _)) => {
+            let lines: Vec<&str> = stderr.lines().collect();
+            let from = error_prefix.and_then(|p| lines.iter().rposition(|l| l.starts_with(p)));
+            let tail: Vec<&str> = match from {
+                Some(i) => lines[i..].iter().take(4).copied().collect(),
+                None => {
+                    let mut tail: Vec<&str> = stderr.lines().chain(stdout.lines()).rev().take(6).collect();
+                    tail.reverse();
+                    tail
+                }
+            };
+            Outcome::Failed(tail.iter().map(|l| l.trim()).collect::<Vec<_>>().join(" | "))
+        }
+        Err(e) => Outcome::Failed(format!("{e:#}")),
+    }
+}
+
+/// Ends a step's progress line.
+fn report_outcome(outcome: &Outcome, started: Instant) {
+    match outcome {
+        Outcome::Ok(_) => eprintln!("{:.1} s", started.elapsed().as_secs_f64()),
+        Outcome::TimedOut(secs) => eprintln!("stopped after {secs} s (reported as slower than that)"),
+        Outcome::Failed(e) => eprintln!("FAILED after {:.1} s: {e}", started.elapsed().as_secs_f64()),
+    }
+}
+
 /// Runs `cmd`, killing it after `timeout`; returns (success, stdout, stderr, timed out).
-fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Result<(bool, String, String, bool)> {
+fn run_with_timeout(cmd: Command, timeout: Duration) -> Result<(bool, String, String, bool)> {
+    run_echoing(cmd, timeout, false)
+}
+
+/// [`run_with_timeout`], also printing each line of the child's stderr as it comes when `echo`
+/// (the progress of a long step).
+fn run_echoing(mut cmd: Command, timeout: Duration, echo: bool) -> Result<(bool, String, String, bool)> {
     let mut child = cmd.spawn().context("starting the bench binary")?;
     let mut stdout = child.stdout.take().context("stdout")?;
-    let mut stderr = child.stderr.take().context("stderr")?;
+    let stderr = child.stderr.take().context("stderr")?;
     let out = std::thread::spawn(move || {
         let mut s = String::new();
         let _ = stdout.read_to_string(&mut s);
@@ -190,7 +251,16 @@ fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Result<(bool, String
     });
     let err = std::thread::spawn(move || {
         let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
+        let mut reader = BufReader::new(stderr);
+        let mut line = Vec::new();
+        while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
+            let text = String::from_utf8_lossy(&line);
+            if echo {
+                eprint!("      {text}");
+            }
+            s.push_str(&text);
+            line.clear();
+        }
         s
     });
     let deadline = Instant::now() + timeout;
@@ -303,9 +373,11 @@ fn machine() -> Machine {
 /// `cargo xtask bench`.
 pub fn bench(args: &[String]) -> Result<()> {
     let opts = parse(args)?;
+    if matches!(opts.node, NodeMode::Only | NodeMode::FromJson(_)) {
+        return node_only(&opts);
+    }
     let started = Instant::now();
-    crate::run("cargo", &["build", "--release", "-p", "onefolder-bench"])?;
-    let bin = target_dir().join("release").join("onefolder-bench");
+    let bin = build_bench_binary()?;
     let list = Command::new(&bin).arg("list").output().context("running onefolder-bench list")?;
     let list: Value = serde_json::from_slice(&list.stdout).context("reading `onefolder-bench list`")?;
     let names = |k: &str| -> Vec<String> {
@@ -333,7 +405,7 @@ pub fn bench(args: &[String]) -> Result<()> {
     // requests, converge.
     let per_engine = 4 + OPEN_REPEATS;
     let per_combo = 3 + 2 * OPEN_REPEATS + 6;
-    let total = per_engine * engines.len() + per_combo * combos.len();
+    let total = per_engine * engines.len() + per_combo * combos.len() + usize::from(opts.node == NodeMode::Run);
     let mut runner = Runner { bin, preset: opts.preset, total, done: 0 };
     eprintln!(
         "== bench: preset {} ({} engines × {} stores), working in {}",
@@ -390,6 +462,16 @@ pub fn bench(args: &[String]) -> Result<()> {
         // The next pair needs the disk space more than this one's state.
         let _ = std::fs::remove_dir_all(&dir);
     }
+    match opts.node {
+        NodeMode::Run => {
+            let pick = |names: &[String], preferred: &str| -> String {
+                names.iter().find(|n| *n == preferred).or(names.first()).cloned().unwrap_or_default()
+            };
+            let (engine, store) = (pick(&engines, "yrs"), pick(&stores, "sqlite"));
+            node_step(&mut runner, &mut results, &engine, &store, &work);
+        }
+        _ => results.node_not_run = Some("skipped (`--no-node`)".into()),
+    }
     let elapsed = started.elapsed();
 
     let report = render(&opts, &machine(), &workload, &engines, &combos, &results, elapsed);
@@ -405,6 +487,170 @@ pub fn bench(args: &[String]) -> Result<()> {
         bail!("{} bench step(s) crashed:\n  {}", results.failures.len(), results.failures.join("\n  "));
     }
     Ok(())
+}
+
+/// Builds `onefolder-bench` in release; returns the binary.
+fn build_bench_binary() -> Result<PathBuf> {
+    crate::run("cargo", &["build", "--release", "-p", "onefolder-bench"])?;
+    Ok(target_dir().join("release").join("onefolder-bench"))
+}
+
+/// The Node package: `crates/node`.
+fn node_dir() -> PathBuf {
+    project_root().join("crates").join("node")
+}
+
+/// The JSON the Node binding's step writes for `preset`.
+fn node_json(preset: &str) -> PathBuf {
+    target_dir().join("bench").join(format!("{NODE_STEP}.{preset}.json"))
+}
+
+/// The file name cargo gives the addon (a cdylib) on this platform.
+fn addon_file_name() -> &'static str {
+    if cfg!(target_os = "windows") {
+        "onefolder_node.dll"
+    } else if cfg!(target_os = "macos") {
+        "libonefolder_node.dylib"
+    } else {
+        "libonefolder_node.so"
+    }
+}
+
+/// Runs `program args` in `dir`, failing on a non-zero exit.
+fn run_in(dir: &Path, program: &str, args: &[&str]) -> Result<()> {
+    eprintln!("$ (cd {}) {program} {}", dir.display(), args.join(" "));
+    let status =
+        Command::new(program).args(args).current_dir(dir).status().with_context(|| format!("running {program}"))?;
+    if !status.success() {
+        bail!("`{program} {}` in {} failed with {status}", args.join(" "), dir.display());
+    }
+    Ok(())
+}
+
+/// What the Node binding's step needs: the npm packages (`npm ci`), the compiled
+/// `dist/data-storage.js` and the package's addon (`npm run build`) when missing, and the addon
+/// built in release, which the script loads (a debug build would measure the compiler's debug
+/// code); returns that addon.
+fn prepare_node() -> Result<PathBuf> {
+    let dir = node_dir();
+    if !dir.join("node_modules").join("yjs").exists() {
+        run_in(&dir, "npm", &["ci"])?;
+    }
+    if !dir.join("dist").join("data-storage.js").exists() || !dir.join("onefolder.node").exists() {
+        run_in(&dir, "npm", &["run", "build"])?;
+    }
+    crate::run("cargo", &["build", "--release", "-p", "onefolder-node"])?;
+    Ok(target_dir().join("release").join(addon_file_name()))
+}
+
+/// The Node binding's step (issue 16): `crates/node/bench/data-storage.js` on the preset, with
+/// ours on `engine` × `store`, the dump from `onefolder-bench dump` of the runner's binary, the
+/// addon in release; its JSON also goes to [`node_json`]. Recorded in `results` under
+/// [`NODE_STEP`]: a failure (to prepare or to run) is a crashed step, as any other; without
+/// `node` on the PATH the step does not run and the report says so.
+fn node_step(runner: &mut Runner, results: &mut Results, engine: &str, store: &str, work: &Path) {
+    runner.done += 1;
+    let progress = format!("[{:>2}/{}] {:<18} {:<15}", runner.done, runner.total, "node", "data-storage");
+    let Some(version) = capture("node", &["--version"]) else {
+        eprintln!("{progress} … not run: `node` is not on the PATH");
+        results.node_not_run = Some("not run: `node` is not on the PATH".into());
+        return;
+    };
+    eprintln!("{progress} … node {version}: preparing the package and the release addon");
+    let started = Instant::now();
+    let outcome = match prepare_node() {
+        Err(e) => Outcome::Failed(format!("preparing crates/node: {e:#}")),
+        Ok(addon) => {
+            let node_work = work.join("node");
+            let json = node_json(runner.preset);
+            let _ = std::fs::create_dir_all(&node_work);
+            let mut cmd = Command::new("node");
+            cmd.arg(node_dir().join("bench").join("data-storage.js"))
+                .args(["--preset", runner.preset, "--engine", engine, "--store", store, "--bench-bin"])
+                .arg(&runner.bin)
+                .arg("--addon")
+                .arg(&addon)
+                .arg("--json")
+                .arg(&json)
+                .arg("--work-dir")
+                .arg(&node_work)
+                .current_dir(node_dir())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            eprintln!("{progress} … running {}", node_dir().join("bench").join("data-storage.js").display());
+            let timeout = step_timeout(runner.preset, NODE_STEP);
+            outcome_of(run_echoing(cmd, timeout, true), timeout, Some("data-storage.js:"))
+        }
+    };
+    eprint!("{progress} … ");
+    report_outcome(&outcome, started);
+    if let Outcome::Failed(e) = &outcome {
+        results.failures.push(format!("{NODE_STEP}: {e}"));
+    }
+    results.map.insert((NODE_STEP.into(), String::new(), String::new()), outcome);
+}
+
+/// `--node-only` / `--node-json FILE`: the Node binding's section alone, from a run of its step
+/// or from the JSON its script wrote, put in place of that section of the existing report
+/// `opts.out` (the rest of the report is kept as it is).
+fn node_only(opts: &Options) -> Result<()> {
+    let mut results = Results::default();
+    match &opts.node {
+        NodeMode::FromJson(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let v: Value = serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+            if v["preset"].as_str() != Some(opts.preset) {
+                bail!(
+                    "{} holds the {} preset, not {} (pass --quick or --full)",
+                    path.display(),
+                    v["preset"],
+                    opts.preset
+                );
+            }
+            results.map.insert((NODE_STEP.into(), String::new(), String::new()), Outcome::Ok(v));
+        }
+        _ => {
+            let bin = build_bench_binary()?;
+            let work = target_dir().join("bench-work").join(opts.preset);
+            std::fs::create_dir_all(&work)?;
+            let mut runner = Runner { bin, preset: opts.preset, total: 1, done: 0 };
+            let engine = opts.engines.first().map_or("yrs", String::as_str);
+            let store = opts.stores.first().map_or("sqlite", String::as_str);
+            node_step(&mut runner, &mut results, engine, store, &work);
+        }
+    }
+    let section = node_section(&machine(), &results);
+    let previous = std::fs::read_to_string(&opts.out).unwrap_or_default();
+    let report = replace_node_section(&previous, &section);
+    if let Some(parent) = opts.out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&opts.out, &report).with_context(|| format!("writing {}", opts.out.display()))?;
+    println!("{section}");
+    eprintln!("== bench: wrote the Node binding's section of {}", opts.out.display());
+    if !results.failures.is_empty() {
+        bail!("{} bench step(s) crashed:\n  {}", results.failures.len(), results.failures.join("\n  "));
+    }
+    Ok(())
+}
+
+/// `report` with its Node binding's section (between the `node` markers) replaced by
+/// `section`; a report without one gets it before its closing micro-benchmarks line (or at the
+/// end), an empty one a title and the section.
+fn replace_node_section(report: &str, section: &str) -> String {
+    if let Some(a) = report.find(NODE_START)
+        && let Some(b) = report[a..].find(NODE_END).map(|b| a + b + NODE_END.len())
+    {
+        let rest = report[b..].strip_prefix('\n').unwrap_or(&report[b..]);
+        return format!("{}{section}{rest}", &report[..a]);
+    }
+    if report.trim().is_empty() {
+        return format!("# Benchmarks\n\n{section}");
+    }
+    match report.rfind("\nMicro-benchmarks of the segment codec") {
+        Some(i) => format!("{}\n{section}{}", &report[..i], &report[i..]),
+        None => format!("{}\n\n{section}", report.trim_end()),
+    }
 }
 
 /// Replaces the analysis section of `report` with the one of `previous`, when it has one.
@@ -659,6 +905,124 @@ fn prototype_section(engines: &[String], combos: &[(String, String)], r: &Result
         ]);
     }
     s.push_str(&t.render());
+    s
+}
+
+/// The Node binding's section (issue 16), between the `node` markers: `fetchFiles` and
+/// `searchFiles` through `SyncBackend` against the prototype's Yjs document in JavaScript, from
+/// the JSON line of `crates/node/bench/data-storage.js`, with its own date and the machine.
+fn node_section(m: &Machine, r: &Results) -> String {
+    let mut s = format!("{NODE_START}\n## Node binding: fetchFiles and searchFiles (issue 16)\n\n");
+    s.push_str(
+        "OneFolder's `DataStorage` calls through the Node binding — `SyncBackend` \
+         (`crates/node/dist/data-storage.js`) on the addon built in release — on a library holding the workload, \
+         against the prototype's in-memory equivalent in the same node process: the workload as one `Y.Doc` \
+         (npm `yjs`) with the root maps `files`, `tags`, `locations`, `searches` and one whole plain record per \
+         id, encoded with `Y.encodeStateAsUpdate` and loaded into a fresh document with `Y.applyUpdate`, its \
+         `fetchFiles` / `searchFiles` done as the prototype's Yjs backend did them (every record of `files` copied \
+         with its dates made `Date`s, filtered, sorted by the key, reversed for a descending order). Ours was \
+         filled through `SyncBackend` as the app does (locations, tags, `createFilesFromPath`, `saveFiles` with \
+         the tags), closed and opened again (`Library.open` + `SyncBackend.init`: the cold open) before the \
+         calls. Each call: one warm-up (*first call*; ours builds its tag index there), then the median of the \
+         runs, the two sides alternating; both must return the same files in the same order (ids matched by \
+         location and relative path), else the step fails. The search is for the tag carried by the most \
+         files. Script: `crates/node/bench/data-storage.js`.\n\n",
+    );
+    let key = (NODE_STEP.to_owned(), String::new(), String::new());
+    match (r.map.get(&key), &r.node_not_run) {
+        (Some(Outcome::Ok(v)), _) => s.push_str(&node_table(m, v)),
+        (Some(Outcome::TimedOut(secs)), _) => {
+            s.push_str(&format!("**Not measured:** the step was stopped after {secs} s.\n"))
+        }
+        (Some(Outcome::Failed(e)), _) => s.push_str(&format!("**Not measured: the step failed.** `{e}`\n")),
+        (None, Some(why)) => s.push_str(&format!("Not measured in this run: {why}.\n")),
+        (None, None) => s.push_str("Not measured in this run.\n"),
+    }
+    s.push_str(&format!("{NODE_END}\n"));
+    s
+}
+
+/// The figures of one run of the Node binding's step.
+fn node_table(m: &Machine, v: &Value) -> String {
+    let num = |path: &[&str]| path.iter().try_fold(v, |v, k| v.get(*k)).and_then(Value::as_f64);
+    let text = |k: &str| v[k].as_str().unwrap_or("?").to_owned();
+    let count = |k: &str| opt(v[k].as_f64(), |x| format!("{x:.0}"));
+    let mut s = format!(
+        "- **Measured:** {} · **commit:** `{}` · node {} · yjs {} · ours on {} × {} · median of {} runs\n\
+         - **Machine:** {} cores, {}, {} RAM; shared with other work, so compare ratios, not times\n\
+         - **Preset:** `{}` — {} files, {} tags, {} locations, {} assignments\n\n",
+        v["date"].as_str().map_or_else(|| m.date.clone(), str::to_owned),
+        v["commit"].as_str().map_or_else(|| m.commit.clone(), str::to_owned),
+        text("node"),
+        text("yjs"),
+        text("engine"),
+        text("store"),
+        count("runs"),
+        m.cores,
+        m.cpu,
+        m.memory,
+        text("preset"),
+        count("files"),
+        count("tags"),
+        count("locations"),
+        count("assignments"),
+    );
+    let mut t = Table::new(&[
+        "call",
+        "files returned",
+        "prototype (yjs)",
+        "ours (SyncBackend)",
+        "ours / prototype",
+        "first call: prototype / ours",
+    ]);
+    for (label, k, files) in [
+        ("`fetchFiles('dateAdded', Desc)`".to_owned(), "fetch", count("fetch_files")),
+        (
+            format!("`searchFiles(tags contains \"{}\", 'dateAdded', Desc)`", text("search_tag")),
+            "search",
+            count("search_files"),
+        ),
+    ] {
+        let (b, o) = (num(&["baseline", k, "ms"]), num(&["ours", k, "ms"]));
+        t.row(vec![
+            label,
+            files,
+            opt(b, fmt_ms),
+            opt(o, fmt_ms),
+            fmt_ratio(ratio(o, b)),
+            format!(
+                "{} / {}",
+                opt(num(&["baseline", k, "first_ms"]), fmt_ms),
+                opt(num(&["ours", k, "first_ms"]), fmt_ms)
+            ),
+        ]);
+    }
+    let (load, open) = (num(&["baseline", "load_ms"]), num(&["ours", "open_ms"]));
+    t.row(vec![
+        format!(
+            "load: `Y.applyUpdate` ({}) / cold open: `Library.open` + `SyncBackend.init` (of which `Library.open` {})",
+            opt(num(&["baseline", "update_bytes"]), fmt_bytes),
+            opt(num(&["ours", "open_library_ms"]), fmt_ms)
+        ),
+        "–".into(),
+        opt(load, fmt_ms),
+        opt(open, fmt_ms),
+        fmt_ratio(ratio(open, load)),
+        "–".into(),
+    ]);
+    s.push_str(&t.render());
+    s.push_str(&format!(
+        "\nFilling our library through `SyncBackend` (not compared): {} — locations {}, tags {}, \
+         `createFilesFromPath` {}, `saveFiles` with the tags {}. The prototype's document was built and encoded in \
+         {}. Peak RSS of the node process (both sides): {}.\n",
+        opt(num(&["ours", "populate_ms"]), fmt_ms),
+        opt(num(&["ours", "populate", "locations_ms"]), fmt_ms),
+        opt(num(&["ours", "populate", "tags_ms"]), fmt_ms),
+        opt(num(&["ours", "populate", "create_files_ms"]), fmt_ms),
+        opt(num(&["ours", "populate", "save_files_ms"]), fmt_ms),
+        opt(num(&["baseline", "build_ms"]), fmt_ms),
+        opt(num(&["peak_rss_kib"]), fmt_kib),
+    ));
     s
 }
 
@@ -1110,6 +1474,8 @@ fn render(
     s.push_str(&t.render());
 
     s.push_str(&prototype_section(engines, combos, r));
+    s.push('\n');
+    s.push_str(&node_section(m, r));
 
     let failed: Vec<String> = r
         .map
@@ -1189,6 +1555,77 @@ mod tests {
             s.contains("| yrs | 102002 | 150 ms | 40.0 MB | 800 ms | 320 MiB | City 24 (65 tags) | 8290 | 170 ms |")
         );
         assert!(s.contains("| automerge | – | – | – | – | – | – (– tags) | – | – |"), "{s}");
+    }
+
+    fn test_machine() -> Machine {
+        Machine {
+            cores: "2".into(),
+            cpu: "Test CPU".into(),
+            memory: "24 GiB".into(),
+            date: "2026-12-02 10:00 UTC".into(),
+            commit: "abc1234".into(),
+            rustc: "rustc".into(),
+        }
+    }
+
+    #[test]
+    fn the_node_section_shows_both_sides_and_their_ratios() {
+        let mut r = Results::default();
+        let v = serde_json::json!({
+            "step": NODE_STEP, "preset": "full", "date": "2026-12-02 11:00 UTC", "commit": "def5678",
+            "node": "v20.20.2", "yjs": "13.6.33", "engine": "yrs", "store": "sqlite", "runs": 5,
+            "files": 100000, "tags": 2000, "locations": 2, "assignments": 300000,
+            "search_tag": "Work 0", "search_files": 2293, "fetch_files": 100000,
+            "baseline": { "build_ms": 977.0, "update_bytes": 41_597_098, "load_ms": 1653.0,
+                "fetch": { "ms": 700.0, "first_ms": 733.0 }, "search": { "ms": 120.0, "first_ms": 117.0 } },
+            "ours": { "populate_ms": 600_000.0, "open_ms": 2600.0, "open_library_ms": 2500.0,
+                "populate": { "locations_ms": 5.0, "tags_ms": 900.0, "create_files_ms": 300_000.0, "save_files_ms": 299_095.0 },
+                "fetch": { "ms": 350.0, "first_ms": 400.0 }, "search": { "ms": 12.0, "first_ms": 150.0 } },
+            "peak_rss_kib": 2_097_152,
+        });
+        r.map.insert((NODE_STEP.into(), String::new(), String::new()), Outcome::Ok(v));
+        let s = node_section(&test_machine(), &r);
+        assert!(s.starts_with(NODE_START) && s.ends_with(&format!("{NODE_END}\n")), "{s}");
+        assert!(s.contains("## Node binding: fetchFiles and searchFiles (issue 16)"), "{s}");
+        assert!(s.contains("- **Measured:** 2026-12-02 11:00 UTC · **commit:** `def5678` · node v20.20.2"), "{s}");
+        assert!(s.contains("- **Machine:** 2 cores, Test CPU, 24 GiB RAM"), "{s}");
+        assert!(
+            s.contains("| `fetchFiles('dateAdded', Desc)` | 100000 | 700 ms | 350 ms | **0.50×** | 733 ms / 400 ms |")
+        );
+        assert!(s.contains("| 2293 | 120 ms | 12.0 ms | **0.10×** | 117 ms / 150 ms |"), "{s}");
+        assert!(s.contains("`Library.open` 2500 ms) | – | 1653 ms | 2600 ms | **1.57×** | – |"), "{s}");
+        assert!(s.contains("not compared): 600.0 s — locations 5.0 ms, tags 900 ms"), "{s}");
+        assert!(s.contains("both sides): 2048 MiB."), "{s}");
+
+        let mut failed = Results::default();
+        failed.map.insert((NODE_STEP.into(), String::new(), String::new()), Outcome::Failed("boom".into()));
+        assert!(node_section(&test_machine(), &failed).contains("**Not measured: the step failed.** `boom`"));
+        let skipped = Results { node_not_run: Some("not run: `node` is not on the PATH".into()), ..Results::default() };
+        assert!(node_section(&test_machine(), &skipped).contains("Not measured in this run: not run: `node`"));
+    }
+
+    #[test]
+    fn the_node_section_is_replaced_in_place() {
+        let section = |x: &str| format!("{NODE_START}\n## Node\n{x}\n{NODE_END}\n");
+        let report = format!(
+            "# B\n\n## 9. P\n\n{}\n## Steps that failed\n\nMicro-benchmarks of the segment codec\n",
+            section("old")
+        );
+        let replaced = replace_node_section(&report, &section("new"));
+        assert_eq!(replaced, report.replace("old", "new"));
+        // A report written before the section existed: it goes before the closing line.
+        let older = "# B\n\n## 7. R\n\n| t |\n\nMicro-benchmarks of the segment codec: `cargo bench`.\n";
+        let added = replace_node_section(older, &section("new"));
+        assert_eq!(
+            added,
+            format!(
+                "# B\n\n## 7. R\n\n| t |\n\n{}\nMicro-benchmarks of the segment codec: `cargo bench`.\n",
+                section("new")
+            )
+        );
+        assert_eq!(replace_node_section(&added, &section("newer")), added.replace("new", "newer"));
+        assert_eq!(replace_node_section("", &section("x")), format!("# Benchmarks\n\n{}", section("x")));
+        assert_eq!(replace_node_section("# B\n", &section("x")), format!("# B\n\n{}", section("x")));
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! - [`metered`]: a transport layer counting bytes written and files read;
 //! - [`prototype`]: the baseline users compare with, W in the JavaScript prototype's layout
 //!   (one document, one whole record per id) written on the engine crates directly;
+//! - [`dump`]: the workload as JSON in OneFolder's DTO shapes, for the Node binding's benchmark;
 //! - the `onefolder-bench` binary runs one measurement per process (so that peak RSS belongs to
 //!   one step) and prints one JSON line; `cargo xtask bench` runs them all and writes
 //!   `BENCHMARKS.md`.
@@ -20,6 +21,7 @@
 #![warn(missing_docs)]
 
 pub mod backends;
+pub mod dump;
 pub mod measure;
 pub mod metered;
 pub mod prototype;

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use onefolder_bench::backends::{self, Backend};
-use onefolder_bench::{Preset, Workload, measure, prototype};
+use onefolder_bench::{Preset, Workload, dump, measure, prototype};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -97,6 +97,17 @@ enum Step {
     BuildPrototype(Common),
     /// Baseline: loads `dir/prototype.bin` into a fresh document, then the prototype's tag query.
     OpenPrototype(Common),
+    /// Writes the workload as JSON in OneFolder's DTO shapes (for the Node binding's benchmark).
+    Dump(DumpArgs),
+}
+
+#[derive(Args, Clone)]
+struct DumpArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The JSON file to write.
+    #[arg(long)]
+    out: PathBuf,
 }
 
 fn line(step: &str, c: Option<&Common>, report: impl Serialize) -> Result<()> {
@@ -157,6 +168,7 @@ fn main() -> Result<()> {
         Step::BuildPrototype(c) => {
             line("build-prototype", Some(c), prototype::build(&c.engine, &c.workload()?, &c.dir)?)
         }
+        Step::Dump(d) => line("dump", None, dump::dump(&d.common.workload()?, &d.out)?),
         Step::OpenPrototype(c) => line("open-prototype", Some(c), prototype::open(&c.engine, &c.workload()?, &c.dir)?),
         Step::Converge(c) => {
             let dir = c.dir.join("converge-run");
