@@ -100,24 +100,22 @@ struct FileDto {
 }
 
 /// A file as OneFolder's `FileDTO`, as this computer answers it: the record plus its local
-/// `ino` and `absolutePath`. Unknown width and height read as 0, an unknown
+/// `ino` (`absolutePath` is made on the JS side: [`Local::files_json`]). Unknown width and height read as 0, an unknown
 /// `dateLastIndexed` as `dateAdded` (what the app expects).
 struct FileOut<'f> {
     f: &'f File,
-    ino: String,
-    absolute: String,
+    ino: &'f str,
 }
 
 impl Serialize for FileOut<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
         let f = self.f;
-        let mut out = s.serialize_struct("FileDTO", 16)?;
+        let mut out = s.serialize_struct("FileDTO", 15)?;
         out.serialize_field("id", &f.id)?;
         out.serialize_field("ino", &self.ino)?;
         out.serialize_field("locationId", &f.location)?;
         out.serialize_field("relativePath", &f.path)?;
-        out.serialize_field("absolutePath", &self.absolute)?;
         out.serialize_field("tags", &f.tags)?;
         out.serialize_field("dateAdded", &f.date_added)?;
         out.serialize_field("dateModified", &f.date_modified)?;
@@ -133,6 +131,13 @@ impl Serialize for FileOut<'_> {
         }
         out.end()
     }
+}
+
+/// An answer of files ([`Local::files_json`]).
+#[derive(Serialize)]
+struct FilesAnswer<'f> {
+    prefixes: &'f BTreeMap<String, String>,
+    files: Vec<FileOut<'f>>,
 }
 
 /// A sub-folder of a location as OneFolder's `SubLocationDTO`.
@@ -311,26 +316,20 @@ impl Local {
         Ok(out)
     }
 
-    /// Files as `FileDTO`s, borrowing from `files` (serialized straight to JSON).
-    fn file_dtos<'f>(&self, model: &Model, files: &'f [File]) -> Result<Vec<FileOut<'f>>, Failure> {
+    /// Files as the JSON of `{prefixes, files}`: `files` are `FileDTO`s without
+    /// `absolutePath`, which the JS side makes from `prefixes` (location id → this computer's
+    /// path of it, ending in a separator) and `relativePath`: one path per location on the
+    /// wire instead of one per file.
+    fn files_json(&self, model: &Model, files: &[File]) -> Result<String, Failure> {
         let prefixes = self.prefixes(model)?;
         self.with_inos(model, |inos| {
-            let dtos = files
-                .iter()
-                .map(|f| {
-                    let absolute = match prefixes.get(&f.location) {
-                        Some(p) if std::path::MAIN_SEPARATOR == '/' => format!("{p}{}", f.path),
-                        Some(p) => format!("{p}{}", f.path.replace('/', std::path::MAIN_SEPARATOR_STR)),
-                        None => String::new(),
-                    };
-                    FileOut { f, ino: inos.get(&f.id).cloned().unwrap_or_default(), absolute }
-                })
-                .collect();
-            (dtos, false)
-        })
+            let files: Vec<FileOut<'_>> =
+                files.iter().map(|f| FileOut { f, ino: inos.get(&f.id).map_or("", String::as_str) }).collect();
+            (to_json(&FilesAnswer { prefixes: &prefixes, files }), false)
+        })?
     }
 
-    /// Sorted `FileDTO`s as JSON.
+    /// Sorted files as [`Local::files_json`].
     fn answer_files(
         &self,
         model: &Model,
@@ -341,7 +340,30 @@ impl Local {
         let order = order(key);
         let prefixes = if order == FileOrder::AbsolutePath { self.prefixes(model)? } else { BTreeMap::new() };
         onefolder_model::sort_files(&mut files, order, descending, &prefixes);
-        to_json(&self.file_dtos(model, &files)?)
+        self.files_json(model, &files)
+    }
+
+    /// The files whose `FileDTO` field `key` equals `value` (IndexedDB's `where(key).equals`).
+    fn files_by_key(&self, model: &Model, key: &str, value: &Value) -> Result<Vec<File>, Failure> {
+        let prefixes = self.prefixes(model)?;
+        let files: Vec<File> = model.files()?.into_values().collect();
+        self.with_inos(model, |inos| {
+            let matching = files
+                .into_iter()
+                .filter(|f| {
+                    let have = if key == "absolutePath" {
+                        prefixes
+                            .get(&f.location)
+                            .map(|p| Value::from(format!("{p}{}", f.path.replace('/', std::path::MAIN_SEPARATOR_STR))))
+                    } else {
+                        let out = FileOut { f, ino: inos.get(&f.id).map_or("", String::as_str) };
+                        serde_json::to_value(&out).ok().and_then(|mut v| v.get_mut(key).map(Value::take))
+                    };
+                    have.as_ref() == Some(value)
+                })
+                .collect();
+            (matching, false)
+        })
     }
 
     /// The location-relative path of a file the app describes.
@@ -540,20 +562,11 @@ impl Local {
                 for id in &ids {
                     files.extend(model.file(id)?);
                 }
-                to_json(&self.file_dtos(model, &files)?)
+                self.files_json(model, &files)
             }
             "fetchFilesByKey" => {
-                let key: String = arg(&args, 0, op)?;
-                let value: Value = arg(&args, 1, op)?;
-                let files: Vec<File> = model.files()?.into_values().collect();
-                let dtos = self.file_dtos(model, &files)?;
-                let matching: Vec<&FileOut<'_>> = dtos
-                    .iter()
-                    .filter(|d| {
-                        serde_json::to_value(d).ok().and_then(|v| v.get(&key).cloned()).as_ref() == Some(&value)
-                    })
-                    .collect();
-                to_json(&matching)
+                let files = self.files_by_key(model, &arg::<String>(&args, 0, op)?, &arg(&args, 1, op)?)?;
+                self.files_json(model, &files)
             }
             "fetchLocations" => to_json(&self.location_dtos(model)?),
             "fetchSearches" => {

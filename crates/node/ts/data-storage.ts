@@ -6,6 +6,8 @@
 // what the app last read of each file's tags, so that a save writes the user's change and not
 // a stale array (see `saveFiles`).
 
+import { sep } from 'node:path';
+
 import type { Library, StatusEvent } from '../index';
 
 /** An id. Tags, locations and searches keep the ids the app gives them; files get the
@@ -217,13 +219,19 @@ export class SyncBackend implements DataStorage {
     this.#options.onChange?.();
   }
 
-  #files(wire: Wire<FileDTO>[]): FileDTO[] {
-    const out = wire as unknown as FileDTO[];
-    for (const f of wire as unknown as Record<string, unknown>[]) {
+  /** Files as the addon answers them: `absolutePath` is this computer's path of the location
+   * (one per location in `prefixes`) + the relative path. */
+  #files(answer: { prefixes: Record<ID, string>; files: Omit<Wire<FileDTO>, 'absolutePath'>[] }): FileDTO[] {
+    const { prefixes } = answer;
+    const files = answer.files as unknown as Record<string, unknown>[];
+    for (const f of files) {
       for (const key of FILE_DATES) f[key] = new Date(f[key] as number);
+      const prefix = prefixes[f.locationId as ID];
+      const rel = f.relativePath as string;
+      f.absolutePath = prefix === undefined ? '' : prefix + (sep === '/' ? rel : rel.split('/').join(sep));
       this.#seenTags.set(f.id as ID, f.tags as ID[]);
     }
-    return out;
+    return files as unknown as FileDTO[];
   }
 
   #wireFile(f: FileDTO): object {
