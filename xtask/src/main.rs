@@ -3,8 +3,9 @@
 //! - `cargo xtask test`: the whole test suite on a fresh machine — installs the test servers
 //!   (`test-servers`), then `cargo test --workspace`.
 //! - `cargo xtask ci`: rustfmt check, clippy with warnings denied, then `test`.
-//! - `cargo xtask bench [--quick | --full] [--out FILE]`: engines × stores on the OneFolder
-//!   workload, written to `BENCHMARKS.md` (see [`bench`]).
+//! - `cargo xtask bench [--quick | --full] [--out FILE] [--no-node | --node-only]`: engines ×
+//!   stores on the OneFolder workload, and the Node binding's `DataStorage` against the
+//!   prototype's Yjs document, written to `BENCHMARKS.md` (see [`bench`]).
 //! - `cargo xtask fuzz [--seconds N] [TARGET…]`: the cargo-fuzz targets in `fuzz/` (see [`fuzz`]).
 //! - `cargo xtask test-servers [--force]`: installs moto and wsgidav, the S3 and WebDAV servers
 //!   the tests start, into `target/test-servers/venv` (see [`servers`]).
@@ -65,7 +66,8 @@ fn main() -> Result<()> {
             eprintln!(
                 "usage: cargo xtask <task>\n\ntasks:\n  test   install the test servers, then cargo test --workspace\n  \
                  ci     rustfmt check, clippy -D warnings, then test\n  \
-                 bench  [--quick | --full] [--out FILE]: engines x stores on the OneFolder workload -> BENCHMARKS.md\n  \
+                 bench  [--quick | --full] [--out FILE] [--no-node | --node-only]: engines x stores on the OneFolder workload,\n         \
+                 and the Node binding's DataStorage against the prototype's Yjs document -> BENCHMARKS.md\n  \
                  fuzz   [--seconds N] [TARGET...]: the cargo-fuzz targets in fuzz/\n  \
                  test-servers [--force]: install moto (S3) and wsgidav (WebDAV) for the tests into target/test-servers/venv\n  \
                  syncthing [--keep]: two computers end to end through two Syncthing instances on 127.0.0.1 -> target/syncthing-report.md"
