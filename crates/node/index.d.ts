@@ -175,6 +175,14 @@ export class Library {
   renameTag(tagId: string, name: string): Promise<void>;
   /** Deletes the tag and its subtree, and removes them from every file. */
   deleteTag(tagId: string): Promise<void>;
+  /** Moves a tag under `parentId` (the root when null), after its last sibling there. */
+  moveTag(tagId: string, parentId?: string | null): Promise<void>;
+  /** Places a tag among its siblings between two of them (either may be null). */
+  reorderTag(tagId: string, afterId?: string | null, beforeId?: string | null): Promise<void>;
+  setTagColor(tagId: string, color?: string | null): Promise<void>;
+  setTagHidden(tagId: string, hidden: boolean): Promise<void>;
+  /** Every file tagged `fromId` gets `intoId`; `fromId`'s children move under it; `fromId` goes. */
+  mergeTags(fromId: string, intoId: string): Promise<void>;
 
   /** Every file, in id order. */
   files(): Promise<File[]>;
@@ -182,12 +190,30 @@ export class Library {
   filesWithTag(tagId: string, recursive: boolean): Promise<File[]>;
   /** Adds or updates a file; resolves with its id. */
   upsertFile(locationId: string, relPath: string, meta?: FileMeta | null): Promise<string>;
+  removeFile(fileId: string): Promise<void>;
+  setAnnotations(fileId: string, text?: string | null): Promise<void>;
+  /** Files with no (existing) tag, in id order. */
+  untaggedFiles(): Promise<File[]>;
+  fileCounts(): Promise<{ files: number; untagged: number }>;
   assign(fileId: string, tagId: string): Promise<void>;
   unassign(fileId: string, tagId: string): Promise<void>;
 
   /** Adds (or matches) a location; resolves with its id. */
   addLocation(name: string, relPath?: string | null): Promise<string>;
   locations(): Promise<Location[]>;
+  /** Removes a location and every file in it. */
+  removeLocation(locationId: string): Promise<void>;
+  /** Excludes (or includes again) a location-relative sub-folder from indexing. */
+  setExclusion(locationId: string, relPath: string, excluded: boolean): Promise<void>;
+
+  /** Saves a search (OneFolder's criteria list as JSON text); resolves with its id. */
+  saveSearch(name: string, criteriaJson: string, matchAny: boolean): Promise<string>;
+  searches(): Promise<Array<{ id: string; name: string; criteria: string; matchAny: boolean }>>;
+  deleteSearch(searchId: string): Promise<void>;
+
+  /** Imports the JSON of `export()`: `"replace"` makes the library equal to it on every
+   * computer; `"merge"` adds and overwrites what it holds. */
+  import(json: string, mode: 'replace' | 'merge'): Promise<void>;
 
   /** One method of OneFolder's DataStorage by name, its arguments and answer as JSON (dates as
    * ms); `@onefolder/sync/data-storage` wraps it as the class `SyncBackend`. */

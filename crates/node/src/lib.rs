@@ -217,6 +217,63 @@ impl Library {
         self.model(env, move |m| m.delete_tag(&tag_id), |()| ())
     }
 
+    /// Moves a tag under `parentId` (the root when null), after its last sibling there.
+    #[napi]
+    pub fn move_tag<'env>(
+        &self,
+        env: &'env Env,
+        tag_id: String,
+        parent_id: Option<String>,
+    ) -> napi::Result<PromiseRaw<'env, ()>> {
+        self.model(env, move |m| m.move_tag(&tag_id, parent_id.as_deref()), |()| ())
+    }
+
+    /// Places a tag among its siblings between `afterId` and `beforeId` (either may be null).
+    #[napi]
+    pub fn reorder_tag<'env>(
+        &self,
+        env: &'env Env,
+        tag_id: String,
+        after_id: Option<String>,
+        before_id: Option<String>,
+    ) -> napi::Result<PromiseRaw<'env, ()>> {
+        self.model(env, move |m| m.reorder_tag(&tag_id, after_id.as_deref(), before_id.as_deref()), |()| ())
+    }
+
+    /// Sets (or with null clears) a tag's colour.
+    #[napi]
+    pub fn set_tag_color<'env>(
+        &self,
+        env: &'env Env,
+        tag_id: String,
+        color: Option<String>,
+    ) -> napi::Result<PromiseRaw<'env, ()>> {
+        self.model(env, move |m| m.set_tag_color(&tag_id, color.as_deref()), |()| ())
+    }
+
+    /// Hides or shows a tag.
+    #[napi]
+    pub fn set_tag_hidden<'env>(
+        &self,
+        env: &'env Env,
+        tag_id: String,
+        hidden: bool,
+    ) -> napi::Result<PromiseRaw<'env, ()>> {
+        self.model(env, move |m| m.set_tag_hidden(&tag_id, hidden), |()| ())
+    }
+
+    /// Gives every file tagged `fromId` the tag `intoId`, moves `fromId`'s children under it,
+    /// and deletes `fromId`.
+    #[napi]
+    pub fn merge_tags<'env>(
+        &self,
+        env: &'env Env,
+        from_id: String,
+        into_id: String,
+    ) -> napi::Result<PromiseRaw<'env, ()>> {
+        self.model(env, move |m| m.merge_tags(&from_id, &into_id), |()| ())
+    }
+
     // ------------------------------------------------------------------ files
 
     /// Every file, in id order.
@@ -253,6 +310,35 @@ impl Library {
         self.model(env, move |m| m.upsert_file(&location_id, &rel_path, &meta), |id| id)
     }
 
+    /// Removes a file record.
+    #[napi]
+    pub fn remove_file<'env>(&self, env: &'env Env, file_id: String) -> napi::Result<PromiseRaw<'env, ()>> {
+        self.model(env, move |m| m.remove_file(&file_id), |()| ())
+    }
+
+    /// Sets (or with null clears) a file's annotations.
+    #[napi]
+    pub fn set_annotations<'env>(
+        &self,
+        env: &'env Env,
+        file_id: String,
+        text: Option<String>,
+    ) -> napi::Result<PromiseRaw<'env, ()>> {
+        self.model(env, move |m| m.set_annotations(&file_id, text.as_deref()), |()| ())
+    }
+
+    /// The files that carry no (existing) tag, in id order.
+    #[napi]
+    pub fn untagged_files<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, Vec<File>>> {
+        self.model(env, |m| m.untagged_files(), |files| files.into_iter().map(File::from).collect())
+    }
+
+    /// How many files there are, and how many of them carry no tag: `{ files, untagged }`.
+    #[napi(ts_return_type = "Promise<{ files: number; untagged: number }>")]
+    pub fn file_counts<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, Value>> {
+        self.model(env, |m| m.file_counts(), |counts| to_js_json(&counts))
+    }
+
     /// Assigns a tag to a file.
     #[napi]
     pub fn assign<'env>(&self, env: &'env Env, file_id: String, tag_id: String) -> napi::Result<PromiseRaw<'env, ()>> {
@@ -282,6 +368,58 @@ impl Library {
         rel_path: Option<String>,
     ) -> napi::Result<PromiseRaw<'env, String>> {
         self.model(env, move |m| m.add_location(&name, rel_path.as_deref()), |id| id)
+    }
+
+    /// Removes a location and every file record in it.
+    #[napi]
+    pub fn remove_location<'env>(&self, env: &'env Env, location_id: String) -> napi::Result<PromiseRaw<'env, ()>> {
+        self.model(env, move |m| m.remove_location(&location_id), |()| ())
+    }
+
+    /// Excludes (or includes again) a location-relative sub-folder from indexing.
+    #[napi]
+    pub fn set_exclusion<'env>(
+        &self,
+        env: &'env Env,
+        location_id: String,
+        rel_path: String,
+        excluded: bool,
+    ) -> napi::Result<PromiseRaw<'env, ()>> {
+        self.model(env, move |m| m.set_exclusion(&location_id, &rel_path, excluded), |()| ())
+    }
+
+    // ------------------------------------------------------------------ saved searches
+
+    /// Saves a search (OneFolder's criteria list as JSON); resolves with its id.
+    #[napi]
+    pub fn save_search<'env>(
+        &self,
+        env: &'env Env,
+        name: String,
+        criteria_json: String,
+        match_any: bool,
+    ) -> napi::Result<PromiseRaw<'env, String>> {
+        self.model(
+            env,
+            move |m| {
+                let criteria: Value = serde_json::from_str(&criteria_json)
+                    .map_err(|e| onefolder_model::ModelError::InvalidName(format!("the criteria are not JSON: {e}")))?;
+                m.save_search(&name, &criteria, match_any)
+            },
+            |id| id,
+        )
+    }
+
+    /// Every saved search, in id order: `{ id, name, criteria (JSON text), matchAny }`.
+    #[napi(ts_return_type = "Promise<Array<{ id: string; name: string; criteria: string; matchAny: boolean }>>")]
+    pub fn searches<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, Value>> {
+        self.model(env, |m| m.searches(), |s| to_js_json(&s.into_values().collect::<Vec<_>>()))
+    }
+
+    /// Deletes a saved search.
+    #[napi]
+    pub fn delete_search<'env>(&self, env: &'env Env, search_id: String) -> napi::Result<PromiseRaw<'env, ()>> {
+        self.model(env, move |m| m.delete_search(&search_id), |()| ())
     }
 
     /// Every location, in id order.
@@ -315,6 +453,30 @@ impl Library {
     #[napi]
     pub fn export<'env>(&self, env: &'env Env) -> napi::Result<PromiseRaw<'env, String>> {
         self.model(env, |m| m.export(), |export| export.to_json())
+    }
+
+    /// Imports an export (the JSON of `export()`, or a backup's): `"replace"` makes the
+    /// library equal to it on every computer, `"merge"` adds and overwrites what it holds.
+    #[napi]
+    pub fn import<'env>(&self, env: &'env Env, json: String, mode: String) -> napi::Result<PromiseRaw<'env, ()>> {
+        self.model(
+            env,
+            move |m| {
+                let mode = match mode.as_str() {
+                    "replace" => onefolder_model::ImportMode::Replace,
+                    "merge" => onefolder_model::ImportMode::Merge,
+                    other => {
+                        return Err(onefolder_model::ModelError::InvalidName(format!(
+                            "import mode {other:?}: use \"replace\" or \"merge\""
+                        )));
+                    }
+                };
+                let export = onefolder_model::Export::from_json(&json)
+                    .map_err(|e| onefolder_model::ModelError::InvalidName(format!("not an export: {e}")))?;
+                m.import(&export, mode)
+            },
+            |()| (),
+        )
     }
 
     /// The sync state: device, library, engine, store, pending edits, peers, warnings about

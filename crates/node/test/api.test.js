@@ -145,3 +145,54 @@ test('lmdb and automerge open too', async (t) => {
   t.after(() => joined.close());
   assert.equal((await joined.status()).engine, 'automerge', 'join takes the engine from library.json');
 });
+
+test('the rest of the model: tag moves and merges, annotations, exclusions, searches, import', async (t) => {
+  const tmp = tempRoot();
+  t.after(tmp.cleanup);
+  const lib = await Library.create({ folder: tmp.folder, stateDir: tmp.stateDir('a'), deviceName: 'A' });
+  t.after(() => lib.close());
+  const loc = await lib.addLocation('Pictures', '');
+  const animals = await lib.createTag('Animals');
+  const cats = await lib.createTag('Cats');
+  const dogs = await lib.createTag('Dogs');
+  await lib.moveTag(cats, animals);
+  await lib.moveTag(dogs, animals);
+  await lib.reorderTag(dogs, null, cats);
+  let tags = Object.fromEntries((await lib.tags()).map((x) => [x.id, x]));
+  assert.equal(tags[cats].parent, animals);
+  assert.ok(tags[dogs].order < tags[cats].order, 'Dogs placed before Cats');
+  await lib.setTagColor(cats, 'orange');
+  await lib.setTagHidden(cats, true);
+  tags = Object.fromEntries((await lib.tags()).map((x) => [x.id, x]));
+  assert.deepEqual([tags[cats].color, tags[cats].isHidden], ['orange', true]);
+  await rejectsWith(lib.moveTag(animals, cats), 'INVALID');
+
+  const a = await lib.upsertFile(loc, 'a.jpg', { size: 1 });
+  const b = await lib.upsertFile(loc, 'b.jpg', { size: 2 });
+  await lib.assign(a, cats);
+  await lib.setAnnotations(a, 'on the sofa');
+  assert.deepEqual(await lib.fileCounts(), { files: 2, untagged: 1 });
+  assert.deepEqual((await lib.untaggedFiles()).map((f) => f.id), [b]);
+  await lib.mergeTags(cats, dogs);
+  const [merged] = (await lib.files()).filter((f) => f.id === a);
+  assert.deepEqual([merged.tags, merged.annotations], [[dogs], 'on the sofa']);
+  await lib.setAnnotations(a, null);
+  await lib.removeFile(b);
+  assert.deepEqual(await lib.fileCounts(), { files: 1, untagged: 0 });
+
+  await lib.setExclusion(loc, 'raw', true);
+  assert.deepEqual((await lib.locations())[0].exclusions, ['raw']);
+  const search = await lib.saveSearch('Dogs', JSON.stringify([{ key: 'tags', operator: 'contains', value: [dogs] }]), false);
+  assert.deepEqual((await lib.searches()).map((s) => [s.id, s.name, s.matchAny]), [[search, 'Dogs', false]]);
+  await rejectsWith(lib.saveSearch('Bad', 'not json', false), 'INVALID');
+
+  // A replace-import makes the library equal to the export it was given.
+  const before = await lib.export();
+  await lib.deleteSearch(search);
+  await lib.removeLocation(loc);
+  assert.deepEqual(await lib.fileCounts(), { files: 0, untagged: 0 });
+  await lib.import(before, 'replace');
+  assert.equal(await lib.export(), before);
+  await rejectsWith(lib.import(before, 'sideways'), 'INVALID');
+  await rejectsWith(lib.import('{', 'merge'), 'INVALID');
+});
