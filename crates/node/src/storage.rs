@@ -343,7 +343,8 @@ impl Local {
         self.files_json(model, &files)
     }
 
-    /// The files whose `FileDTO` field `key` equals `value` (IndexedDB's `where(key).equals`).
+    /// The files whose `FileDTO` field `key` equals `value` (IndexedDB's `where(key).equals`;
+    /// for `tags`, the files carrying the tag `value`).
     fn files_by_key(&self, model: &Model, key: &str, value: &Value) -> Result<Vec<File>, Failure> {
         let prefixes = self.prefixes(model)?;
         let files: Vec<File> = model.files()?.into_values().collect();
@@ -359,7 +360,12 @@ impl Local {
                         let out = FileOut { f, ino: inos.get(&f.id).map_or("", String::as_str) };
                         serde_json::to_value(&out).ok().and_then(|mut v| v.get_mut(key).map(Value::take))
                     };
-                    have.as_ref() == Some(value)
+                    match have {
+                        // A list field (`tags`) matches a value it holds, as IndexedDB's
+                        // multi-entry index does, or an equal list.
+                        Some(Value::Array(items)) => items.contains(value) || value == &Value::Array(items),
+                        have => have.as_ref() == Some(value),
+                    }
                 })
                 .collect();
             (matching, false)

@@ -155,6 +155,8 @@ test('files: library ids, this computer\'s paths, order and direction, saves tha
   assert.deepEqual((await backend.fetchFilesByID([a.id, 'nope'])).map((f) => f.id), [a.id]);
   assert.deepEqual((await backend.fetchFilesByKey('extension', 'png')).map((f) => f.name), ['b.png']);
   assert.deepEqual((await backend.fetchFilesByKey('size', 200)).map((f) => f.name), ['c.JPG']);
+  assert.deepEqual((await backend.fetchFilesByKey('tags', 'red')).map((f) => f.name), ['b.png'], 'a tag, as the multi-entry index');
+  assert.deepEqual((await backend.fetchFilesByKey('absolutePath', byName[0].absolutePath)).map((f) => f.name), ['a.jpg']);
   assert.deepEqual(await backend.countFiles(), [3, 2]);
 
   // The app read `a` with no tags; meanwhile another writer (a peer's edit arriving, here the
@@ -295,7 +297,8 @@ test('locations and saved searches', async (t) => {
   await backend.createSearch({ id: 's2', name: 'Untagged', criteria: [{ key: 'tags', valueType: 'array', operator: 'contains', value: [] }], index: 0 });
   let searches = await backend.fetchSearches();
   assert.deepEqual(searches.map((s) => s.id), ['s2', 's1']);
-  assert.equal(searches[1].criteria[0].value, Date.parse('2026-01-10T00:00:00Z'), 'dates are stored as ms');
+  assert.ok(searches[1].criteria[0].value instanceof Date, 'a date criterion reads back as a Date');
+  assert.equal(searches[1].criteria[0].value.getTime(), Date.parse('2026-01-10T00:00:00Z'));
   await backend.saveSearch({ ...searches[1], name: 'Renamed', matchAny: true });
   await backend.removeSearch('s2');
   searches = await backend.fetchSearches();

@@ -269,7 +269,13 @@ export class SyncBackend implements DataStorage {
   }
 
   async fetchSearches(): Promise<FileSearchDTO[]> {
-    return this.#call<FileSearchDTO[]>('fetchSearches');
+    const searches = await this.#call<FileSearchDTO[]>('fetchSearches');
+    for (const s of searches) {
+      s.criteria = s.criteria.map((c) =>
+        c.valueType === 'date' ? { ...c, value: new Date(c.value as unknown as number) } : c,
+      );
+    }
+    return searches;
   }
 
   async searchFiles(
