@@ -373,12 +373,12 @@ impl Local {
     }
 
     /// The location-relative path of a file the app describes.
-    fn relative_path(&self, model: &Model, dto: &FileDto, location: &str) -> Result<String, Failure> {
+    /// `prefixes`: [`Local::prefixes`], read once per save.
+    fn relative_path(dto: &FileDto, location: &str, prefixes: &BTreeMap<String, String>) -> Result<String, Failure> {
         if let Some(rel) = dto.relative_path.as_deref().filter(|r| !r.is_empty()) {
             return Ok(rel.to_owned());
         }
         let abs = dto.absolute_path.as_deref().ok_or_else(|| invalid("a file needs a relativePath"))?;
-        let prefixes = self.prefixes(model)?;
         let root = prefixes.get(location).ok_or_else(|| invalid(format!("location {location} has no path here")))?;
         Path::new(abs)
             .strip_prefix(root)
@@ -386,9 +386,9 @@ impl Local {
             .map_err(|_| invalid(format!("{abs} is not inside its location {root}")))
     }
 
-    fn file_save(&self, model: &Model, dto: &FileDto) -> Result<FileSave, Failure> {
+    fn file_save(&self, dto: &FileDto, prefixes: &BTreeMap<String, String>) -> Result<FileSave, Failure> {
         let location = self.location_id(&dto.location_id);
-        let path = self.relative_path(model, dto, &location)?;
+        let path = Self::relative_path(dto, &location, prefixes)?;
         let known = |v: Option<i64>| v.filter(|v| *v > 0);
         Ok(FileSave {
             id: dto.id.clone(),
@@ -414,8 +414,9 @@ impl Local {
     /// `only_new`.
     fn save_files(&self, model: &Model, dtos: &[FileDto], only_new: bool) -> Result<(), Failure> {
         let mut saves = Vec::with_capacity(dtos.len());
+        let prefixes = self.prefixes(model)?;
         for dto in dtos {
-            let save = self.file_save(model, dto)?;
+            let save = self.file_save(dto, &prefixes)?;
             if only_new && model.file_at(&save.location, &save.path)?.is_some() {
                 continue;
             }

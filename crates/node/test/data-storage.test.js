@@ -180,6 +180,12 @@ test('files: library ids, this computer\'s paths, order and direction, saves tha
 
   await backend.removeFiles([renamed.id, 'nope']);
   assert.deepEqual(await backend.countFiles(), [2, 1]);
+
+  // A file given only by its absolute path lands at the path relative to its location.
+  const onlyAbsolute = fileDto(loc, tmp.folder, 'd/e.jpg', { relativePath: '' });
+  onlyAbsolute.absolutePath = path.join(fs.realpathSync(tmp.folder), 'd', 'e.jpg');
+  await backend.createFilesFromPath(tmp.folder, [onlyAbsolute]);
+  assert.deepEqual((await backend.fetchFilesByKey('relativePath', 'd/e.jpg')).map((f) => f.name), ['e.jpg']);
 });
 
 test('mergeTags moves every file of one tag to another and removes it; clear empties the library', async (t) => {
