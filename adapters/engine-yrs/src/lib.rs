@@ -100,6 +100,7 @@
 mod changes;
 mod codec;
 mod precheck;
+pub mod prototype;
 
 use std::any::Any as StdAny;
 use std::collections::{BTreeMap, BTreeSet};
