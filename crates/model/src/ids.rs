@@ -93,6 +93,13 @@ pub fn library_location_id(rel_path: &str) -> Result<String, ModelError> {
     Ok(hash_id("location", &[&normalize_rel_path(rel_path)?]))
 }
 
+/// The id of a record that another program named `foreign` (an id that may hold any
+/// character, e.g. one of OneFolder's prototype): the same foreign id gives the same id on
+/// every computer.
+pub fn foreign_id(collection: &str, foreign: &str) -> String {
+    hash_id("foreign", &[collection, foreign])
+}
+
 /// A random id (locations outside the library, saved searches), in the same form.
 pub fn random_id() -> String {
     encode_id(&uuid::Uuid::new_v4().as_bytes()[16 - ID_BYTES..])

@@ -23,6 +23,7 @@ mod export;
 pub mod ids;
 pub mod layout;
 pub mod local;
+pub mod prototype;
 mod tree;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -35,6 +36,7 @@ pub use app::{FileOrder, FileSave, sort_files};
 pub use backup::{BACKUP_EXTENSION, Backup, BackupError, BackupHeader, Rotation};
 pub use batch::Batch;
 pub use export::{Export, ExportFile, ExportLocation, ExportSearch, ExportTag, ImportMode};
+pub use prototype::{Place, Prototype, PrototypeImport};
 pub use tree::{TagNode, subtree};
 
 /// Collection of files.
