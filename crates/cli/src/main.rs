@@ -20,7 +20,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::cmd::{auth, backup, data, devices, index, inspect, location, search, setup, sync, tags};
+use crate::cmd::{auth, backup, data, devices, index, inspect, location, prototype, search, setup, sync, tags};
 use crate::session::Global;
 
 const AFTER_HELP: &str = "\
@@ -94,6 +94,10 @@ enum Command {
     Export(data::ExportArgs),
     /// Restore an export or a backup: the library becomes equal to it, on every computer.
     Import(data::ImportArgs),
+    /// Import the tags of OneFolder's JavaScript prototype (its
+    /// onefolder_tags/database/<session>/database.yjs.db files) into this library, merging its
+    /// duplicates; shared with the other computers by the next sync.
+    ImportPrototype(prototype::ImportPrototypeArgs),
     /// Write a backup file of the library (or list the backups).
     Backup(backup::BackupArgs),
     /// Show what a backup file holds and when it was taken (no library needed).
@@ -144,6 +148,7 @@ impl Command {
             Command::Location(location::LocationCommand::Add { dir, .. }) => abs(dir),
             Command::Export(args) => args.output.iter_mut().for_each(abs),
             Command::Import(args) => abs(&mut args.file),
+            Command::ImportPrototype(args) => abs(&mut args.folder),
             Command::Backup(args) => args.file.iter_mut().for_each(abs),
             _ => {}
         }
@@ -214,6 +219,7 @@ async fn dispatch(command: Command, global: &Global) -> anyhow::Result<ExitCode>
         Command::Devices(args) => devices::run(args, global).await?,
         Command::Export(args) => data::export(args, global).await?,
         Command::Import(args) => data::import(args, global).await?,
+        Command::ImportPrototype(args) => prototype::run(args, global).await?,
         Command::Backup(args) => backup::backup(args, global).await?,
         Command::Peek(args) => backup::peek(args, global)?,
         Command::Auth(cmd) => auth::run(cmd, global).await?,

@@ -7,6 +7,7 @@ pub mod devices;
 pub mod index;
 pub mod inspect;
 pub mod location;
+pub mod prototype;
 pub mod search;
 pub mod setup;
 pub mod sync;

@@ -7,6 +7,7 @@ mod defaults;
 mod engines;
 mod errors;
 mod hosted;
+mod prototype;
 mod remote;
 mod scenario;
 mod verify;
