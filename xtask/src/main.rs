@@ -12,9 +12,13 @@
 //! - `cargo xtask syncthing [--keep]`: two computers through two real Syncthing instances on
 //!   127.0.0.1, end to end through the CLI; a report in `target/syncthing-report.md` (see
 //!   [`syncthing`]).
+//! - `cargo xtask interop`: JavaScript Yjs (npm `yjs` 13.6.33) and the yrs engine read the same
+//!   records from each other's delta and snapshot segments, and merge concurrent edits alike
+//!   (see [`interop`]; needs Node.js and npm).
 
 mod bench;
 mod fuzz;
+mod interop;
 mod servers;
 mod syncthing;
 
@@ -61,7 +65,8 @@ fn main() -> Result<()> {
         Some("fuzz") => fuzz::fuzz(&args[1..]),
         Some("test-servers") => servers::test_servers(&args[1..]),
         Some("syncthing") => syncthing::syncthing(&args[1..]),
-        Some(other) => bail!("unknown task {other:?}; tasks: test, ci, bench, fuzz, test-servers, syncthing"),
+        Some("interop") => interop::interop(&args[1..]),
+        Some(other) => bail!("unknown task {other:?}; tasks: test, ci, bench, fuzz, test-servers, syncthing, interop"),
         None => {
             eprintln!(
                 "usage: cargo xtask <task>\n\ntasks:\n  test   install the test servers, then cargo test --workspace\n  \
@@ -70,7 +75,8 @@ fn main() -> Result<()> {
                  and the Node binding's DataStorage against the prototype's Yjs document -> BENCHMARKS.md\n  \
                  fuzz   [--seconds N] [TARGET...]: the cargo-fuzz targets in fuzz/\n  \
                  test-servers [--force]: install moto (S3) and wsgidav (WebDAV) for the tests into target/test-servers/venv\n  \
-                 syncthing [--keep]: two computers end to end through two Syncthing instances on 127.0.0.1 -> target/syncthing-report.md"
+                 syncthing [--keep]: two computers end to end through two Syncthing instances on 127.0.0.1 -> target/syncthing-report.md\n  \
+                 interop  npm yjs 13.6.33 and the yrs engine read each other's segments and snapshots (needs node and npm) -> target/interop"
             );
             Ok(())
         }
