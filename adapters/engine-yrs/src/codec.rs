@@ -10,7 +10,13 @@
 //!   `Int`.
 //! - [`Value::Float`] is stored as a plain number when its value is *not* integral in that
 //!   range (1.5, NaN, ±inf, 1e300). An integral float (3.0, -0.0, 1e18) is stored tagged, as the
-//!   array `["f64", 3.0]`, so it reads back as a `Float`.
+//!   array `["f64", 3.0]`, so it reads back as a `Float`. JavaScript Yjs reads it the same way
+//!   but holds the number as a JavaScript number, and when Yjs encodes the record again (its own
+//!   snapshot) lib0 writes a small integral number as a var-int, which yrs decodes as an
+//!   integer: the tag still makes it a `Float`. Only `-0.0` changes: lib0 writes it as a
+//!   "negative zero" var-int, which yrs decodes as the integer 0, so after a JavaScript client
+//!   re-encoded it, it reads back as `0.0`. (`cargo xtask interop` checks `-0.0` from yrs to Yjs,
+//!   the others both ways.)
 //!
 //! Other values map directly: `Null` ↔ null (undefined also reads as `Null`), `Bool` ↔ bool,
 //! `Str` ↔ string, `Bytes` ↔ `Uint8Array`. [`Value`] has no maps, so a map (or any nested type)
