@@ -157,7 +157,7 @@ pub struct Cluster<B: Backend> {
     pub tmp: tempfile::TempDir,
     /// The devices; device 0 created the library.
     pub devices: Vec<Device>,
-    config: fn(&str) -> ReplicaConfig,
+    config: Arc<dyn Fn(&str) -> ReplicaConfig + Send + Sync>,
     env: Env,
     faults: Vec<Arc<FaultLayer>>,
     _b: std::marker::PhantomData<B>,
@@ -202,11 +202,11 @@ impl<B: Backend> Cluster<B> {
         (cluster, layer)
     }
 
-    /// A cluster with per-device replica settings and transport layers.
+    /// A cluster with per-device replica settings (by device name) and transport layers.
     pub async fn build(
         env: Env,
         n: usize,
-        config: fn(&str) -> ReplicaConfig,
+        config: impl Fn(&str) -> ReplicaConfig + Send + Sync + 'static,
         layer: impl Fn(usize, Arc<dyn Transport>) -> Arc<dyn Transport>,
     ) -> Self {
         let tmp = tempfile::tempdir().expect("tempdir");
@@ -214,6 +214,7 @@ impl<B: Backend> Cluster<B> {
         std::fs::create_dir_all(&dir).expect("medium dir");
         let medium = B::T::medium(&dir).await;
         medium.set_faults(env.faults);
+        let config = Arc::new(config);
         let mut cluster =
             Cluster { medium, tmp, config, env, devices: Vec::new(), faults: Vec::new(), _b: std::marker::PhantomData };
         for i in 0..n {
@@ -481,6 +482,7 @@ macro_rules! scenario_tests {
                 huge_length_claim_is_skipped,
                 hostile_folder_names_are_ignored,
                 clock_skew_does_not_matter,
+                folder_stays_bounded_and_an_offline_device_converges,
             );
             /// The same scenarios with every device reading through the fault layer; each
             /// checks convergence and no lost edit once the faults stop. (Scenarios that

@@ -1237,3 +1237,123 @@ pub async fn folder_and_api_devices_share_a_library<B: Backend>(env: Env) {
     let export = c.assert_converged();
     assert!(export.contains("blue"));
 }
+
+/// A clock the test moves forward, and replica settings that compact the own folder after
+/// `max_segments` deltas and keep what a snapshot covers for an hour of that clock.
+fn tidy_config(ahead_ms: Arc<std::sync::atomic::AtomicI64>) -> impl Fn(&str) -> ReplicaConfig + Send + Sync {
+    move |name| {
+        let ahead = ahead_ms.clone();
+        ReplicaConfig {
+            clock: Clock::from_fn(move || {
+                onefolder_core::manifest::now_ms() + ahead.load(std::sync::atomic::Ordering::SeqCst)
+            }),
+            folder: onefolder_core::FolderCompaction {
+                max_segments: 100,
+                grace: Duration::from_secs(3600),
+                ..onefolder_core::FolderCompaction::default()
+            },
+            ..test_config(name)
+        }
+    }
+}
+
+/// Bytes and files in device `i`'s own folder on the medium.
+async fn own_folder_size<B: Backend>(c: &Cluster<B>, i: usize) -> (u64, usize) {
+    let listed = c.dev(i).transport.list(&c.dev(i).replica.device()).await.expect("list own folder");
+    let segments: Vec<_> = listed.iter().filter(|f| names::SegmentName::parse(&f.name).is_some()).collect();
+    (segments.iter().map(|f| f.size).sum(), segments.len())
+}
+
+/// The shared folder stops growing: after 10 000 edits in 500 flushes, and once the grace
+/// period has passed, the editing device's folder holds its newest snapshot and what followed
+/// it — a small multiple of one snapshot — and a peer's store folds the applied records the
+/// snapshot covers. A device offline the whole time (every delta it never read is gone) and a
+/// device that joins afterwards converge from the snapshot; a restart finds nothing missing.
+pub async fn folder_stays_bounded_and_an_offline_device_converges<B: Backend>(env: Env) {
+    let ahead = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let mut c = Cluster::<B>::build(env, 3, tidy_config(ahead.clone()), |_, t| t).await;
+    let loc = c.lib(0).add_location("Library", Some("")).unwrap();
+    let tags: Vec<String> = (0..20).map(|k| c.lib(0).create_tag(None, &format!("tag {k}"), None).unwrap()).collect();
+    c.sync_all().await;
+    // Device 2 goes offline. Device 0 makes 10 000 edits, 20 per flush; device 1 follows.
+    let colors = ["red", "green", "blue", "orange"];
+    let mut edits = 0;
+    for round in 0..500usize {
+        // Reads inside a batch do not see its own edits: the files go in first.
+        let files: Vec<String> = c
+            .lib(0)
+            .in_batch(|lib| {
+                (0..5).map(|k| lib.upsert_file(&loc, &format!("r{round}/{k}.jpg"), &meta(round as i64))).collect()
+            })
+            .unwrap();
+        c.lib(0)
+            .in_batch(|lib| {
+                for (k, f) in files.iter().enumerate() {
+                    lib.assign(f, &tags[(round + k) % tags.len()])?;
+                }
+                for k in 0..10 {
+                    lib.set_tag_color(&tags[(round + k) % tags.len()], Some(colors[(round + k) % colors.len()]))?;
+                }
+                Ok(())
+            })
+            .unwrap();
+        edits += 20;
+        flushed_seq(&c, 0).await;
+        if round % 50 == 49 {
+            c.ingest(1).await;
+        }
+    }
+    assert_eq!(edits, 10_000);
+    c.sync_some(&[0, 1]).await;
+    let before = own_folder_size(&c, 0).await;
+    let waiting = c.dev(0).replica.tidy_own_folder().await.unwrap();
+    assert_eq!(waiting.deleted, 0, "nothing goes inside the grace period: {waiting:?}");
+    assert!(waiting.snapshot.is_some() && waiting.waiting > 0, "{waiting:?}");
+    assert_eq!(own_folder_size(&c, 0).await, before);
+
+    ahead.store(2 * 3_600_000, std::sync::atomic::Ordering::SeqCst);
+    let tidy = c.dev(0).replica.tidy_own_folder().await.unwrap();
+    assert!(tidy.deleted > 0, "{tidy:?}");
+    let snapshot = tidy.snapshot.unwrap();
+    let snapshot_name = names::snapshot_name(snapshot);
+    let listed = c.dev(0).transport.list(&c.dev(0).replica.device()).await.unwrap();
+    let snapshot_bytes = listed.iter().find(|f| f.name == snapshot_name).expect("the newest snapshot stays").size;
+    let (bytes, files) = own_folder_size(&c, 0).await;
+    assert!(
+        bytes <= 3 * snapshot_bytes.max(16 << 10),
+        "{bytes} B in {files} files, the snapshot is {snapshot_bytes} B"
+    );
+    assert!(files <= 1 + 100, "{files} files");
+    assert!(before.0 > 2 * bytes, "tidying shrank the folder: {before:?} -> {bytes} B");
+    let again = c.dev(0).replica.tidy_own_folder().await.unwrap();
+    assert_eq!(again.deleted, 0, "{again:?}");
+
+    // Device 1 read every delta; its applied records of device 0 are folded.
+    let peer0 = c.dev(0).replica.device();
+    let records = c.dev(1).replica.status().peers[&peer0].segments;
+    assert!(records < 100, "device 1 keeps {records} applied records of device 0");
+
+    // Device 2 returns: it reads the snapshot and what followed, not the deleted deltas.
+    let back = c.dev(2).replica.ingest().await.unwrap();
+    assert!(back.reads <= files + 2, "{back:?} for {files} files of device 0");
+    assert_eq!(back.skipped, 0, "{back:?}");
+    c.sync_all().await;
+    let export = c.assert_converged();
+    assert_eq!(c.lib(2).files().unwrap().len(), 2500);
+
+    // A new device joins from the snapshots.
+    let joined = c.add_device(c.medium.open()).await;
+    let join = c.dev(joined).replica.ingest().await.unwrap();
+    assert!(join.reads <= files + 4, "{join:?}");
+    c.sync_all().await;
+    assert_eq!(c.assert_converged(), export);
+
+    // A restart neither finds own segments missing nor publishes anything again.
+    c.restart_process(0).await;
+    let check = c.dev(0).replica.check_own_folder().await.unwrap();
+    assert!(check.damaged.is_empty() && check.republished.is_none(), "{check:?}");
+    c.lib(0).rename_tag(&tags[0], "after the tidy").unwrap();
+    c.sync_all().await;
+    let export = c.assert_converged();
+    assert!(export.contains("after the tidy"));
+}

@@ -196,6 +196,80 @@ pub fn commit_remote_records_cursor<S: StoreFactory>() {
     assert_eq!(s.load().unwrap().log.len(), 3);
 }
 
+/// `replace_applied_prunes`.
+pub fn replace_applied_prunes<S: StoreFactory>() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = S::open(dir.path());
+    let (p, q) = (DeviceId::random(), DeviceId::random());
+    for seq in 1..=4 {
+        s.commit_remote(&segment(p, seq, &format!("{seq}.seg")), Some(format!("p{seq}").as_bytes())).unwrap();
+    }
+    s.commit_remote(&segment(q, 2, "2.seg"), Some(b"q2")).unwrap();
+    let log = s.load().unwrap().log;
+
+    let folded = AppliedSegment { seq_start: 1, seq_end: 3, ..segment(p, 3, "covered") };
+    let drop: Vec<String> = ["1.seg", "2.seg", "3.seg", "never-applied.seg"].map(String::from).to_vec();
+    s.replace_applied(&p, &drop, &folded).unwrap();
+    let mut expected = vec![folded.clone(), segment(p, 4, "4.seg"), segment(q, 2, "2.seg")];
+    let key = |a: &AppliedSegment| (a.device, a.seq_start, a.file_name.clone());
+    expected.sort_by_key(key);
+    let mut applied = s.applied().unwrap();
+    applied.sort_by_key(key);
+    assert_eq!(applied, expected, "only p's named records are dropped, and the folded one is kept");
+    assert_eq!(s.load().unwrap().log, log, "the log is untouched");
+
+    // The kept record replaces one of the same name.
+    let wider = AppliedSegment { seq_end: 4, ..folded.clone() };
+    s.replace_applied(&p, &["4.seg".to_owned()], &wider).unwrap();
+    let mut applied = s.applied().unwrap();
+    applied.sort_by_key(key);
+    let mut expected = vec![wider, segment(q, 2, "2.seg")];
+    expected.sort_by_key(key);
+    assert_eq!(applied, expected);
+    drop_and_reopen_sees::<S>(s, dir.path(), &expected);
+
+    // A record of another device is refused and changes nothing.
+    let mut s = S::open(dir.path());
+    let err = s.replace_applied(&q, &["2.seg".to_owned()], &folded).unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+    assert_eq!(s.applied().unwrap().len(), 2);
+}
+
+fn drop_and_reopen_sees<S: StoreFactory>(
+    s: Box<dyn onefolder_core::Store>,
+    dir: &std::path::Path,
+    expected: &[AppliedSegment],
+) {
+    drop(s);
+    let s = S::open(dir);
+    let mut applied = s.applied().unwrap();
+    applied.sort_by_key(|a| (a.device, a.seq_start, a.file_name.clone()));
+    assert_eq!(applied, expected, "after reopening");
+}
+
+/// `forget_flushes_before_prunes`.
+pub fn forget_flushes_before_prunes<S: StoreFactory>() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = S::open(dir.path());
+    let mut records = Vec::new();
+    for seq in [1, 2, 3, 5, 1 << 63, (1 << 63) + 5] {
+        let id = s.append_local(format!("e{seq}").as_bytes()).unwrap();
+        records.push(flush(seq, id));
+        s.commit_flush(records.last().unwrap()).unwrap();
+    }
+    let log = s.load().unwrap().log;
+    s.forget_flushes_before(3).unwrap();
+    assert_eq!(s.flushes().unwrap(), records[2..].to_vec());
+    assert_eq!(s.load().unwrap().log, log, "the log and its flushed marks are untouched");
+    // Unsigned order: 2^63 is above every seq below it and below 2^63 + 5.
+    s.forget_flushes_before((1 << 63) + 1).unwrap();
+    assert_eq!(s.flushes().unwrap(), records[5..].to_vec());
+    s.forget_flushes_before(0).unwrap();
+    assert_eq!(s.flushes().unwrap(), records[5..].to_vec());
+    drop(s);
+    assert_eq!(S::open(dir.path()).flushes().unwrap(), records[5..].to_vec(), "after reopening");
+}
+
 /// `compact_keeps_unflushed`.
 pub fn compact_keeps_unflushed<S: StoreFactory>() {
     let dir = tempfile::tempdir().unwrap();
@@ -321,6 +395,7 @@ macro_rules! store_conformance {
             $crate::store_conformance!(@tests S;
                 meta_round_trip, append_local_is_durable, log_ids_increase, commit_flush_marks_entries,
                 commit_flush_refuses_invalid, commit_remote_records_cursor, compact_keeps_unflushed,
+                replace_applied_prunes, forget_flushes_before_prunes,
                 reopen_sees_everything, u64_values_round_trip_and_order_as_unsigned,
                 second_open_is_locked_until_the_first_is_dropped,
             );

@@ -802,6 +802,27 @@ impl Store for LmdbStore {
         })
     }
 
+    fn replace_applied(&mut self, device: &DeviceId, drop: &[String], keep: &AppliedSegment) -> Result<(), StoreError> {
+        if keep.device != *device {
+            return Err(StoreError::Invalid(format!("a record of {} given to replace {device}'s", keep.device)));
+        }
+        let record = encode_applied(keep);
+        self.write("replace_applied", |txn, dbs| {
+            for name in drop {
+                dbs.applied.delete(txn, &applied_key(device, name))?;
+            }
+            dbs.applied.put(txn, &applied_key(device, &keep.file_name), &record)?;
+            Ok(())
+        })
+    }
+
+    fn forget_flushes_before(&mut self, seq: u64) -> Result<(), StoreError> {
+        self.write("forget_flushes_before", |txn, dbs| {
+            dbs.flushes.delete_range(txn, &(..seq))?;
+            Ok(())
+        })
+    }
+
     fn load(&self) -> Result<StoredState, StoreError> {
         // One read transaction: the snapshot and the log are from the same commit.
         self.read("load", |txn, dbs| {

@@ -389,6 +389,25 @@ fn insert_log(conn: &Connection, kind: i64, payload: &[u8]) -> Result<u64, Failu
     log_id(id)
 }
 
+/// Inserts (or replaces, by device and file name) an applied-segment row.
+fn insert_applied(conn: &Connection, applied: &AppliedSegment) -> Result<(), Failure> {
+    conn.prepare_cached(
+        "INSERT OR REPLACE INTO applied \
+         (device, file_name, seq_start, seq_end, checksum, size, applied_at_ms) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        applied.device.to_string(),
+        applied.file_name,
+        to_db(applied.seq_start),
+        to_db(applied.seq_end),
+        applied.checksum,
+        to_db(applied.size),
+        applied.applied_at_ms
+    ])?;
+    Ok(())
+}
+
 impl Store for SqliteStore {
     fn store_id(&self) -> &'static str {
         "sqlite"
@@ -501,20 +520,7 @@ impl Store for SqliteStore {
         let r = (|| -> Result<Option<u64>, Failure> {
             let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let id = payload.map(|payload| insert_log(&tx, KIND_REMOTE, payload)).transpose()?;
-            tx.prepare_cached(
-                "INSERT OR REPLACE INTO applied \
-                 (device, file_name, seq_start, seq_end, checksum, size, applied_at_ms) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            )?
-            .execute(params![
-                applied.device.to_string(),
-                applied.file_name,
-                to_db(applied.seq_start),
-                to_db(applied.seq_end),
-                applied.checksum,
-                to_db(applied.size),
-                applied.applied_at_ms
-            ])?;
+            insert_applied(&tx, applied)?;
             tx.commit()?;
             Ok(id)
         })();
@@ -557,6 +563,42 @@ impl Store for SqliteStore {
             .map(drop)
             .map_err(Failure::from);
         finish(&self.location, "forget_peer", r)
+    }
+
+    fn replace_applied(&mut self, device: &DeviceId, drop: &[String], keep: &AppliedSegment) -> Result<(), StoreError> {
+        let r = (|| -> Result<(), Failure> {
+            if keep.device != *device {
+                return Err(
+                    StoreError::Invalid(format!("a record of {} given to replace {device}'s", keep.device)).into()
+                );
+            }
+            let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let device_text = device.to_string();
+            {
+                let mut delete = tx.prepare_cached("DELETE FROM applied WHERE device = ?1 AND file_name = ?2")?;
+                for name in drop {
+                    delete.execute(params![device_text, name])?;
+                }
+            }
+            insert_applied(&tx, keep)?;
+            tx.commit()?;
+            Ok(())
+        })();
+        finish(&self.location, "replace_applied", r)
+    }
+
+    fn forget_flushes_before(&mut self, seq: u64) -> Result<(), StoreError> {
+        let r = (|| -> Result<(), Failure> {
+            // Seqs are stored bit-cast to i64: values of 2^63 and more are negative.
+            let bound = to_db(seq);
+            if bound >= 0 {
+                self.conn.prepare_cached("DELETE FROM flushes WHERE seq >= 0 AND seq < ?1")?.execute([bound])?;
+            } else {
+                self.conn.prepare_cached("DELETE FROM flushes WHERE seq >= 0 OR seq < ?1")?.execute([bound])?;
+            }
+            Ok(())
+        })();
+        finish(&self.location, "forget_flushes_before", r)
     }
 
     fn load(&self) -> Result<StoredState, StoreError> {

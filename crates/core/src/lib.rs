@@ -31,8 +31,8 @@ pub use index::Indexed;
 pub use manifest::{DeviceInfo, LibraryManifest};
 pub use memory::MemoryTransport;
 pub use replica::{
-    Clock, Document, FailureInfo, FlushInfo, IngestReport, OpenMode, OwnFolderCheck, PeerStatus, Replica,
-    ReplicaConfig, Status, StatusEvent, SyncReport, Warning,
+    Clock, Document, FailureInfo, FlushInfo, FolderCompaction, IngestReport, OpenMode, OwnFolderCheck, PeerStatus,
+    Replica, ReplicaConfig, Status, StatusEvent, SyncReport, TidyReport, Warning,
 };
 pub use retry::{RetryLayer, RetryPolicy};
 pub use segment::{SegmentError, SegmentHeader, SegmentKind};

@@ -141,6 +141,12 @@ pub struct AppliedSegment {
 /// - `commit_remote_records_cursor`: [`Store::commit_remote`] appends the payload (when given)
 ///   and the [`AppliedSegment`] in one commit; [`Store::applied`] lists it; the same file again
 ///   replaces its record; [`Store::forget_peer`] drops that peer's records and keeps the log.
+/// - `replace_applied_prunes`: [`Store::replace_applied`] drops the named records of one
+///   peer and records the given one in one commit; other peers' records, names it does not
+///   hold, and the log stay as they were.
+/// - `forget_flushes_before_prunes`: [`Store::forget_flushes_before`] drops the flush records
+///   below a seq (unsigned order) and keeps the later ones; the log, its `flushed_seq` marks
+///   included, is untouched.
 /// - `compact_keeps_unflushed`: [`Store::compact`] replaces the snapshot and drops every log
 ///   entry except unflushed local ones, which `load` still returns; flushes and applied
 ///   segments are kept.
@@ -183,6 +189,15 @@ pub trait Store: Send {
 
     /// Forgets everything recorded about a peer's segments (used by `devices forget`).
     fn forget_peer(&mut self, device: &DeviceId) -> Result<(), StoreError>;
+
+    /// Replaces records of one peer's applied segments: drops those named in `drop` (names it
+    /// does not hold are ignored) and records `keep` (replacing a record of the same name), in
+    /// one commit. The replica folds the records a peer's snapshot covers into one this way.
+    fn replace_applied(&mut self, device: &DeviceId, drop: &[String], keep: &AppliedSegment) -> Result<(), StoreError>;
+
+    /// Drops the records of own flushes with a seq below `seq` (their segments were deleted
+    /// from the medium, covered by an own snapshot segment).
+    fn forget_flushes_before(&mut self, seq: u64) -> Result<(), StoreError>;
 
     /// Snapshot plus the log entries to replay on top of it.
     fn load(&self) -> Result<StoredState, StoreError>;

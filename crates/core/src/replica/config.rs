@@ -46,10 +46,52 @@ pub struct ReplicaConfig {
     /// [`Replica::run`]: super::Replica::run
     /// [`Replica::check_own_folder`]: super::Replica::check_own_folder
     pub own_check_every: Duration,
+    /// When this device replaces its own segments on the medium by one snapshot segment, and
+    /// how long the segments it covers stay there afterwards.
+    pub folder: FolderCompaction,
     /// The wall clock, in ms since the Unix epoch. Only advisory timestamps come from it
     /// (dates shown to users, status); merging never depends on it, so a device whose clock
     /// is wrong or jumps back still converges. Tests inject skewed clocks here.
     pub clock: Clock,
+}
+
+/// How a device keeps its own folder on the shared medium bounded.
+///
+/// After enough own delta segments, the next flush also publishes the whole document as one
+/// snapshot segment `snap-<seq>.seg`, which covers every own seq up to it. Once the snapshot
+/// has been on the medium for [`grace`](Self::grace), [`Replica::tidy_own_folder`] deletes
+/// the own segments it covers. Peers that read the snapshot skip what it covers, so a device
+/// that joins, or returns after a long time offline, reads one snapshot per peer plus what
+/// followed it.
+///
+/// [`Replica::tidy_own_folder`]: super::Replica::tidy_own_folder
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FolderCompaction {
+    /// A snapshot is due once the own deltas since the last one hold as many bytes as that
+    /// snapshot, and at least this many (default 16 KiB).
+    pub min_bytes: u64,
+    /// A snapshot is due once this many own deltas followed the last one, whatever their
+    /// size (default 1000), so that a listing of the folder stays short.
+    pub max_segments: usize,
+    /// How long the segments a snapshot covers stay on the medium after it was written
+    /// (default 3 days), so that a peer whose sync client is slow to download the snapshot
+    /// keeps reading the deltas meanwhile. Measured on [`ReplicaConfig::clock`]: a clock that
+    /// jumps ahead only deletes sooner, which delays such a peer but loses nothing.
+    pub grace: Duration,
+}
+
+impl Default for FolderCompaction {
+    fn default() -> Self {
+        Self { min_bytes: 16 << 10, max_segments: 1000, grace: Duration::from_secs(3 * 24 * 3600) }
+    }
+}
+
+impl FolderCompaction {
+    /// Whether `deltas` own delta segments of `bytes` in all, written since the last own
+    /// snapshot of `snapshot_bytes` (0: none yet), call for a new snapshot.
+    pub fn due(&self, deltas: usize, bytes: u64, snapshot_bytes: u64) -> bool {
+        deltas > 0 && (deltas >= self.max_segments || bytes >= snapshot_bytes.max(self.min_bytes))
+    }
 }
 
 /// A source of wall-clock time in ms since the Unix epoch.
@@ -97,6 +139,7 @@ impl Default for ReplicaConfig {
             compact_every: 1000,
             device_info_every: Duration::from_secs(6 * 3600),
             own_check_every: Duration::from_secs(600),
+            folder: FolderCompaction::default(),
             clock: Clock::system(),
         }
     }

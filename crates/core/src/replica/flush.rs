@@ -117,8 +117,9 @@ enum Written {
 impl Replica {
     /// Writes every acknowledged, unflushed local change as one new segment. Returns `None`
     /// when there was nothing to write (nothing is written while nothing changes). When own
-    /// segments were found damaged on the medium, a snapshot of the whole document follows
-    /// (and is what is returned). After a
+    /// segments were found damaged on the medium, or enough own deltas followed the last own
+    /// snapshot ([`FolderCompaction`](super::FolderCompaction)), a snapshot of the whole
+    /// document follows (and is what is returned). After a
     /// failed write the next call retries the same segment (same seq, same bytes) first.
     pub async fn flush(&self) -> Result<Option<FlushInfo>> {
         let _flushing = self.flush_lock.lock().await;
@@ -126,7 +127,8 @@ impl Replica {
         if result.is_ok() && self.lock().republish_due {
             // Own segments were damaged on the medium: the document goes out whole.
             let snapshot = match self.prepare_snapshot() {
-                Ok(()) => self.flush_locked().await,
+                Ok(true) => self.flush_locked().await,
+                Ok(false) => Ok(None),
                 Err(e) => Err(e),
             };
             // What was written last is reported (a delta that went first is in the events).
@@ -245,12 +247,13 @@ impl Replica {
         changes: usize,
     ) -> Result<PendingFlush> {
         let seq = st.next_seq;
-        st.store.set_meta(META_NEXT_SEQ, Some(&(seq + 1).to_le_bytes()))?;
-        st.next_seq = seq + 1;
         // A delta covers its own seq; a snapshot covers everything up to it.
         let first = if kind == SegmentKind::Snapshot { 1 } else { seq };
         let bytes =
             segment::encode(kind, &self.manifest.engine, self.manifest.library_id, st.device, first, seq, payload)?;
+        // Consumed only once the segment exists, so a refused encode consumes nothing.
+        st.store.set_meta(META_NEXT_SEQ, Some(&(seq + 1).to_le_bytes()))?;
+        st.next_seq = seq + 1;
         let record = FlushRecord {
             seq,
             upto,
@@ -270,6 +273,7 @@ impl Replica {
             let mut st = self.lock();
             st.store.commit_flush(&record)?;
             st.discard_prepared()?;
+            st.note_own_flush(&record, &self.config.folder);
             st.pending_edits = st.pending_edits.saturating_sub(changes);
             if st.pending_edits == 0 {
                 st.first_pending = None;

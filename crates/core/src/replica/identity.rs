@@ -28,6 +28,12 @@ impl Replica {
             st.store.set_meta(META_DEVICE_FIRST_SEQ, Some(&first_seq))?;
             // A segment prepared under the old id must not be written under it.
             st.discard_prepared()?;
+            // The new folder starts with the whole document: peers may skip segments of the
+            // old folder as covered by a snapshot the other copy wrote there, and the edits
+            // this copy made under the old id must still reach them.
+            st.own_deltas = (0, 0);
+            st.own_snapshot_bytes = 0;
+            st.republish_due = true;
             std::mem::replace(&mut st.device, new)
         };
         tracing::warn!(%old, %new, "this device's local state was copied ({why}); taking a new device id");

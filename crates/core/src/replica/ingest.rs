@@ -124,6 +124,13 @@ impl Replica {
                 if peer == own || !seen.insert((peer, file.name.clone())) {
                     continue;
                 }
+                let Some(name) = SegmentName::parse(&file.name) else {
+                    continue;
+                };
+                if st.covered(peer, &name) {
+                    // A snapshot (or every delta) before it applied this seq already.
+                    continue;
+                }
                 if st.applied_names.get(&peer).and_then(|k| k.get(&file.name)) == Some(&file.size) {
                     continue;
                 }
@@ -132,60 +139,86 @@ impl Replica {
                     report.skipped += 1;
                     continue;
                 }
-                if let Some(name) = SegmentName::parse(&file.name) {
-                    todo.entry(peer).or_default().push((name, file));
-                }
+                todo.entry(peer).or_default().push((name, file));
             }
         }
         let parallel = self.transport.capabilities().concurrent_reads.max(1);
-        for (peer, mut files) in todo {
-            // Snapshots first (they cover the most), then by seq, canonical names before copies.
-            files.sort_by_key(|(n, f)| (n.kind != SegmentKind::Snapshot, n.seq, n.variant, f.name.clone()));
-            let folder = peer.to_string();
-            let mut reads = stream::iter(files.into_iter().map(|(_, file)| async move {
-                let bytes = self.fetch(peer, &file).await;
-                (file, bytes)
-            }))
-            .buffered(parallel);
-            while let Some((file, fetched)) = reads.next().await {
-                let outcome = match fetched {
-                    Ok(bytes) => {
-                        report.reads += 1;
-                        self.apply_file(peer, &file, &bytes, &mut report)?
-                    }
-                    Err(skip) => Err(skip),
-                };
-                let key = (peer, file.name.clone());
-                match outcome {
-                    Ok(()) => {
-                        let mut st = self.lock();
-                        st.retry.remove(&key);
-                        st.quarantine.remove(&key);
-                        st.warnings.remove(&(folder.clone(), Some(file.name.clone())));
-                    }
-                    Err(Skip { gone: true, .. }) => {
-                        tracing::debug!(%peer, file = %file.name, "listed file is gone");
-                        let mut st = self.lock();
-                        st.retry.remove(&key);
-                        st.quarantine.remove(&key);
-                        st.warnings.remove(&(folder.clone(), Some(file.name.clone())));
-                    }
-                    Err(Skip { message, .. }) => {
-                        self.warn(&folder, Some(&file.name), message);
-                        report.skipped += 1;
-                        let mut st = self.lock();
-                        if !st.quarantine.contains_key(&key) {
-                            // A quarantined file waits for a change, not for the next pass.
-                            st.retry.insert(key, file);
-                        }
-                    }
+        let peers: HashSet<DeviceId> = todo.keys().copied().collect();
+        for (peer, files) in todo {
+            // The newest snapshot first, one at a time (it covers the most; an older one only
+            // when a newer one failed), then the deltas it leaves by seq, canonical names
+            // before copies, a few at once.
+            let (mut snapshots, mut deltas): (Vec<_>, Vec<_>) =
+                files.into_iter().partition(|(n, _)| n.kind == SegmentKind::Snapshot);
+            snapshots.sort_by_key(|(n, f)| (std::cmp::Reverse(n.seq), n.variant, f.name.clone()));
+            deltas.sort_by_key(|(n, f)| (n.seq, n.variant, f.name.clone()));
+            for (name, file) in snapshots {
+                if !self.lock().covered(peer, &name) {
+                    self.ingest_files(peer, vec![file], 1, &mut report).await?;
                 }
             }
+            let deltas = {
+                let st = self.lock();
+                deltas.into_iter().filter(|(n, _)| !st.covered(peer, n)).map(|(_, f)| f).collect()
+            };
+            self.ingest_files(peer, deltas, parallel, &mut report).await?;
         }
         if from_feed {
             self.lock().cursor = Some(set.cursor);
         }
+        self.fold_applied(&peers)?;
         Ok(report)
+    }
+
+    /// Reads (`parallel` at once), verifies and applies `files` of `peer`, in order.
+    async fn ingest_files(
+        &self,
+        peer: DeviceId,
+        files: Vec<FileEntry>,
+        parallel: usize,
+        report: &mut IngestReport,
+    ) -> Result<()> {
+        let folder = peer.to_string();
+        let mut reads = stream::iter(files.into_iter().map(|file| async move {
+            let bytes = self.fetch(peer, &file).await;
+            (file, bytes)
+        }))
+        .buffered(parallel);
+        while let Some((file, fetched)) = reads.next().await {
+            let outcome = match fetched {
+                Ok(bytes) => {
+                    report.reads += 1;
+                    self.apply_file(peer, &file, &bytes, report)?
+                }
+                Err(skip) => Err(skip),
+            };
+            let key = (peer, file.name.clone());
+            match outcome {
+                Ok(()) => {
+                    let mut st = self.lock();
+                    st.retry.remove(&key);
+                    st.quarantine.remove(&key);
+                    st.warnings.remove(&(folder.clone(), Some(file.name.clone())));
+                }
+                Err(Skip { gone: true, .. }) => {
+                    tracing::debug!(%peer, file = %file.name, "listed file is gone");
+                    let mut st = self.lock();
+                    st.retry.remove(&key);
+                    st.quarantine.remove(&key);
+                    st.warnings.remove(&(folder.clone(), Some(file.name.clone())));
+                }
+                Err(Skip { message, .. }) => {
+                    self.warn(&folder, Some(&file.name), message);
+                    report.skipped += 1;
+                    let mut st = self.lock();
+                    if !st.quarantine.contains_key(&key) {
+                        // A quarantined file waits for a change, not for the next pass.
+                        st.retry.insert(key, file);
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Reads one listed file, unless its listing already says it cannot be a segment yet.
@@ -226,6 +259,17 @@ impl Replica {
                 "segment claims to be written by device {}; skipped",
                 seg.header.device
             ))));
+        }
+        if let Some(name) = SegmentName::parse(&file.name) {
+            // What a peer skips as covered follows from names and ranges: they must agree.
+            let h = &seg.header;
+            let start = if name.kind == SegmentKind::Snapshot { 1 } else { name.seq };
+            if h.kind != name.kind || h.seq_start != start || h.seq_end != name.seq {
+                return Ok(Err(Skip::new(format!(
+                    "its header says {:?} seqs {}..={}, which its name does not; skipped",
+                    h.kind, h.seq_start, h.seq_end
+                ))));
+            }
         }
         let applied = AppliedSegment {
             device: peer,

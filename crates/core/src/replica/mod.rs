@@ -18,6 +18,7 @@ mod own;
 mod run;
 mod state;
 mod status;
+mod tidy;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -25,11 +26,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{Notify, broadcast};
 use tokio::time::Instant;
 
-pub use config::{Clock, OpenMode, ReplicaConfig};
+pub use config::{Clock, FolderCompaction, OpenMode, ReplicaConfig};
 pub use document::Document;
 pub use own::OwnFolderCheck;
 use state::{META_CREATED, META_DEVICE_ID, META_LIBRARY_ID, META_NEXT_SEQ, State, read_u64_meta};
 pub use status::{FailureInfo, FlushInfo, IngestReport, PeerStatus, Status, StatusEvent, SyncReport, Warning};
+pub use tidy::TidyReport;
 
 use crate::engine::Engine;
 use crate::ids::{DeviceId, LibraryId};
@@ -130,9 +132,13 @@ impl Replica {
             retry: HashMap::new(),
             quarantine: HashMap::new(),
             republish_due: false,
+            coverage: HashMap::new(),
+            own_deltas: (0, 0),
+            own_snapshot_bytes: 0,
         };
         state.rebuild_engine()?;
         state.load_prepared()?;
+        state.count_own_segments()?;
         for a in &applied {
             state.record_applied(a);
         }
@@ -285,6 +291,7 @@ impl Replica {
         let mut st = self.lock();
         st.store.forget_peer(device)?;
         st.applied_names.remove(device);
+        st.coverage.remove(device);
         st.applied_content.retain(|(d, ..)| d != device);
         st.peers.remove(device);
         st.retry.retain(|(d, _), _| d != device);

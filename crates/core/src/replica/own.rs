@@ -12,8 +12,9 @@
 //!   or a conflict resolution): peers would never get those edits. The whole document is
 //!   published again as one snapshot segment (`snap-<seq>.seg`, through the flush path, so a
 //!   failed write is retried with the same bytes and consumes no further seq). A damaged segment
-//!   older than an intact own snapshot is covered by it. Nothing is deleted: a file that only
-//!   looks damaged (an online-only placeholder, a listing that lags) stays as it is.
+//!   older than an intact own snapshot is covered by it. The check deletes nothing: a file that
+//!   only looks damaged (an online-only placeholder, a listing that lags) stays as it is, until
+//!   a snapshot covers it and the grace period has passed (`tidy.rs`).
 //!
 //! - **Conflict copies of `device.json`** (only this device writes it, so a copy is stale) are
 //!   removed.
@@ -26,7 +27,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::Replica;
-use super::state::META_DEVICE_FIRST_SEQ;
+use super::state::{META_DEVICE_FIRST_SEQ, META_PRUNED_BELOW};
 use crate::ids::DeviceId;
 use crate::names::{DEVICE_FILE, SegmentName};
 use crate::segment::{self, Expect, HEADER_LEN, SegmentKind};
@@ -132,8 +133,16 @@ impl Replica {
             }
             (records, prepared)
         };
-        let segments: Vec<(SegmentName, &FileEntry)> =
-            listed.iter().filter_map(|f| SegmentName::parse(&f.name).map(|n| (n, f))).collect();
+        // Own seqs below this were deleted as covered by an own snapshot (see `tidy.rs`).
+        let pruned_below = {
+            let st = self.lock();
+            super::state::read_u64_meta(st.store.as_ref(), META_PRUNED_BELOW)?.unwrap_or(0)
+        };
+        let segments: Vec<(SegmentName, &FileEntry)> = listed
+            .iter()
+            .filter_map(|f| SegmentName::parse(&f.name).map(|n| (n, f)))
+            .filter(|(n, _)| n.seq >= pruned_below)
+            .collect();
         let with_copies: BTreeSet<u64> = segments.iter().filter(|(n, _)| n.variant).map(|(n, _)| n.seq).collect();
         let device_copies = listed.iter().filter(|f| is_device_file_copy(&f.name)).map(|f| f.name.clone()).collect();
         let mut found = Findings { device_copies, ..Findings::default() };
@@ -201,16 +210,27 @@ impl Replica {
     /// Prepares the whole document as a snapshot segment for the flush path to write (retried
     /// as is when the write fails). Called by [`Replica::flush`] with its lock held, after the
     /// pending edits went out.
-    pub(super) fn prepare_snapshot(&self) -> Result<()> {
+    /// Returns `false` when the snapshot is over the segment limit peers accept: it is not
+    /// published, and the next attempt waits (see `tidy.rs`).
+    pub(super) fn prepare_snapshot(&self) -> Result<bool> {
         let mut st = self.lock();
         let entries = st.store.unflushed()?;
         let last_upto = st.store.flushes()?.iter().map(|r| r.upto).max().unwrap_or(0);
         let upto = entries.last().map_or(last_upto, |e| e.id);
         let payload = st.engine.snapshot()?;
+        if payload.len() > self.config.max_payload as usize {
+            tracing::warn!(
+                bytes = payload.len(),
+                limit = self.config.max_payload,
+                "the document is over the segment limit; no snapshot segment is published, own deltas stay"
+            );
+            st.snapshot_refused(payload.len() as u64);
+            return Ok(false);
+        }
         let pending = self.seal(&mut st, SegmentKind::Snapshot, &payload, upto, entries.len())?;
         st.persist_prepared(pending)?;
         st.republish_due = false;
-        Ok(())
+        Ok(true)
     }
 }
 

@@ -97,6 +97,7 @@ impl Replica {
                     if own_checked.elapsed() >= self.config.own_check_every {
                         own_checked = Instant::now();
                         self.report(self.check_own_folder().await.map(drop));
+                        self.report(self.tidy_own_folder().await.map(drop));
                     }
                 }
                 _ = sleep_until_opt(backoff) => {

@@ -11,6 +11,7 @@ use super::status::{FlushInfo, PeerStatus, Warning};
 use crate::Result;
 use crate::engine::Engine;
 use crate::ids::DeviceId;
+use crate::names::SegmentName;
 use crate::store::{AppliedSegment, Store};
 use crate::transport::{ChangeCursor, FileEntry};
 
@@ -26,6 +27,9 @@ pub(super) const META_DEVICE_FIRST_SEQ: &str = "device_first_seq";
 pub(super) const META_DEVICE_INFO_AT: &str = "device_info_written_ms";
 /// The segment prepared by a flush and not yet known to be written (see `flush.rs`).
 pub(super) const META_PREPARED: &str = "prepared_flush";
+/// Own seqs below this were deleted from the medium, covered by an own snapshot, and their
+/// flush records forgotten (see `tidy.rs`).
+pub(super) const META_PRUNED_BELOW: &str = "own_pruned_below";
 
 pub(super) type ContentKey = (DeviceId, u64, u64, u32);
 
@@ -61,6 +65,49 @@ pub(super) struct State {
     pub(super) republish_due: bool,
     /// Peer files whose payload the engine rejected, skipped until they change.
     pub(super) quarantine: HashMap<(DeviceId, String), Quarantined>,
+    /// Per peer, the seqs its applied segments cover under their canonical names.
+    pub(super) coverage: HashMap<DeviceId, Coverage>,
+    /// Own delta segments written since the last own snapshot segment (under the current
+    /// device id): how many, and their bytes.
+    pub(super) own_deltas: (usize, u64),
+    /// Size of the last own snapshot segment (0: none yet).
+    pub(super) own_snapshot_bytes: u64,
+}
+
+/// The seqs of one peer that applied segments cover: every seq up to `upto`, and the ranges
+/// beyond a gap. Only canonical names count (a conflict copy may hold other bytes than the
+/// segment of its seq), and a snapshot covers `1..=seq`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(super) struct Coverage {
+    pub(super) upto: u64,
+    beyond: BTreeMap<u64, u64>,
+}
+
+impl Coverage {
+    /// Notes the seqs `start..=end` as applied.
+    pub(super) fn insert(&mut self, start: u64, end: u64) {
+        if start > end {
+            return;
+        }
+        if start > self.upto.saturating_add(1) {
+            let e = self.beyond.entry(start).or_insert(end);
+            *e = (*e).max(end);
+            return;
+        }
+        self.upto = self.upto.max(end);
+        while let Some((&s, &e)) = self.beyond.first_key_value() {
+            if s > self.upto.saturating_add(1) {
+                break;
+            }
+            self.beyond.pop_first();
+            self.upto = self.upto.max(e);
+        }
+    }
+
+    /// Whether every seq up to `seq` is covered.
+    pub(super) fn covers(&self, seq: u64) -> bool {
+        seq <= self.upto
+    }
 }
 
 /// A peer file that passed every check but the engine's, as it was listed and read: it is
@@ -140,7 +187,15 @@ impl State {
         Ok(true)
     }
 
+    /// Whether `name` in `peer`'s folder is a canonical segment whose seqs are all applied.
+    pub(super) fn covered(&self, peer: DeviceId, name: &SegmentName) -> bool {
+        !name.variant && self.coverage.get(&peer).is_some_and(|c| c.covers(name.seq))
+    }
+
     pub(super) fn record_applied(&mut self, a: &AppliedSegment) {
+        if a.file_name == COVERED_RECORD || SegmentName::parse(&a.file_name).is_some_and(|n| !n.variant) {
+            self.coverage.entry(a.device).or_default().insert(a.seq_start, a.seq_end);
+        }
         self.applied_names.entry(a.device).or_default().insert(a.file_name.clone(), a.size);
         self.applied_content.insert((a.device, a.seq_start, a.seq_end, a.checksum));
         let peer = self.peers.entry(a.device).or_default();
@@ -149,6 +204,10 @@ impl State {
         peer.last_applied_ms = peer.last_applied_ms.max(a.applied_at_ms);
     }
 }
+
+/// The file name of the record that stands for every canonical segment of a peer up to its
+/// `seq_end` (see `tidy.rs`); it is not a segment name, so no listed file matches it.
+pub(super) const COVERED_RECORD: &str = "(covered)";
 
 /// See [`State::compaction_due`].
 fn compaction_due(entries: usize, bytes: u64, snapshot_bytes: u64, every: usize) -> bool {
@@ -179,7 +238,25 @@ pub(super) fn read_u64_meta(store: &dyn Store, key: &str) -> Result<Option<u64>>
 
 #[cfg(test)]
 mod tests {
-    use super::compaction_due;
+    use super::{Coverage, compaction_due};
+
+    #[test]
+    fn coverage_joins_ranges_across_gaps() {
+        let mut c = Coverage::default();
+        c.insert(2, 2);
+        c.insert(4, 5);
+        assert!(!c.covers(1));
+        c.insert(1, 1);
+        assert_eq!(c.upto, 2);
+        c.insert(3, 3);
+        assert_eq!(c.upto, 5, "the range beyond the gap joins");
+        c.insert(1, 9);
+        assert_eq!(c.upto, 9, "a snapshot covers everything up to it");
+        c.insert(7, 3);
+        assert_eq!(c.upto, 9, "a reversed range is ignored");
+        c.insert(10, u64::MAX);
+        assert!(c.covers(u64::MAX));
+    }
 
     #[test]
     fn compaction_waits_for_a_fair_share_of_a_large_snapshot() {

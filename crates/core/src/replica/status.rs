@@ -28,9 +28,11 @@ pub struct FlushInfo {
     pub changes: usize,
     /// Wall-clock ms since epoch (advisory).
     pub at_ms: i64,
-    /// A snapshot of the whole document, published again because own segments were damaged
-    /// on the medium (see [`Replica::check_own_folder`]).
+    /// A snapshot of the whole document: published because enough own deltas followed the
+    /// last one ([`FolderCompaction`]), or again because own segments were damaged on the
+    /// medium (see [`Replica::check_own_folder`]).
     ///
+    /// [`FolderCompaction`]: crate::FolderCompaction
     /// [`Replica::check_own_folder`]: crate::Replica::check_own_folder
     pub snapshot: bool,
 }
