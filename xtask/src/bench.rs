@@ -401,10 +401,10 @@ pub fn bench(args: &[String]) -> Result<()> {
     let combos: Vec<(String, String)> =
         engines.iter().flat_map(|e| stores.iter().map(move |s| (e.clone(), s.clone()))).collect();
     // Per engine: build-raw, build-bare, history, build-prototype, 3 × open-prototype; per combo:
-    // build, open (as left), compact, 3 × open, 3 × open-raw, bytes, ingest, propagation, idle,
-    // requests, converge.
+    // build, open (as left), compact, 3 × open, 3 × open-raw, join, join-deltas, bytes, ingest,
+    // propagation, idle, requests, converge.
     let per_engine = 4 + OPEN_REPEATS;
-    let per_combo = 3 + 2 * OPEN_REPEATS + 6;
+    let per_combo = 3 + 2 * OPEN_REPEATS + 8;
     let total = per_engine * engines.len() + per_combo * combos.len() + usize::from(opts.node == NodeMode::Run);
     let mut runner = Runner { bin, preset: opts.preset, total, done: 0 };
     eprintln!(
@@ -453,7 +453,7 @@ pub fn bench(args: &[String]) -> Result<()> {
         let o = runner.step("compact", engine, store, &dir);
         record(&mut results, "compact", engine, store, o);
         opens(&mut runner, &mut results, engine, store, &dir);
-        for step in ["bytes", "ingest", "propagation", "idle", "requests"] {
+        for step in ["join", "join-deltas", "bytes", "ingest", "propagation", "idle", "requests"] {
             let o = runner.step(step, engine, store, &dir);
             record(&mut results, step, engine, store, o);
         }
@@ -784,6 +784,49 @@ fn targets(checks: &[(&str, CheckFn)], combos: &[(String, String)], r: &Results)
         }
         s.push('\n');
     }
+    s
+}
+
+/// Section 10: a new device joins W from snapshot segments against from every delta.
+fn join_section(combos: &[(String, String)], r: &Results) -> String {
+    let mut s = String::from(
+        "\n## 10. A new device joins W\n\n\
+         A device with an empty local store joins the library `build` left (one ingest pass until it holds W): \
+         from the shared folder as it is — the builder's snapshot segments, published as its deltas grew \
+         (`FolderCompaction`), of which it reads the newest and the deltas after it — against a copy of the \
+         same folder without snapshot segments, every delta since the start (hard links, read the same way). \
+         One run each, in its own process.\n\n",
+    );
+    let mut t = Table::new(&[
+        "engine × store",
+        "folder: snapshots + deltas",
+        "join from snapshots",
+        "segments read",
+        "bytes read",
+        "from every delta",
+        "segments read",
+        "bytes read",
+        "ratio",
+    ]);
+    for (e, st) in combos {
+        let n = |step: &str, f: &str| r.num(step, e, st, f);
+        let folder = match (n("join", "snapshots"), n("join", "deltas")) {
+            (Some(a), Some(b)) => format!("{a:.0} + {b:.0}"),
+            _ => "–".into(),
+        };
+        t.row(vec![
+            format!("{e} × {st}"),
+            folder,
+            opt(n("join", "ms"), fmt_ms),
+            opt(n("join", "reads"), |v| format!("{v:.0}")),
+            opt(n("join", "read_bytes"), fmt_bytes),
+            opt(n("join-deltas", "ms"), fmt_ms),
+            opt(n("join-deltas", "reads"), |v| format!("{v:.0}")),
+            opt(n("join-deltas", "read_bytes"), fmt_bytes),
+            fmt_ratio(ratio(n("join", "ms"), n("join-deltas", "ms"))),
+        ]);
+    }
+    s.push_str(&t.render());
     s
 }
 
@@ -1474,6 +1517,7 @@ fn render(
     s.push_str(&t.render());
 
     s.push_str(&prototype_section(engines, combos, r));
+    s.push_str(&join_section(combos, r));
     s.push('\n');
     s.push_str(&node_section(m, r));
 

@@ -82,6 +82,10 @@ enum Step {
     Bytes(Common),
     /// Ingest of a peer's segment, and raw apply of the same payload.
     Ingest(Common),
+    /// A new device joins the built library from its snapshot segments and what follows them.
+    Join(Common),
+    /// The same join from a copy of the folder without snapshot segments (every delta).
+    JoinDeltas(Common),
     /// Propagation latency through the folder watcher.
     Propagation(Common),
     /// Idle sync passes with peers.
@@ -156,6 +160,10 @@ fn main() -> Result<()> {
         Step::Compact(c) => line("compact", Some(c), measure::compact(&c.backend()?, &c.dir)?),
         Step::Bytes(c) => line("bytes", Some(c), measure::bytes(&c.backend()?, &c.workload()?, &c.dir)?),
         Step::Ingest(c) => line("ingest", Some(c), measure::ingest(&c.backend()?, &c.workload()?, &c.dir)?),
+        Step::Join(c) => line("join", Some(c), measure::join(&c.backend()?, &c.workload()?, &c.dir, true)?),
+        Step::JoinDeltas(c) => {
+            line("join-deltas", Some(c), measure::join(&c.backend()?, &c.workload()?, &c.dir, false)?)
+        }
         Step::Propagation(c) => {
             line("propagation", Some(c), measure::propagation(&c.backend()?, &c.workload()?, &c.dir)?)
         }

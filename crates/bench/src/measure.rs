@@ -11,7 +11,8 @@
 //!
 //! and run in this order, each in its own process so that peak RSS belongs to one step:
 //! [`build`] → [`open`] (as the import left the store) → [`compact`] → [`open`] (compacted)
-//! → [`bytes`] → [`ingest`] → [`propagation`] → [`idle`]; [`converge`] uses its own folder.
+//! → [`join`] (from snapshots, then from every delta) → [`bytes`] → [`ingest`] →
+//! [`propagation`] → [`idle`]; [`converge`] uses its own folder.
 //! [`build_raw`], [`build_bare`] and [`open_raw`] are the engine-only baselines.
 //!
 //! Times are wall-clock milliseconds (`f64`); nothing here asserts on a time.
@@ -1230,4 +1231,84 @@ pub fn history(engine: EngineFn, overwrites: usize, records: usize) -> Result<Hi
     let readd_baseline = fresh.snapshot()?.len();
     ensure!(e.collection(FILES)?.len() == records, "the re-added records are not all there");
     Ok(HistoryReport { overwrites, overwrite_snapshot, overwrite_baseline, records, readd_snapshot, readd_baseline })
+}
+
+/// Result of [`join`].
+#[derive(Clone, Debug, Serialize)]
+pub struct JoinReport {
+    /// `"snapshots"`: the folder as the build left it; `"deltas"`: a copy of it without the
+    /// snapshot segments, every delta since the start.
+    pub from: String,
+    /// Snapshot and delta segments in the builder's folder the device joined.
+    pub snapshots: usize,
+    /// See `snapshots`.
+    pub deltas: usize,
+    /// Bytes of segments in that folder.
+    pub folder_bytes: u64,
+    /// Wall time from opening an empty local store to holding W (one ingest pass).
+    pub ms: f64,
+    /// Segment files the pass read, and their bytes.
+    pub reads: u64,
+    /// See `reads`.
+    pub read_bytes: u64,
+}
+
+/// Measurement 8: a new device joins the library that [`build`] left: from the folder as it is
+/// (the builder's newest snapshot segment and the deltas after it), or, with `from_snapshots`
+/// false, from a copy of it without snapshot segments (every delta, as before snapshots).
+pub fn join(b: &Backend, w: &Workload, dir: &Path, from_snapshots: bool) -> Result<JoinReport> {
+    let source = library_dir(dir);
+    let work = dir.join(if from_snapshots { "join-snapshots" } else { "join-deltas" });
+    if work.exists() {
+        std::fs::remove_dir_all(&work)?;
+    }
+    // Hard links: the copy costs no disk space.
+    link_tree(&source, &library_dir(&work), &|name| from_snapshots || !name.starts_with("snap-"))?;
+    let report = runtime()?.block_on(async {
+        let (transport, meter) = Metered::wrap(folder(&work));
+        let (mut snapshots, mut deltas, mut folder_bytes) = (0, 0, 0);
+        for folder_name in transport.list_devices().await? {
+            let Ok(peer) = folder_name.parse::<DeviceId>() else { continue };
+            for f in transport.list(&peer).await? {
+                match SegmentName::parse(&f.name).map(|n| n.kind) {
+                    Some(SegmentKind::Snapshot) => snapshots += 1,
+                    Some(SegmentKind::Delta) => deltas += 1,
+                    None => continue,
+                }
+                folder_bytes += f.size;
+            }
+        }
+        meter.reset();
+        let t = Instant::now();
+        let replica = open_replica(b, &work, transport, OpenMode::Join).await?;
+        replica.ingest().await?;
+        let ms = ms_since(t);
+        ensure!(replica.read(count_files)? == w.preset().files, "the joined device lacks files");
+        Ok::<_, anyhow::Error>(JoinReport {
+            from: if from_snapshots { "snapshots" } else { "deltas" }.into(),
+            snapshots,
+            deltas,
+            folder_bytes,
+            ms,
+            reads: meter.reads.load(Ordering::Relaxed),
+            read_bytes: meter.read_bytes.load(Ordering::Relaxed),
+        })
+    })?;
+    std::fs::remove_dir_all(&work)?;
+    Ok(report)
+}
+
+/// Mirrors the tree `from` into `to` with hard links, leaving out files `keep` refuses.
+fn link_tree(from: &Path, to: &Path, keep: &dyn Fn(&str) -> bool) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            link_tree(&entry.path(), &target, keep)?;
+        } else if keep(&entry.file_name().to_string_lossy()) {
+            std::fs::hard_link(entry.path(), &target).with_context(|| format!("linking {}", entry.path().display()))?;
+        }
+    }
+    Ok(())
 }

@@ -710,6 +710,21 @@ impl<D: Document> Library<D> {
             }
         }
         report.files = by_id.len();
+        let unknown: BTreeSet<&str> = by_id
+            .values()
+            .flat_map(|group| group.iter().flat_map(|f| f.tags.iter()))
+            .filter(|t| !tag_map.contains_key(**t) && **t != ROOT_TAG_ID)
+            .copied()
+            .collect();
+        if !unknown.is_empty() {
+            let some: Vec<&str> = unknown.iter().take(5).copied().collect();
+            report.warnings.push(format!(
+                "files carry {} tag id(s) the database defines no tag for ({}{}): those assignments are left out",
+                unknown.len(),
+                some.join(", "),
+                if unknown.len() > some.len() { ", …" } else { "" }
+            ));
+        }
         for (id, group) in by_id {
             report.duplicates_merged.files += group.len() - 1;
             let tags: BTreeSet<&str> =
@@ -1004,6 +1019,27 @@ mod tests {
             serde_json::from_str::<Json>(&two.criteria).unwrap(),
             json!([{"key": "tags", "operator": "contains", "value": cats}])
         );
+    }
+
+    #[test]
+    fn an_assignment_of_an_undefined_tag_is_left_out_with_a_warning() {
+        let lib = library();
+        let p = proto(
+            &[file("f1", "l1", "cat.jpg", &["cats", "ghost"])],
+            &[tag("cats", "Cats", &[])],
+            &[json!({"id": "l1", "path": "/pics"})],
+            &[],
+        );
+        let report = lib.import_prototype(&p, place).unwrap();
+        assert!(
+            report.warnings.iter().any(|w| w.contains("1 tag id(s)") && w.contains("ghost")),
+            "{:?}",
+            report.warnings
+        );
+        let cats = ids::tag_id(None, "Cats");
+        let files = lib.files().unwrap();
+        let f = files.values().next().unwrap();
+        assert_eq!(f.tags, BTreeSet::from([cats]));
     }
 
     #[test]
