@@ -1,6 +1,7 @@
 //! Random schedules: 2–4 devices make random library edits through `onefolder_model::Library`
 //! while the shared medium delays, reorders, duplicates and partitions delivery, and each
-//! device flushes and ingests whenever the schedule says. Then everything is delivered
+//! device flushes, ingests, restarts, compacts, restores and tidies its own folder whenever the
+//! schedule says (a snapshot every few own deltas, no grace period). Then everything is delivered
 //! (partitions healed, faults off, every held segment released, two full sync rounds) and:
 //! - every device has the same canonical export;
 //! - every tag created under a unique name and never deleted by anyone is on every device;
@@ -25,9 +26,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
 use onefolder_conformance::layers::{HoldBack, Offline};
-use onefolder_conformance::{Backend, Cluster, Env};
+use onefolder_conformance::{Backend, Cluster, Env, test_config};
 use onefolder_core::fault::{FaultConfig, FaultLayer};
-use onefolder_core::{DeviceId, Error, Transport, names};
+use onefolder_core::{DeviceId, Error, FolderCompaction, ReplicaConfig, Transport, TransportError, names};
 use onefolder_model::{Export, FileMeta, ImportMode, ModelError};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -196,6 +197,10 @@ enum Step {
     Compact {
         dev: u8,
     },
+    /// Deletes the own segments the device's newest snapshot covers (no grace period here).
+    Tidy {
+        dev: u8,
+    },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -235,12 +240,22 @@ fn step() -> impl Strategy<Value = Step> {
         1 => d().prop_map(|dev| Step::Heal { dev }),
         1 => d().prop_map(|dev| Step::Restart { dev }),
         1 => d().prop_map(|dev| Step::Compact { dev }),
+        1 => d().prop_map(|dev| Step::Tidy { dev }),
     ]
 }
 
 /// A whole schedule: cluster size, the fault layers' seed, and the steps.
 fn schedule() -> impl Strategy<Value = (usize, u64, Vec<Step>)> {
     (2usize..=4, any::<u64>(), proptest::collection::vec(step(), 1..100))
+}
+
+/// The test settings, with a snapshot after every few own deltas and no grace period, so
+/// that schedules publish snapshots and tidy steps delete what they cover.
+fn schedule_config(name: &str) -> ReplicaConfig {
+    ReplicaConfig {
+        folder: FolderCompaction { min_bytes: 0, max_segments: 3, grace: std::time::Duration::ZERO },
+        ..test_config(name)
+    }
 }
 
 fn meta(size: u8) -> FileMeta {
@@ -304,7 +319,7 @@ impl<B: Backend> Run<B> {
     async fn start(n: usize, seed: u64) -> Self {
         let stash: Arc<Mutex<Vec<Layers>>> = Arc::default();
         let s = stash.clone();
-        let c = Cluster::<B>::with_layers(Env::PLAIN, n, move |i, t| {
+        let c = Cluster::<B>::build(Env::PLAIN, n, schedule_config, move |i, t| {
             let hold = HoldBack::new(t);
             let faults = FaultLayer::new(hold.clone(), faults(seed.wrapping_add(i as u64)));
             let offline = Offline::new(faults.clone());
@@ -717,7 +732,12 @@ impl<B: Backend> Run<B> {
                 {
                     let copy = format!("{} (Laptop's conflicted copy 2026-11-25).seg", name.trim_end_matches(".seg"));
                     let device = self.ids[from];
-                    let bytes = self.raw.read(&device, &name, u64::MAX).await.map_err(|e| self.fail(e.to_string()))?;
+                    // A tidy that failed half-way may have deleted a segment still listed here.
+                    let bytes = match self.raw.read(&device, &name, u64::MAX).await {
+                        Ok(bytes) => bytes,
+                        Err(TransportError::NotFound(_)) => return Ok(()),
+                        Err(e) => return Err(self.fail(e.to_string())),
+                    };
                     if self.raw.create(&device, &copy, &bytes).await.is_ok() {
                         self.log(format!("conflicted copy of d{from} seq {seq}"));
                     }
@@ -750,6 +770,19 @@ impl<B: Backend> Run<B> {
                 let i = self.dev(dev);
                 self.log(format!("d{i} compacts"));
                 self.c.dev(i).replica.compact().map_err(|e| self.fail(format!("d{i}: compact failed: {e}")))?;
+            }
+            Step::Tidy { dev } => {
+                let i = self.dev(dev);
+                match self.c.dev(i).replica.tidy_own_folder().await {
+                    Ok(report) => {
+                        self.log(format!("d{i} tidies: {report:?}"));
+                        if let (Some(snapshot), true) = (report.snapshot, report.deleted > 0) {
+                            self.written[i].retain(|(seq, _)| *seq >= snapshot);
+                        }
+                    }
+                    Err(Error::Transport(e)) => self.log(format!("d{i} tidy failed: {e}")),
+                    Err(e) => return Err(self.fail(format!("d{i}: tidy failed: {e}"))),
+                }
             }
         }
         Ok(())
