@@ -128,7 +128,12 @@ impl Replica {
                     continue;
                 };
                 if st.covered(peer, &name) {
-                    // A snapshot (or every delta) before it applied this seq already.
+                    // A snapshot (or every delta) before it applied this seq already: a
+                    // damaged copy of it needs no retry and no warning any more.
+                    let key = (peer, file.name.clone());
+                    st.retry.remove(&key);
+                    st.quarantine.remove(&key);
+                    st.warnings.remove(&(peer.to_string(), Some(file.name)));
                     continue;
                 }
                 if st.applied_names.get(&peer).and_then(|k| k.get(&file.name)) == Some(&file.size) {

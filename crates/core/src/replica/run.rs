@@ -10,10 +10,15 @@ use crate::Result;
 use crate::ids::DeviceId;
 
 impl Replica {
-    /// Flushes own changes, then applies everything new from peers.
+    /// Flushes own changes, applies everything new from peers, then tidies the own folder
+    /// ([`Replica::tidy_own_folder`]).
     pub async fn sync_once(&self) -> Result<SyncReport> {
         let flushed = self.flush().await?;
         let ingest = self.ingest().await?;
+        if let Err(e) = self.tidy_own_folder().await {
+            // The next sync tries again; nothing it would delete is needed meanwhile.
+            tracing::warn!("tidying the own folder failed: {e}");
+        }
         Ok(SyncReport { flushed, ingest })
     }
 

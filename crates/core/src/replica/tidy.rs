@@ -7,7 +7,8 @@
 //! - **Deleting what a snapshot covers.** Once the newest own snapshot has been on the medium
 //!   for the grace period, [`Replica::tidy_own_folder`] deletes the own segments below it and
 //!   forgets their flush records; own seqs below it are ignored by the own-folder check from
-//!   then on (a sync client may bring a deleted file back; the next tidy deletes it again).
+//!   then on (a sync client may bring a deleted file back; the tidy after the next snapshot
+//!   deletes it again).
 //! - **Peers skip what a snapshot covers.** Ingest reads a peer's newest snapshot first and
 //!   skips every canonical segment whose seq the applied segments already cover, so a device
 //!   that joins reads one snapshot per peer and what followed it. Conflict copies are never
@@ -137,11 +138,13 @@ impl Replica {
     /// Deletes the own segments the newest own snapshot segment covers, once it has been on
     /// the medium for [`FolderCompaction::grace`], and forgets their flush records. Nothing is
     /// deleted while the snapshot is not listed as it was written (the own-folder check
-    /// publishes a new one then). [`Replica::run`] calls it with the own-folder check.
+    /// publishes a new one then). Once tidied for a snapshot it makes no request until the
+    /// next one. [`Replica::run`] calls it with the own-folder check, [`Replica::sync_once`]
+    /// after its ingest.
     pub async fn tidy_own_folder(&self) -> Result<TidyReport> {
         let _flushing = self.flush_lock.lock().await;
         let device = self.device();
-        let (newest, covered, first_seq) = {
+        let (newest, covered, first_seq, pruned) = {
             let st = self.lock();
             let records = st.own_flushes()?;
             let Some(newest) = records.iter().rev().find(|r| is_snapshot(r)).cloned() else {
@@ -149,9 +152,14 @@ impl Replica {
             };
             let covered = records.iter().filter(|r| r.seq < newest.seq).count();
             let first_seq = read_u64_meta(st.store.as_ref(), META_DEVICE_FIRST_SEQ)?.unwrap_or(0);
-            (newest, covered, first_seq)
+            let pruned = read_u64_meta(st.store.as_ref(), META_PRUNED_BELOW)?.unwrap_or(0);
+            (newest, covered, first_seq, pruned)
         };
         let mut report = TidyReport { snapshot: Some(newest.seq), ..TidyReport::default() };
+        if covered == 0 && pruned >= newest.seq {
+            // Tidied already for this snapshot: no request until the next one.
+            return Ok(report);
+        }
         let grace_ms = i64::try_from(self.config.folder.grace.as_millis()).unwrap_or(i64::MAX);
         if self.config.clock.now_ms().saturating_sub(newest.at_ms) < grace_ms {
             report.waiting = covered;
@@ -178,7 +186,6 @@ impl Replica {
             }
         }
         let mut st = self.lock();
-        let pruned = read_u64_meta(st.store.as_ref(), META_PRUNED_BELOW)?.unwrap_or(0);
         if pruned < newest.seq {
             st.store.set_meta(META_PRUNED_BELOW, Some(&newest.seq.to_le_bytes()))?;
         }
