@@ -20,6 +20,11 @@
 //! and replaces the section of the existing report (`--node-json FILE` renders it from a JSON
 //! the script wrote, without running anything), so the full figures can be taken without
 //! rerunning the hour-long full bench; `--no-node` skips the step.
+//!
+//! After the cold opens of each pair, the `cli-query` step (issue 14, see [`cli`]): open + one
+//! tag query through the release `onefolder-sync` against the prototype's document loaded by
+//! npm `yjs` in a Node process, each a whole process; `--cli-only` runs just that step on the
+//! replicas left in `target/bench-work/` and replaces its section of the existing report.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
@@ -31,6 +36,9 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
 use crate::project_root;
+
+#[path = "bench_cli.rs"]
+mod cli;
 
 const ANALYSIS_START: &str = "<!-- analysis:start -->";
 const ANALYSIS_END: &str = "<!-- analysis:end -->";
@@ -63,6 +71,8 @@ struct Options {
     engines: Vec<String>,
     stores: Vec<String>,
     node: NodeMode,
+    /// Only the `cli-query` step (`--cli-only`).
+    cli_only: bool,
 }
 
 fn parse(args: &[String]) -> Result<Options> {
@@ -70,6 +80,7 @@ fn parse(args: &[String]) -> Result<Options> {
     let mut out = None;
     let (mut engines, mut stores) = (Vec::new(), Vec::new());
     let mut node = NodeMode::Run;
+    let mut cli_only = false;
     let mut it = args.iter();
     let list = |v: Option<&String>| -> Result<Vec<String>> {
         Ok(v.context("a comma-separated list")?.split(',').map(str::to_owned).collect())
@@ -83,10 +94,11 @@ fn parse(args: &[String]) -> Result<Options> {
             "--stores" => stores = list(it.next())?,
             "--no-node" => node = NodeMode::Skip,
             "--node-only" => node = NodeMode::Only,
+            "--cli-only" => cli_only = true,
             "--node-json" => node = NodeMode::FromJson(PathBuf::from(it.next().context("--node-json needs a file")?)),
             other => bail!(
                 "unknown bench option {other:?} (--quick, --full, --out FILE, --engines A,B, --stores A,B, --no-node, \
-                 --node-only, --node-json FILE)"
+                 --node-only, --node-json FILE, --cli-only)"
             ),
         }
     }
@@ -95,7 +107,7 @@ fn parse(args: &[String]) -> Result<Options> {
         "full" => root.join("BENCHMARKS.md"),
         _ => target_dir().join("bench").join("BENCHMARKS.quick.md"),
     });
-    Ok(Options { preset, out, engines, stores, node })
+    Ok(Options { preset, out, engines, stores, node, cli_only })
 }
 
 pub(crate) fn target_dir() -> PathBuf {
@@ -118,6 +130,8 @@ struct Results {
     failures: Vec<String>,
     /// Why the Node binding's step did not run (no `node`, `--no-node`), when it did not.
     node_not_run: Option<String>,
+    /// Why the `cli-query` step did not run, when it did not.
+    cli_not_run: Option<String>,
 }
 
 impl Results {
@@ -376,6 +390,9 @@ pub fn bench(args: &[String]) -> Result<()> {
     if matches!(opts.node, NodeMode::Only | NodeMode::FromJson(_)) {
         return node_only(&opts);
     }
+    if opts.cli_only {
+        return cli::only(&opts);
+    }
     let started = Instant::now();
     let bin = build_bench_binary()?;
     let list = Command::new(&bin).arg("list").output().context("running onefolder-bench list")?;
@@ -401,10 +418,10 @@ pub fn bench(args: &[String]) -> Result<()> {
     let combos: Vec<(String, String)> =
         engines.iter().flat_map(|e| stores.iter().map(move |s| (e.clone(), s.clone()))).collect();
     // Per engine: build-raw, build-bare, history, build-prototype, 3 × open-prototype; per combo:
-    // build, open (as left), compact, 3 × open, 3 × open-raw, join, join-deltas, bytes, ingest,
-    // propagation, idle, requests, converge.
+    // build, open (as left), compact, 3 × open, 3 × open-raw, cli-query, join, join-deltas, bytes,
+    // ingest, propagation, idle, requests, converge.
     let per_engine = 4 + OPEN_REPEATS;
-    let per_combo = 3 + 2 * OPEN_REPEATS + 8;
+    let per_combo = 3 + 2 * OPEN_REPEATS + 9;
     let total = per_engine * engines.len() + per_combo * combos.len() + usize::from(opts.node == NodeMode::Run);
     let mut runner = Runner { bin, preset: opts.preset, total, done: 0 };
     eprintln!(
@@ -415,6 +432,7 @@ pub fn bench(args: &[String]) -> Result<()> {
         work.display()
     );
     let mut results = Results::default();
+    let cli_prepared = cli::prepare(&runner.bin, opts.preset, &work, opts.node != NodeMode::Skip);
     let record = |results: &mut Results, label: &str, engine: &str, store: &str, o: Outcome| {
         if let Outcome::Failed(e) = &o {
             results.failures.push(format!("{engine}×{store} {label}: {e}"));
@@ -453,6 +471,7 @@ pub fn bench(args: &[String]) -> Result<()> {
         let o = runner.step("compact", engine, store, &dir);
         record(&mut results, "compact", engine, store, o);
         opens(&mut runner, &mut results, engine, store, &dir);
+        cli::step(&mut runner, &mut results, &cli_prepared, engine, store, &dir);
         for step in ["join", "join-deltas", "bytes", "ingest", "propagation", "idle", "requests"] {
             let o = runner.step(step, engine, store, &dir);
             record(&mut results, step, engine, store, o);
@@ -848,7 +867,7 @@ fn prototype_section(engines: &[String], combos: &[(String, String)], r: &Result
          the files read) right after our cold open — first (it builds the tag index with one scan), then again \
          (from the index, kept up to date since by local edits and remote applies).\n\n"
     ));
-    let checks: [(&str, CheckFn); 5] = [
+    let checks: [(&str, CheckFn); 8] = [
         ("snapshot ≤ 1.0× the prototype's", |r, e, st| {
             let v = ratio(r.num("build", e, st, "snapshot_bytes"), r.num("build-prototype", e, "", "snapshot_bytes"));
             check(v, 1.0, false, fmt_ratio(v))
@@ -869,6 +888,23 @@ fn prototype_section(engines: &[String], combos: &[(String, String)], r: &Result
         ("tag query from the index ≤ 1.0× the prototype's in-memory query", |r, e, st| {
             let v = ratio(r.num("open", e, st, "tag_query_ms"), r.num("open-prototype", e, "", "tag_query_ms"));
             check(v, 1.0, false, fmt_ratio(v))
+        }),
+        ("file ids with a tag (recursive) ≤ 5 ms and ≤ 0.01× the scan", |r, e, st| {
+            let (ids, scan) = (r.num("open", e, st, "tag_ids_ms"), r.num("open", e, st, "tag_scan_ms"));
+            let v = ratio(ids, scan);
+            let pass = match (ids, v) {
+                (Some(ids), Some(v)) => Some(ids <= 5.0 && v <= 0.01),
+                _ => None,
+            };
+            Check { met: pass, shown: format!("{} / {} = {}", opt(ids, fmt_ms), opt(scan, fmt_ms), fmt_ratio(v)) }
+        }),
+        ("first tag query after open ≤ 0.2× the cold open (stretch)", |r, e, st| {
+            let v = ratio(r.num("open", e, st, "tag_query_first_ms"), r.num("open", e, st, "ms"));
+            check(v, 0.2, false, fmt_ratio(v))
+        }),
+        ("building W through the model ≤ 3× the raw engine", |r, e, st| {
+            let v = ratio(r.num("build", e, st, "ms"), r.num("build-raw", e, "", "ms"));
+            check(v, 3.0, false, fmt_ratio(v))
         }),
     ];
     s.push_str(&targets(&checks, combos, r));
@@ -1518,6 +1554,8 @@ fn render(
 
     s.push_str(&prototype_section(engines, combos, r));
     s.push_str(&join_section(combos, r));
+    s.push('\n');
+    s.push_str(&cli::section(combos, r));
     s.push('\n');
     s.push_str(&node_section(m, r));
 

@@ -12,6 +12,8 @@
 //! - [`prototype`]: the baseline users compare with, W in the JavaScript prototype's layout
 //!   (one document, one whole record per id) written on the engine crates directly;
 //! - [`dump`]: the workload as JSON in OneFolder's DTO shapes, for the Node binding's benchmark;
+//! - [`cli_query`]: the built replica made usable by the `onefolder-sync` command (the CLI
+//!   against the prototype in Node, each a whole process);
 //! - the `onefolder-bench` binary runs one measurement per process (so that peak RSS belongs to
 //!   one step) and prints one JSON line; `cargo xtask bench` runs them all and writes
 //!   `BENCHMARKS.md`.
@@ -21,6 +23,7 @@
 #![warn(missing_docs)]
 
 pub mod backends;
+pub mod cli_query;
 pub mod dump;
 pub mod measure;
 pub mod metered;

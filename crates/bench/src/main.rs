@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use onefolder_bench::backends::{self, Backend};
-use onefolder_bench::{Preset, Workload, dump, measure, prototype};
+use onefolder_bench::{Preset, Workload, cli_query, dump, measure, prototype};
 use serde::Serialize;
 use serde_json::{Value, json};
 
@@ -103,6 +103,9 @@ enum Step {
     OpenPrototype(Common),
     /// Writes the workload as JSON in OneFolder's DTO shapes (for the Node binding's benchmark).
     Dump(DumpArgs),
+    /// Writes the `state.json` the `onefolder-sync` command needs into the state `build` left;
+    /// reports the tag of the CLI's query.
+    CliSetup(Common),
 }
 
 #[derive(Args, Clone)]
@@ -176,6 +179,7 @@ fn main() -> Result<()> {
         Step::BuildPrototype(c) => {
             line("build-prototype", Some(c), prototype::build(&c.engine, &c.workload()?, &c.dir)?)
         }
+        Step::CliSetup(c) => line("cli-setup", Some(c), cli_query::setup(&c.backend()?, &c.workload()?, &c.dir)?),
         Step::Dump(d) => line("dump", None, dump::dump(&d.common.workload()?, &d.out)?),
         Step::OpenPrototype(c) => line("open-prototype", Some(c), prototype::open(&c.engine, &c.workload()?, &c.dir)?),
         Step::Converge(c) => {

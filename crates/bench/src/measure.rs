@@ -18,7 +18,7 @@
 //! Times are wall-clock milliseconds (`f64`); nothing here asserts on a time.
 
 use onefolder_core::TransportExt;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use onefolder_core::names::{SegmentName, delta_name};
 use onefolder_core::segment::{self, Expect, SegmentKind};
+use onefolder_core::value::Value;
 use onefolder_core::{
     AppliedSegment, DeviceId, Document, Engine, LibraryManifest, Op, OpenMode, Replica, ReplicaConfig, StatusEvent,
     Transport,
@@ -212,7 +213,18 @@ pub struct OpenReport {
     /// Files the query found (checked against the workload).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tag_query_files: Option<usize>,
+    /// The same query for the ids alone (`Library::file_ids_with_tag`, recursive), from the
+    /// index: median of [`ID_QUERY_REPEATS`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag_ids_ms: Option<f64>,
+    /// Baseline for it: the same ids found by a scan of every file's tag set
+    /// (`Engine::for_each_field`, one field per file; the cheapest scan the engine offers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag_scan_ms: Option<f64>,
 }
+
+/// Repetitions of the ids-only tag query and of its scan baseline in [`open`].
+pub const ID_QUERY_REPEATS: usize = 5;
 
 /// Cold open from the store: `Replica::open` (store open, load, engine rebuild, the checks on
 /// the shared folder) on the state [`build`] left in `dir`; then the prototype's tag query
@@ -234,6 +246,19 @@ pub fn open(b: &Backend, w: &Workload, dir: &Path) -> Result<OpenReport> {
             times.push(ms_since(t));
         }
         ensure!(found == target.files, "the tag query found {found} files, expected {}", target.files);
+        let tag = w.tag_id(target.tag);
+        let (mut ids_times, mut scan_times) = (Vec::new(), Vec::new());
+        for _ in 0..ID_QUERY_REPEATS {
+            let t = Instant::now();
+            let ids = lib.file_ids_with_tag(tag, true)?;
+            ids_times.push(ms_since(t));
+            let t = Instant::now();
+            let scanned = scan_subtree(&lib, tag)?;
+            scan_times.push(ms_since(t));
+            ensure!(ids == scanned, "the indexed ids ({}) differ from the scan's ({})", ids.len(), scanned.len());
+        }
+        ids_times.sort_by(f64::total_cmp);
+        scan_times.sort_by(f64::total_cmp);
         Ok(OpenReport {
             ms,
             files,
@@ -241,8 +266,27 @@ pub fn open(b: &Backend, w: &Workload, dir: &Path) -> Result<OpenReport> {
             tag_query_first_ms: Some(times[0]),
             tag_query_ms: Some(times[1]),
             tag_query_files: Some(found),
+            tag_ids_ms: Some(quantile(&ids_times, 0.5)),
+            tag_scan_ms: Some(quantile(&scan_times, 0.5)),
         })
     })
+}
+
+/// The ids of the files carrying `tag` or a tag below it, by a scan of every file's tag set.
+fn scan_subtree<D: Document>(lib: &Library<D>, tag: &str) -> Result<BTreeSet<String>> {
+    let tags = lib.tags()?;
+    let wanted = onefolder_model::subtree(&tags, tag);
+    let mut ids = BTreeSet::new();
+    lib.doc().read(|e| {
+        e.for_each_field(FILES, onefolder_model::layout::FILE_TAGS, &mut |id, value| {
+            if let Some(Value::Set(members)) = value {
+                if members.iter().any(|m| wanted.contains(m)) {
+                    ids.insert(id.to_owned());
+                }
+            }
+        })
+    })?;
+    Ok(ids)
 }
 
 /// Baseline: the raw engine loading the same state (read [`snapshot_path`], `load_snapshot`).
@@ -261,6 +305,8 @@ pub fn open_raw(engine: EngineFn, dir: &Path) -> Result<OpenReport> {
         tag_query_first_ms: None,
         tag_query_ms: None,
         tag_query_files: None,
+        tag_ids_ms: None,
+        tag_scan_ms: None,
     })
 }
 
