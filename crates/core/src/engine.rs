@@ -1,6 +1,7 @@
 //! The CRDT engine boundary.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use crate::value::{Collection, Op, Record, Value};
 
@@ -117,6 +118,13 @@ pub trait Engine: Send {
 
     /// Every existing record of a collection.
     fn collection(&self, collection: &str) -> Result<Collection, EngineError>;
+
+    /// [`Engine::collection`], shared: for the small collections read whole again and again (tags,
+    /// locations, searches). [`Indexed`](crate::Indexed) keeps the copy it hands out, updated from
+    /// [`Engine::take_changed`], until the engine loses track; never ask it for `files`.
+    fn shared_collection(&self, collection: &str) -> Result<Arc<Collection>, EngineError> {
+        Ok(Arc::new(self.collection(collection)?))
+    }
 
     /// The ids of every existing record of a collection, sorted.
     fn ids(&self, collection: &str) -> Result<Vec<String>, EngineError> {
@@ -367,6 +375,9 @@ impl<E: Engine + ?Sized> Engine for Box<E> {
     }
     fn collection(&self, collection: &str) -> Result<Collection, EngineError> {
         (**self).collection(collection)
+    }
+    fn shared_collection(&self, collection: &str) -> Result<Arc<Collection>, EngineError> {
+        (**self).shared_collection(collection)
     }
     fn ids(&self, collection: &str) -> Result<Vec<String>, EngineError> {
         (**self).ids(collection)

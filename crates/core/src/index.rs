@@ -12,6 +12,11 @@
 //!
 //! Record ids and members are interned once as `u32` numbers: W's index (100 000 files,
 //! 300 000 assignments) costs about 13 MB.
+//!
+//! The same way, a collection asked for with [`Engine::shared_collection`] (the model's tags,
+//! locations and searches) is kept whole after the first call and updated record by record, so
+//! the tag tree is not read out of the engine again for every tag created or query answered;
+//! [`Engine::record`] and [`Engine::contains`] on it are answered from the copy.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -24,6 +29,8 @@ use crate::value::{Collection, Op, Record, Value};
 pub struct Indexed<E> {
     inner: E,
     indexes: RefCell<HashMap<(String, String), SetIndex>>,
+    /// The collections asked for with [`Engine::shared_collection`], kept up to date.
+    collections: RefCell<HashMap<String, Arc<Collection>>>,
 }
 
 impl<E: std::fmt::Debug> std::fmt::Debug for Indexed<E> {
@@ -36,7 +43,7 @@ impl<E: std::fmt::Debug> std::fmt::Debug for Indexed<E> {
 impl<E: Engine> Indexed<E> {
     /// Wraps `inner`; nothing is indexed until the first query.
     pub fn new(inner: E) -> Self {
-        Self { inner, indexes: RefCell::new(HashMap::new()) }
+        Self { inner, indexes: RefCell::new(HashMap::new()), collections: RefCell::new(HashMap::new()) }
     }
 
     /// The engine underneath.
@@ -48,21 +55,46 @@ impl<E: Engine> Indexed<E> {
     /// when it cannot tell, or when the mutating call `result` failed half-way.
     fn absorb<T>(&mut self, result: Result<T, EngineError>) -> Result<T, EngineError> {
         let changed = self.inner.take_changed();
-        let indexes = self.indexes.get_mut();
-        match (&result, changed) {
-            (Ok(_), Changed::Records(records)) if !indexes.is_empty() => {
-                for ((collection, field), index) in indexes.iter_mut() {
-                    for (c, id) in &records {
-                        if c == collection {
-                            index.set(id, read_members(&self.inner, collection, id, field)?);
-                        }
-                    }
-                }
+        let records = match (&result, changed) {
+            (Ok(_), Changed::Records(records)) => records,
+            _ => {
+                self.forget();
+                return result;
             }
-            (Ok(_), Changed::Records(_)) => {}
-            _ => indexes.clear(),
+        };
+        if let Err(e) = self.update(&records) {
+            self.forget();
+            return Err(e);
         }
         result
+    }
+
+    /// Re-reads the reported `records` into every index and kept collection.
+    fn update(&mut self, records: &BTreeSet<(String, String)>) -> Result<(), EngineError> {
+        for ((collection, field), index) in self.indexes.get_mut().iter_mut() {
+            for (c, id) in records {
+                if c == collection {
+                    index.set(id, read_members(&self.inner, collection, id, field)?);
+                }
+            }
+        }
+        for (collection, kept) in self.collections.get_mut().iter_mut() {
+            for (c, id) in records {
+                if c == collection {
+                    match self.inner.record(collection, id)? {
+                        Some(record) => Arc::make_mut(kept).insert(id.clone(), record),
+                        None => Arc::make_mut(kept).remove(id),
+                    };
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops every index and kept collection: they are built again when next asked for.
+    fn forget(&mut self) {
+        self.indexes.get_mut().clear();
+        self.collections.get_mut().clear();
     }
 
     /// Runs `query` on the index of (collection, field), building it first when needed.
@@ -239,16 +271,34 @@ impl<E: Engine> Engine for Indexed<E> {
         self.inner.has_pending()
     }
     fn record(&self, collection: &str, id: &str) -> Result<Option<Record>, EngineError> {
-        self.inner.record(collection, id)
+        match self.collections.borrow().get(collection) {
+            Some(kept) => Ok(kept.get(id).cloned()),
+            None => self.inner.record(collection, id),
+        }
     }
     fn collection(&self, collection: &str) -> Result<Collection, EngineError> {
-        self.inner.collection(collection)
+        match self.collections.borrow().get(collection) {
+            Some(kept) => Ok(Collection::clone(kept)),
+            None => self.inner.collection(collection),
+        }
+    }
+    /// Kept after the first call, and updated from what the engine reports changed.
+    fn shared_collection(&self, collection: &str) -> Result<Arc<Collection>, EngineError> {
+        if let Some(kept) = self.collections.borrow().get(collection) {
+            return Ok(Arc::clone(kept));
+        }
+        let kept = Arc::new(self.inner.collection(collection)?);
+        self.collections.borrow_mut().insert(collection.to_owned(), Arc::clone(&kept));
+        Ok(kept)
     }
     fn ids(&self, collection: &str) -> Result<Vec<String>, EngineError> {
         self.inner.ids(collection)
     }
     fn contains(&self, collection: &str, id: &str) -> Result<bool, EngineError> {
-        self.inner.contains(collection, id)
+        match self.collections.borrow().get(collection) {
+            Some(kept) => Ok(kept.contains_key(id)),
+            None => self.inner.contains(collection, id),
+        }
     }
     fn field(&self, collection: &str, id: &str, field: &str) -> Result<Option<Value>, EngineError> {
         self.inner.field(collection, id, field)

@@ -163,7 +163,7 @@ impl<D: Document> Library<D> {
         match_any: bool,
         prefixes: &BTreeMap<String, String>,
     ) -> Result<Vec<File>> {
-        let tags = self.tags()?;
+        let tags = self.tag_map()?;
         let files: Vec<File> = match indexed_tags(criteria, &tags) {
             Some(wanted) => {
                 let existing: BTreeSet<String> = tags.keys().cloned().collect();
@@ -201,7 +201,7 @@ impl<D: Document> Library<D> {
             return Err(ModelError::InvalidName("a tag id cannot be empty".into()));
         }
         let name = ids::clean_tag_name(name)?;
-        let tags = self.tags()?;
+        let tags = self.tag_map()?;
         if tags.contains_key(id) {
             return Err(ModelError::IdTaken(id.to_owned()));
         }
@@ -230,7 +230,7 @@ impl<D: Document> Library<D> {
     /// away happens when the new parent's list is saved, so saving the old parent first loses
     /// nothing). Unknown ids are skipped.
     pub fn arrange_children(&self, parent: Option<&str>, children: &[String]) -> Result<()> {
-        let tags = self.tags()?;
+        let tags = self.tag_map()?;
         if let Some(p) = parent {
             if !tags.contains_key(p) {
                 return Err(ModelError::UnknownTag(p.to_owned()));
@@ -293,7 +293,7 @@ impl<D: Document> Library<D> {
     /// concurrent change on another computer to other members survives. Unknown ids and the
     /// tag itself are refused.
     pub fn set_tag_implied(&self, id: &str, implied: &BTreeSet<String>) -> Result<()> {
-        let tags = self.tags()?;
+        let tags = self.tag_map()?;
         let tag = tags.get(id).ok_or_else(|| ModelError::UnknownTag(id.to_owned()))?;
         if let Some(bad) = implied.iter().find(|i| !tags.contains_key(*i) || *i == id) {
             return Err(ModelError::UnknownTag(bad.clone()));
@@ -312,7 +312,7 @@ impl<D: Document> Library<D> {
 
     /// Deletes the tags of `ids` that exist, with their subtrees, in one edit.
     pub fn delete_tags(&self, ids: &[String]) -> Result<()> {
-        let tags = self.tags()?;
+        let tags = self.tag_map()?;
         let doomed: BTreeSet<String> =
             ids.iter().filter(|t| tags.contains_key(*t)).flat_map(|t| tree::subtree(&tags, t)).collect();
         if doomed.is_empty() {

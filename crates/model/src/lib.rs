@@ -27,9 +27,10 @@ pub mod prototype;
 mod tree;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, Weak};
 
 use fractional_index::FractionalIndex;
-use onefolder_core::{Document, Engine, EngineError, Op, Record, Value};
+use onefolder_core::{Collection, Document, Engine, EngineError, Op, Record, Value};
 use serde::{Deserialize, Serialize};
 
 pub use app::{FileOrder, FileSave, sort_files};
@@ -272,12 +273,17 @@ fn untagged_ids(e: &dyn Engine, existing_tags: &BTreeSet<String>) -> Result<BTre
 #[derive(Debug)]
 pub struct Library<D> {
     doc: D,
+    /// The last [`Library::tag_map`], and the engine's copy of the tags it was computed from.
+    tags: TagMemo,
 }
+
+/// See [`Library::tag_map`].
+type TagMemo = Mutex<Option<(Weak<Collection>, Arc<BTreeMap<String, Tag>>)>>;
 
 impl<D: Document> Library<D> {
     /// Wraps a document.
     pub fn new(doc: D) -> Self {
-        Self { doc }
+        Self { doc, tags: Mutex::new(None) }
     }
 
     /// The document underneath.
@@ -501,7 +507,7 @@ impl<D: Document> Library<D> {
 
     /// The ids of the files carrying `tag` (or a tag below it), and the existing tags.
     fn tagged_ids(&self, tag: &str, recursive: bool) -> Result<(BTreeSet<String>, BTreeSet<String>)> {
-        let tags = self.tags()?;
+        let tags = self.tag_map()?;
         if !tags.contains_key(tag) {
             return Err(ModelError::UnknownTag(tag.to_owned()));
         }
@@ -514,7 +520,7 @@ impl<D: Document> Library<D> {
             }
             Ok(ids)
         })?;
-        Ok((ids, tags.into_keys().collect()))
+        Ok((ids, tags.keys().cloned().collect()))
     }
 
     /// Files with no (existing) tag, by id: those with an empty tag set, and those whose every
@@ -547,18 +553,33 @@ impl<D: Document> Library<D> {
 
     /// Every tag with its effective parent.
     pub fn tags(&self) -> Result<BTreeMap<String, Tag>> {
-        let raw = self.read(|e| e.collection(TAGS))?;
-        Ok(tree::effective_tags(raw))
+        Ok(BTreeMap::clone(&*self.tag_map()?))
+    }
+
+    /// [`Library::tags`], shared: computed again only when the tags collection changed (the
+    /// engine's [`Engine::shared_collection`] handed out a new copy since).
+    pub(crate) fn tag_map(&self) -> Result<Arc<BTreeMap<String, Tag>>> {
+        let raw = self.read(|e| e.shared_collection(TAGS))?;
+        let mut memo = self.tags.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((from, tags)) = memo.as_ref() {
+            if from.upgrade().is_some_and(|c| Arc::ptr_eq(&c, &raw)) {
+                return Ok(Arc::clone(tags));
+            }
+        }
+        let tags = Arc::new(tree::effective_tags(&raw));
+        // A weak reference: the engine's copy stays unshared, so it is updated in place.
+        *memo = Some((Arc::downgrade(&raw), Arc::clone(&tags)));
+        Ok(tags)
     }
 
     /// The tag tree: roots in order, each with its children in order.
     pub fn tag_tree(&self) -> Result<Vec<TagNode>> {
-        Ok(tree::build(&self.tags()?))
+        Ok(tree::build(&*self.tag_map()?))
     }
 
     /// The tag at a `/`-separated path of names (`Animals/Cats`), matched by normalised name.
     pub fn tag_by_path(&self, path: &str) -> Result<Option<String>> {
-        let tags = self.tags()?;
+        let tags = self.tag_map()?;
         Ok(tree::find_path(&tags, path))
     }
 
@@ -567,7 +588,7 @@ impl<D: Document> Library<D> {
     /// creates one tag.
     pub fn create_tag(&self, parent: Option<&str>, name: &str, color: Option<&str>) -> Result<String> {
         let name = ids::clean_tag_name(name)?;
-        let tags = self.tags()?;
+        let tags = self.tag_map()?;
         if let Some(p) = parent {
             if !tags.contains_key(p) {
                 return Err(ModelError::UnknownTag(p.to_owned()));
@@ -624,7 +645,7 @@ impl<D: Document> Library<D> {
     /// ([`ModelError::NameTaken`]).
     pub fn rename_tag(&self, id: &str, name: &str) -> Result<()> {
         let name = ids::clean_tag_name(name)?;
-        let tags = self.tags()?;
+        let tags = self.tag_map()?;
         let tag = tags.get(id).ok_or_else(|| ModelError::UnknownTag(id.to_owned()))?;
         name_free(&tags, tag.parent.as_deref(), &name, id)?;
         let record = self.require_tag(id)?;
@@ -647,7 +668,7 @@ impl<D: Document> Library<D> {
     /// move under itself or a descendant; a cycle made by concurrent moves on two computers is
     /// broken at read time instead.
     pub fn move_tag(&self, id: &str, new_parent: Option<&str>) -> Result<()> {
-        let tags = self.tags()?;
+        let tags = self.tag_map()?;
         if !tags.contains_key(id) {
             return Err(ModelError::UnknownTag(id.to_owned()));
         }
@@ -671,7 +692,7 @@ impl<D: Document> Library<D> {
 
     /// Places a tag among its siblings between two of them (either may be `None`).
     pub fn reorder_tag(&self, id: &str, after: Option<&str>, before: Option<&str>) -> Result<()> {
-        let tags = self.tags()?;
+        let tags = self.tag_map()?;
         let key = |t: Option<&str>| -> Result<Option<FractionalIndex>> {
             match t {
                 None => Ok(None),
@@ -691,7 +712,7 @@ impl<D: Document> Library<D> {
     /// Deletes a tag and its subtree, and removes them from every file. A concurrent
     /// assignment elsewhere cannot bring them back into any view.
     pub fn delete_tag(&self, id: &str) -> Result<()> {
-        let tags = self.tags()?;
+        let tags = self.tag_map()?;
         if !tags.contains_key(id) {
             return Err(ModelError::UnknownTag(id.to_owned()));
         }
@@ -710,7 +731,7 @@ impl<D: Document> Library<D> {
     /// Merges tag `from` into `into`: every file tagged `from` gets `into`, `from`'s children
     /// move under `into`, and `from` is deleted.
     pub fn merge_tags(&self, from: &str, into: &str) -> Result<()> {
-        let tags = self.tags()?;
+        let tags = self.tag_map()?;
         for t in [from, into] {
             if !tags.contains_key(t) {
                 return Err(ModelError::UnknownTag(t.to_owned()));

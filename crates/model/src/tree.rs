@@ -23,22 +23,22 @@ pub struct TagNode {
 ///
 /// The rule depends only on the merged state, so every replica computes the same tree, and no
 /// tag is lost.
-pub(crate) fn effective_tags(raw: Collection) -> BTreeMap<String, Tag> {
+pub(crate) fn effective_tags(raw: &Collection) -> BTreeMap<String, Tag> {
     let mut tags: BTreeMap<String, Tag> = raw
-        .into_iter()
+        .iter()
         .map(|(id, r)| {
             let tag = Tag {
                 id: id.clone(),
-                name: str_field(&r, "name").unwrap_or_default(),
-                color: str_field(&r, "color"),
-                parent: str_field(&r, "parent").filter(|p| !p.is_empty()),
-                order: str_field(&r, "order").unwrap_or_default(),
+                name: str_field(r, "name").unwrap_or_default(),
+                color: str_field(r, "color"),
+                parent: str_field(r, "parent").filter(|p| !p.is_empty()),
+                order: str_field(r, "order").unwrap_or_default(),
                 is_hidden: r.get("isHidden").and_then(Value::as_bool).unwrap_or(false),
-                date_added: int_field(&r, "dateAdded").unwrap_or(0),
-                implied: set_field(&r, TAG_IMPLIED),
+                date_added: int_field(r, "dateAdded").unwrap_or(0),
+                implied: set_field(r, TAG_IMPLIED),
                 copy_implied: r.get(TAG_COPY_IMPLIED).and_then(Value::as_bool).unwrap_or(false),
             };
-            (id, tag)
+            (id.clone(), tag)
         })
         .collect();
     let ids: BTreeSet<String> = tags.keys().cloned().collect();
@@ -148,14 +148,14 @@ mod tests {
 
     #[test]
     fn two_cycle_is_broken_at_smallest_id() {
-        let t = effective_tags(raw(&[("x", Some("y")), ("y", Some("x"))]));
+        let t = effective_tags(&raw(&[("x", Some("y")), ("y", Some("x"))]));
         assert_eq!(t["x"].parent, None);
         assert_eq!(t["y"].parent.as_deref(), Some("x"));
     }
 
     #[test]
     fn long_cycle_with_tail_is_broken_once() {
-        let t = effective_tags(raw(&[("a", Some("b")), ("b", Some("c")), ("c", Some("d")), ("d", Some("b"))]));
+        let t = effective_tags(&raw(&[("a", Some("b")), ("b", Some("c")), ("c", Some("d")), ("d", Some("b"))]));
         assert_eq!(t["b"].parent, None);
         assert_eq!(t["a"].parent.as_deref(), Some("b"));
         assert_eq!(t["c"].parent.as_deref(), Some("d"));
@@ -166,7 +166,7 @@ mod tests {
 
     #[test]
     fn missing_and_self_parents_become_root() {
-        let t = effective_tags(raw(&[("a", Some("gone")), ("b", Some("b"))]));
+        let t = effective_tags(&raw(&[("a", Some("gone")), ("b", Some("b"))]));
         assert_eq!(t["a"].parent, None);
         assert_eq!(t["b"].parent, None);
     }
