@@ -28,8 +28,8 @@ use onefolder_core::names::{SegmentName, delta_name};
 use onefolder_core::segment::{self, Expect, SegmentKind};
 use onefolder_core::value::Value;
 use onefolder_core::{
-    AppliedSegment, DeviceId, Document, Engine, LibraryManifest, Op, OpenMode, Replica, ReplicaConfig, StatusEvent,
-    Transport,
+    AppliedSegment, DeviceId, Document, Engine, Indexed, LibraryManifest, Op, OpenMode, Replica, ReplicaConfig,
+    StatusEvent, Transport,
 };
 use onefolder_model::{FILES, Library};
 use onefolder_transport_folder::FolderTransport;
@@ -145,7 +145,8 @@ pub fn build_raw(engine: EngineFn, w: &Workload, out: Option<&Path>) -> Result<B
 /// The workload through the model (`onefolder_model::Library`) on a bare engine: the model's
 /// own cost (its reads and checks) without any store or transport.
 pub fn build_bare(engine: EngineFn, w: &Workload) -> Result<BuildReport> {
-    let lib = Library::new(Mutex::new(engine()));
+    // The layer a replica puts on its engine too: it answers the model's tag-tree reads.
+    let lib = Library::new(Mutex::new(Box::new(Indexed::new(engine())) as Box<dyn Engine>));
     let t = Instant::now();
     let mut edits = 0;
     for edit in w.edits() {

@@ -126,6 +126,16 @@ pub trait Engine: Send {
         Ok(Arc::new(self.collection(collection)?))
     }
 
+    /// While a layer keeps `collection` (see [`Engine::shared_collection`]): a number that grows
+    /// by exactly one for every record of it read again after a write or an apply, and that a
+    /// copy kept again later never repeats. So a caller that saw `g` before its own write of one
+    /// record and sees `g + 1` after knows nothing else changed the collection in between.
+    /// `None` when nothing keeps it (the default).
+    fn collection_generation(&self, collection: &str) -> Option<u64> {
+        let _ = collection;
+        None
+    }
+
     /// The ids of every existing record of a collection, sorted.
     fn ids(&self, collection: &str) -> Result<Vec<String>, EngineError> {
         Ok(self.collection(collection)?.into_keys().collect())
@@ -378,6 +388,9 @@ impl<E: Engine + ?Sized> Engine for Box<E> {
     }
     fn shared_collection(&self, collection: &str) -> Result<Arc<Collection>, EngineError> {
         (**self).shared_collection(collection)
+    }
+    fn collection_generation(&self, collection: &str) -> Option<u64> {
+        (**self).collection_generation(collection)
     }
     fn ids(&self, collection: &str) -> Result<Vec<String>, EngineError> {
         (**self).ids(collection)

@@ -30,7 +30,15 @@ pub struct Indexed<E> {
     inner: E,
     indexes: RefCell<HashMap<(String, String), SetIndex>>,
     /// The collections asked for with [`Engine::shared_collection`], kept up to date.
-    collections: RefCell<HashMap<String, Arc<Collection>>>,
+    collections: RefCell<HashMap<String, Kept>>,
+    /// Where the generation of the next kept collection starts: past every earlier one.
+    epoch: std::cell::Cell<u64>,
+}
+
+/// A kept collection and its [`Engine::collection_generation`].
+struct Kept {
+    records: Arc<Collection>,
+    generation: u64,
 }
 
 impl<E: std::fmt::Debug> std::fmt::Debug for Indexed<E> {
@@ -43,7 +51,12 @@ impl<E: std::fmt::Debug> std::fmt::Debug for Indexed<E> {
 impl<E: Engine> Indexed<E> {
     /// Wraps `inner`; nothing is indexed until the first query.
     pub fn new(inner: E) -> Self {
-        Self { inner, indexes: RefCell::new(HashMap::new()), collections: RefCell::new(HashMap::new()) }
+        Self {
+            inner,
+            indexes: RefCell::new(HashMap::new()),
+            collections: RefCell::new(HashMap::new()),
+            epoch: std::cell::Cell::new(0),
+        }
     }
 
     /// The engine underneath.
@@ -82,9 +95,11 @@ impl<E: Engine> Indexed<E> {
             for (c, id) in records {
                 if c == collection {
                     match self.inner.record(collection, id)? {
-                        Some(record) => Arc::make_mut(kept).insert(id.clone(), record),
-                        None => Arc::make_mut(kept).remove(id),
+                        Some(record) => Arc::make_mut(&mut kept.records).insert(id.clone(), record),
+                        None => Arc::make_mut(&mut kept.records).remove(id),
                     };
+                    kept.generation += 1;
+                    self.epoch.set(self.epoch.get().max(kept.generation + 1));
                 }
             }
         }
@@ -272,31 +287,37 @@ impl<E: Engine> Engine for Indexed<E> {
     }
     fn record(&self, collection: &str, id: &str) -> Result<Option<Record>, EngineError> {
         match self.collections.borrow().get(collection) {
-            Some(kept) => Ok(kept.get(id).cloned()),
+            Some(kept) => Ok(kept.records.get(id).cloned()),
             None => self.inner.record(collection, id),
         }
     }
     fn collection(&self, collection: &str) -> Result<Collection, EngineError> {
         match self.collections.borrow().get(collection) {
-            Some(kept) => Ok(Collection::clone(kept)),
+            Some(kept) => Ok(Collection::clone(&kept.records)),
             None => self.inner.collection(collection),
         }
     }
     /// Kept after the first call, and updated from what the engine reports changed.
     fn shared_collection(&self, collection: &str) -> Result<Arc<Collection>, EngineError> {
         if let Some(kept) = self.collections.borrow().get(collection) {
-            return Ok(Arc::clone(kept));
+            return Ok(Arc::clone(&kept.records));
         }
-        let kept = Arc::new(self.inner.collection(collection)?);
-        self.collections.borrow_mut().insert(collection.to_owned(), Arc::clone(&kept));
-        Ok(kept)
+        let records = Arc::new(self.inner.collection(collection)?);
+        // Past every generation an earlier copy showed.
+        let generation = self.epoch.get();
+        self.epoch.set(generation + 1);
+        self.collections.borrow_mut().insert(collection.to_owned(), Kept { records: Arc::clone(&records), generation });
+        Ok(records)
+    }
+    fn collection_generation(&self, collection: &str) -> Option<u64> {
+        self.collections.borrow().get(collection).map(|kept| kept.generation)
     }
     fn ids(&self, collection: &str) -> Result<Vec<String>, EngineError> {
         self.inner.ids(collection)
     }
     fn contains(&self, collection: &str, id: &str) -> Result<bool, EngineError> {
         match self.collections.borrow().get(collection) {
-            Some(kept) => Ok(kept.contains_key(id)),
+            Some(kept) => Ok(kept.records.contains_key(id)),
             None => self.inner.contains(collection, id),
         }
     }

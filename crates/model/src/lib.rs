@@ -27,10 +27,10 @@ pub mod prototype;
 mod tree;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 
 use fractional_index::FractionalIndex;
-use onefolder_core::{Collection, Document, Engine, EngineError, Op, Record, Value};
+use onefolder_core::{Document, Engine, EngineError, Op, Record, Value};
 use serde::{Deserialize, Serialize};
 
 pub use app::{FileOrder, FileSave, sort_files};
@@ -273,12 +273,22 @@ fn untagged_ids(e: &dyn Engine, existing_tags: &BTreeSet<String>) -> Result<BTre
 #[derive(Debug)]
 pub struct Library<D> {
     doc: D,
-    /// The last [`Library::tag_map`], and the engine's copy of the tags it was computed from.
-    tags: TagMemo,
+    /// The last [`Library::tag_map`], while the engine's tags are still those it was computed from.
+    tags: Mutex<Option<TagMemo>>,
 }
 
+/// Every tag with its effective parent, shared ([`Library::tag_map`]).
+type TagMap = Arc<BTreeMap<String, Tag>>;
+
 /// See [`Library::tag_map`].
-type TagMemo = Mutex<Option<(Weak<Collection>, Arc<BTreeMap<String, Tag>>)>>;
+#[derive(Debug)]
+struct TagMemo {
+    /// The [`Engine::collection_generation`] of the tags `tags` was computed from.
+    generation: u64,
+    tags: TagMap,
+    /// Ids some tag names as its parent or an implied tag, that no tag has.
+    dangling: BTreeSet<String>,
+}
 
 impl<D: Document> Library<D> {
     /// Wraps a document.
@@ -556,20 +566,43 @@ impl<D: Document> Library<D> {
         Ok(BTreeMap::clone(&*self.tag_map()?))
     }
 
-    /// [`Library::tags`], shared: computed again only when the tags collection changed (the
-    /// engine's [`Engine::shared_collection`] handed out a new copy since).
-    pub(crate) fn tag_map(&self) -> Result<Arc<BTreeMap<String, Tag>>> {
-        let raw = self.read(|e| e.shared_collection(TAGS))?;
+    /// [`Library::tags`], shared: computed again only when the tags changed since (the engine's
+    /// [`Engine::collection_generation`] moved; an engine without one computes it every time).
+    pub(crate) fn tag_map(&self) -> Result<TagMap> {
+        Ok(self.tag_map_at()?.0)
+    }
+
+    /// [`Library::tag_map`] and the generation of the tags it was computed from.
+    fn tag_map_at(&self) -> Result<(TagMap, Option<u64>)> {
+        let (raw, generation) = self.read(|e| Ok((e.shared_collection(TAGS)?, e.collection_generation(TAGS))))?;
         let mut memo = self.tags.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((from, tags)) = memo.as_ref() {
-            if from.upgrade().is_some_and(|c| Arc::ptr_eq(&c, &raw)) {
-                return Ok(Arc::clone(tags));
+        if let (Some(g), Some(m)) = (generation, memo.as_ref()) {
+            if m.generation == g {
+                return Ok((Arc::clone(&m.tags), generation));
             }
         }
         let tags = Arc::new(tree::effective_tags(&raw));
-        // A weak reference: the engine's copy stays unshared, so it is updated in place.
-        *memo = Some((Arc::downgrade(&raw), Arc::clone(&tags)));
-        Ok(tags)
+        *memo = generation.map(|generation| TagMemo {
+            generation,
+            tags: Arc::clone(&tags),
+            dangling: tree::dangling_refs(&raw),
+        });
+        Ok((tags, generation))
+    }
+
+    /// After this library's own write of one new `tag` on the tags of `generation`: adds it to
+    /// the memo in place of a recomputation, when nothing else changed the tags in between and
+    /// no tag was waiting for its id (then its effective parent changes too).
+    fn tag_created(&self, generation: Option<u64>, tag: Tag) {
+        let Some(g) = generation else { return };
+        let after = self.doc.read(|e| e.collection_generation(TAGS));
+        let mut memo = self.tags.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(m) = memo.as_mut() else { return };
+        if m.generation != g || after != Some(g + 1) || m.dangling.contains(&tag.id) {
+            return;
+        }
+        Arc::make_mut(&mut m.tags).insert(tag.id.clone(), tag);
+        m.generation = g + 1;
     }
 
     /// The tag tree: roots in order, each with its children in order.
@@ -588,7 +621,7 @@ impl<D: Document> Library<D> {
     /// creates one tag.
     pub fn create_tag(&self, parent: Option<&str>, name: &str, color: Option<&str>) -> Result<String> {
         let name = ids::clean_tag_name(name)?;
-        let tags = self.tag_map()?;
+        let (tags, generation) = self.tag_map_at()?;
         if let Some(p) = parent {
             if !tags.contains_key(p) {
                 return Err(ModelError::UnknownTag(p.to_owned()));
@@ -601,17 +634,30 @@ impl<D: Document> Library<D> {
         }
         let id = ids::tag_id(parent, &name);
         let order = self.order_after_last(&tags, parent);
+        drop(tags);
+        let tag = Tag {
+            id: id.clone(),
+            name,
+            color: color.map(str::to_owned),
+            parent: parent.map(str::to_owned),
+            order,
+            is_hidden: false,
+            date_added: self.doc.now_ms(),
+            implied: BTreeSet::new(),
+            copy_implied: false,
+        };
         let mut ops = vec![
             Op::create(TAGS, &id),
-            Op::put(TAGS, &id, "name", name.as_str()),
-            Op::put(TAGS, &id, "parent", Value::from(parent.map(str::to_owned))),
-            Op::put(TAGS, &id, "order", order),
-            Op::put(TAGS, &id, "dateAdded", self.doc.now_ms()),
+            Op::put(TAGS, &id, "name", tag.name.as_str()),
+            Op::put(TAGS, &id, "parent", Value::from(tag.parent.clone())),
+            Op::put(TAGS, &id, "order", tag.order.as_str()),
+            Op::put(TAGS, &id, "dateAdded", tag.date_added),
         ];
-        if let Some(c) = color {
-            ops.push(Op::put(TAGS, &id, "color", c));
+        if let Some(c) = &tag.color {
+            ops.push(Op::put(TAGS, &id, "color", c.as_str()));
         }
         self.write(&ops)?;
+        self.tag_created(generation, tag);
         Ok(id)
     }
 
@@ -840,6 +886,51 @@ mod tests {
         lib.move_tag(&cats, Some(&animals)).unwrap();
         assert_eq!(lib.tags().unwrap()[&cats].name, "CATS");
         assert_eq!(lib.tags().unwrap()[&dogs].name, "Dogs");
+    }
+
+    /// The kept tag tree equals one computed from the engine's tags after every step: tags
+    /// created one after another (added to the memo), a write past the model, a tag created
+    /// with the id a tag's parent was waiting for, and a snapshot load.
+    #[test]
+    fn the_kept_tag_tree_is_the_one_the_tags_give() {
+        let engine = onefolder_core::Indexed::new(onefolder_engine_yrs::YrsEngine::new());
+        let lib = Library::new(Mutex::new(Box::new(engine) as Box<dyn Engine>));
+        let check = |step: &str| {
+            let raw = lib.doc().read(|e| e.collection(TAGS)).unwrap();
+            assert_eq!(*lib.tag_map().unwrap(), tree::effective_tags(&raw), "after {step}");
+        };
+        check("nothing");
+        let animals = lib.create_tag(None, "Animals", Some("red")).unwrap();
+        for name in ["Cats", "Dogs", "Birds"] {
+            lib.create_tag(Some(&animals), name, None).unwrap();
+            check(name);
+        }
+        let generation = || lib.doc().read(|e| e.collection_generation(TAGS)).unwrap();
+        let before = generation();
+        lib.create_tag(None, "Places", None).unwrap();
+        assert_eq!(generation(), before + 1, "one new tag is one record read again");
+        assert_eq!(lib.tags.lock().unwrap().as_ref().map(|m| m.generation), Some(before + 1), "the memo took it");
+        check("Places");
+        // Past the model: a tag whose parent does not exist yet, then that parent.
+        let waiting_for = ids::tag_id(None, "Later");
+        lib.doc()
+            .write(&[
+                Op::create(TAGS, "orphan"),
+                Op::put(TAGS, "orphan", "name", "Orphan"),
+                Op::put(TAGS, "orphan", "parent", waiting_for.as_str()),
+            ])
+            .unwrap();
+        check("a write past the model");
+        assert_eq!(lib.tag_map().unwrap()["orphan"].parent, None);
+        lib.create_tag(None, "Later", None).unwrap();
+        check("the awaited parent");
+        assert_eq!(lib.tag_map().unwrap()["orphan"].parent.as_deref(), Some(waiting_for.as_str()));
+        // A snapshot load forgets what the layer kept.
+        let snapshot = lib.doc().read(|e| e.snapshot()).unwrap();
+        lib.doc().lock().unwrap().load_snapshot(&snapshot).unwrap();
+        check("a snapshot load");
+        lib.create_tag(Some(&animals), "Fish", None).unwrap();
+        check("Fish");
     }
 
     fn meta(size: i64) -> FileMeta {

@@ -16,6 +16,15 @@ pub struct TagNode {
     pub children: Vec<TagNode>,
 }
 
+/// The ids that some tag of `raw` names as its parent or an implied tag, but no tag has: a tag
+/// created with one of them changes how [`effective_tags`] reads the tags that name it.
+pub(crate) fn dangling_refs(raw: &Collection) -> BTreeSet<String> {
+    raw.values()
+        .flat_map(|r| str_field(r, "parent").into_iter().chain(set_field(r, TAG_IMPLIED)))
+        .filter(|id| !id.is_empty() && !raw.contains_key(id))
+        .collect()
+}
+
 /// Materialises tags with their *effective* parent:
 /// 1. a parent that does not exist (deleted concurrently) becomes the root;
 /// 2. every cycle (made by concurrent moves, e.g. X under Y on A and Y under X on B) is broken
