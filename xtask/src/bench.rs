@@ -1198,7 +1198,7 @@ fn render(
         "Build: every edit of the workload through the model on a replica (each edit committed to the store \
          before it returns; unflushed edits written to the shared folder every 1 000 edits), against the same \
          op batches written straight into the engine (raw API; op generation not timed). *Model, bare engine* \
-         is the model on an engine without store or transport: it separates the model's own reads from the \
+         is the model on an engine without store or transport (in the `Indexed` layer a replica puts on its engine): it separates the model's own reads from the \
          store's cost.\n\n",
     );
     let mut t = Table::new(&[
