@@ -591,14 +591,15 @@ impl<D: Document> Library<D> {
     }
 
     /// After this library's own write of one new `tag` on the tags of `generation`: adds it to
-    /// the memo in place of a recomputation, when nothing else changed the tags in between and
-    /// no tag was waiting for its id (then its effective parent changes too).
+    /// the memo in place of a recomputation, when nothing else changed the tags in between, the
+    /// id was no tag's before (a renamed tag keeps the id of its first name, and its other
+    /// fields), and no tag was waiting for the id (then its effective parent changes too).
     fn tag_created(&self, generation: Option<u64>, tag: Tag) {
         let Some(g) = generation else { return };
         let after = self.doc.read(|e| e.collection_generation(TAGS));
         let mut memo = self.tags.lock().unwrap_or_else(|e| e.into_inner());
         let Some(m) = memo.as_mut() else { return };
-        if m.generation != g || after != Some(g + 1) || m.dangling.contains(&tag.id) {
+        if m.generation != g || after != Some(g + 1) || m.tags.contains_key(&tag.id) || m.dangling.contains(&tag.id) {
             return;
         }
         Arc::make_mut(&mut m.tags).insert(tag.id.clone(), tag);
@@ -925,6 +926,12 @@ mod tests {
         lib.create_tag(None, "Later", None).unwrap();
         check("the awaited parent");
         assert_eq!(lib.tag_map().unwrap()["orphan"].parent.as_deref(), Some(waiting_for.as_str()));
+        // The first name of a renamed, recoloured tag again: the id it had, and its colour.
+        let places = lib.tag_by_path("Places").unwrap().unwrap();
+        lib.rename_tag(&places, "Towns").unwrap();
+        lib.set_tag_color(&places, Some("blue")).unwrap();
+        assert_eq!(lib.create_tag(None, "Places", None).unwrap(), places);
+        check("the first name of a renamed tag");
         // A snapshot load forgets what the layer kept.
         let snapshot = lib.doc().read(|e| e.snapshot()).unwrap();
         lib.doc().lock().unwrap().load_snapshot(&snapshot).unwrap();
