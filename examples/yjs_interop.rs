@@ -35,7 +35,7 @@ use std::sync::{Mutex, MutexGuard};
 use anyhow::{Context, Result, bail, ensure};
 use onefolder_core::names::{delta_name, snapshot_name};
 use onefolder_core::segment::{self, DEFAULT_MAX_PAYLOAD, Expect, SegmentKind};
-use onefolder_core::{DeviceId, Document, Engine, LibraryId, Op, Value};
+use onefolder_core::{DeviceId, Document, Engine, Group, LibraryId, Op, Value, group_on_engine};
 use onefolder_engine_yrs::{ENGINE_ID, YrsEngine};
 use onefolder_model::{FILES, FileMeta, LOCATIONS, Library, SEARCHES, TAGS};
 use serde_json::{Map, Value as Json, json};
@@ -50,7 +50,7 @@ const DAY: i64 = 86_400_000;
 
 /// What a device keeps between flushes.
 struct State {
-    engine: YrsEngine,
+    engine: Box<dyn Engine>,
     /// Each acknowledged edit's change, as the store's log holds them until a flush.
     unflushed: Vec<Vec<u8>>,
     next_seq: u64,
@@ -66,7 +66,7 @@ struct Device {
 
 impl Device {
     fn new(library: LibraryId) -> Self {
-        let state = State { engine: YrsEngine::new(), unflushed: Vec::new(), next_seq: 1 };
+        let state = State { engine: Box::new(YrsEngine::new()), unflushed: Vec::new(), next_seq: 1 };
         Self { state: Mutex::new(state), library, device: DeviceId::random() }
     }
 
@@ -106,7 +106,7 @@ impl Device {
 
 impl Document for Device {
     fn read<R>(&self, f: impl FnOnce(&dyn Engine) -> R) -> R {
-        f(&self.lock().engine)
+        f(self.lock().engine.as_ref())
     }
 
     fn write(&self, ops: &[Op]) -> onefolder_core::Result<()> {
@@ -116,6 +116,12 @@ impl Document for Device {
             st.unflushed.push(change);
         }
         Ok(())
+    }
+
+    fn group<R, E: From<onefolder_core::Error>>(&self, f: impl FnOnce(&Group<'_>) -> Result<R, E>) -> Result<R, E> {
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        group_on_engine(&mut st.engine, f, |change| st.unflushed.push(change))
     }
 
     fn now_ms(&self) -> i64 {

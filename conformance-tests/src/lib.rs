@@ -456,6 +456,7 @@ macro_rules! scenario_tests {
                 duplicated_delivery_is_harmless,
                 out_of_order_delivery_converges,
                 restarted_device_loses_nothing,
+                a_batch_is_one_durable_edit_and_a_failed_one_leaves_nothing,
                 restart_while_a_peer_segment_waits,
                 failed_read_is_retried_without_a_new_change,
                 vanished_file_is_forgotten,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use onefolder_core::segment::{self, SegmentKind};
 use onefolder_core::{Clock, DeviceId, LibraryId, Op, ReplicaConfig, Transport, names};
-use onefolder_model::{FileMeta, ImportMode};
+use onefolder_model::{FileMeta, ImportMode, ModelError};
 
 use crate::layers::{Counting, HoldBack};
 use crate::{Backend, Cluster, EngineFactory, Env, StoreFactory, TransportFactory, test_config, wait_for};
@@ -391,6 +391,51 @@ pub async fn restarted_device_loses_nothing<B: Backend>(env: Env) {
     assert_eq!(c.dev(0).replica.device(), device_before, "a restart is not a clone");
     assert!(c.lib(1).file(&f).unwrap().unwrap().tags.contains(&t));
     assert_eq!(c.lib(1).tags().unwrap().len(), 62);
+}
+
+/// A batch of edits is one durable local change: its reads see its own writes, it survives a
+/// restart as a whole, and a batch that fails half-way leaves nothing behind, locally or on peers.
+pub async fn a_batch_is_one_durable_edit_and_a_failed_one_leaves_nothing<B: Backend>(env: Env) {
+    let (mut c, loc) = cluster_with_location::<B>(env, 2).await;
+    let pending = || c.dev(0).replica.status().pending_edits;
+    let before = pending();
+    let (tag, files) = c
+        .lib(0)
+        .in_batch(|b| {
+            let tag = b.create_tag(None, "Batched", None)?;
+            let mut files = Vec::new();
+            for k in 0..20 {
+                let f = b.upsert_file(&loc, &format!("batch/{k}.jpg"), &meta(k))?;
+                // The tag and the file were written in this batch: the checks see them.
+                b.assign(&f, &tag)?;
+                files.push(f);
+            }
+            Ok((tag, files))
+        })
+        .unwrap();
+    assert_eq!(pending(), before + 1, "a batch is one local change");
+
+    let kept = c.lib(0).export().unwrap();
+    let err = c
+        .lib(0)
+        .in_batch(|b| {
+            let f = b.upsert_file(&loc, "lost.jpg", &meta(99))?;
+            b.create_tag(None, "Lost", None)?;
+            b.assign(&f, "no-such-tag")
+        })
+        .unwrap_err();
+    assert!(matches!(err, ModelError::UnknownTag(_)), "{err:?}");
+    assert_eq!(c.lib(0).export().unwrap(), kept, "a failed batch leaves nothing");
+    assert_eq!(pending(), before + 1, "a failed batch is no edit");
+
+    c.restart(0).await;
+    assert_eq!(c.lib(0).export().unwrap(), kept, "an acknowledged batch survives a restart");
+    c.sync_all().await;
+    c.assert_converged();
+    for f in &files {
+        assert!(c.lib(1).file(f).unwrap().unwrap().tags.contains(&tag));
+    }
+    assert!(c.lib(1).tags().unwrap().values().all(|t| t.name != "Lost"));
 }
 
 /// A file that was skipped and then vanished from the medium (its writer deleted it) is
@@ -1288,7 +1333,6 @@ pub async fn folder_stays_bounded_and_an_offline_device_converges<B: Backend>(en
     let colors = ["red", "green", "blue", "orange"];
     let mut edits = 0;
     for round in 0..500usize {
-        // Reads inside a batch do not see its own edits: the files go in first.
         let files: Vec<String> = c
             .lib(0)
             .in_batch(|lib| {

@@ -159,9 +159,13 @@ pub fn build_bare(engine: EngineFn, w: &Workload) -> Result<BuildReport> {
     Ok(BuildReport { edits, ms, snapshot_bytes, segments: 0, segment_bytes: 0 })
 }
 
-/// The workload through the model on a replica: every edit is committed to the store before it
-/// returns, and the unflushed edits go to the shared folder every `preset.flush_every` edits
-/// (a busy import under the debounce), then once more at the end. Creates the library in
+/// Edits per [`Library::in_batch`] in [`build`]: what the CLI's index run commits at once.
+pub const BUILD_BATCH: usize = 500;
+
+/// The workload through the model on a replica, in batches of [`BUILD_BATCH`] edits (an
+/// import): each batch is committed to the store before it returns, and the unflushed edits go
+/// to the shared folder once `preset.flush_every` more edits were made (a busy import under the
+/// debounce), then once more at the end. Creates the library in
 /// `dir` and writes the final engine snapshot to [`snapshot_path`].
 pub fn build(b: &Backend, w: &Workload, dir: &Path) -> Result<BuildReport> {
     std::fs::create_dir_all(library_dir(dir))?;
@@ -173,10 +177,14 @@ pub fn build(b: &Backend, w: &Workload, dir: &Path) -> Result<BuildReport> {
         let every = w.preset().flush_every.max(1);
         let t = Instant::now();
         let mut edits = 0;
-        for edit in w.edits() {
-            w.apply_model(&lib, edit)?;
-            edits += 1;
-            if edits % every == 0 {
+        let mut all = w.edits().peekable();
+        while all.peek().is_some() {
+            // One batch: a burst as an import writes it, committed once.
+            let burst: Vec<_> = all.by_ref().take(BUILD_BATCH).collect();
+            lib.in_batch(|batch| burst.iter().try_for_each(|&edit| w.apply_model(batch, edit)))?;
+            let flushes_before = edits / every;
+            edits += burst.len();
+            if edits / every > flushes_before {
                 replica.flush().await?;
             }
         }

@@ -127,9 +127,10 @@ pub trait Engine: Send {
     }
 
     /// While a layer keeps `collection` (see [`Engine::shared_collection`]): a number that grows
-    /// by exactly one for every record of it read again after a write or an apply, and that a
-    /// copy kept again later never repeats. So a caller that saw `g` before its own write of one
-    /// record and sees `g + 1` after knows nothing else changed the collection in between.
+    /// by exactly one for every record of it read again after a write or an apply, and that no
+    /// other copy (kept again later, or by another engine of the process) ever shows. So a
+    /// caller that saw `g` before its own write of one record and sees `g + 1` after knows
+    /// nothing else changed the collection in between.
     /// `None` when nothing keeps it (the default).
     fn collection_generation(&self, collection: &str) -> Option<u64> {
         let _ = collection;

@@ -31,8 +31,19 @@ pub struct Indexed<E> {
     indexes: RefCell<HashMap<(String, String), SetIndex>>,
     /// The collections asked for with [`Engine::shared_collection`], kept up to date.
     collections: RefCell<HashMap<String, Kept>>,
-    /// Where the generation of the next kept collection starts: past every earlier one.
-    epoch: std::cell::Cell<u64>,
+}
+
+/// Where the generations of the next kept copy of a collection start. Each copy counts up from
+/// its own base, [`GENERATION_STRIDE`] apart and never reused in the process: a generation
+/// names one state of one copy, even across engines rebuilt from the store (a reader that
+/// kept a generation from before can never mistake a new copy for the one it saw).
+static NEXT_GENERATION_BASE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Room for the re-reads of one kept copy before its generations would reach the next base.
+const GENERATION_STRIDE: u64 = 1 << 40;
+
+fn next_generation_base() -> u64 {
+    NEXT_GENERATION_BASE.fetch_add(GENERATION_STRIDE, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// A kept collection and its [`Engine::collection_generation`].
@@ -51,12 +62,7 @@ impl<E: std::fmt::Debug> std::fmt::Debug for Indexed<E> {
 impl<E: Engine> Indexed<E> {
     /// Wraps `inner`; nothing is indexed until the first query.
     pub fn new(inner: E) -> Self {
-        Self {
-            inner,
-            indexes: RefCell::new(HashMap::new()),
-            collections: RefCell::new(HashMap::new()),
-            epoch: std::cell::Cell::new(0),
-        }
+        Self { inner, indexes: RefCell::new(HashMap::new()), collections: RefCell::new(HashMap::new()) }
     }
 
     /// The engine underneath.
@@ -99,7 +105,6 @@ impl<E: Engine> Indexed<E> {
                         None => Arc::make_mut(&mut kept.records).remove(id),
                     };
                     kept.generation += 1;
-                    self.epoch.set(self.epoch.get().max(kept.generation + 1));
                 }
             }
         }
@@ -303,9 +308,7 @@ impl<E: Engine> Engine for Indexed<E> {
             return Ok(Arc::clone(&kept.records));
         }
         let records = Arc::new(self.inner.collection(collection)?);
-        // Past every generation an earlier copy showed.
-        let generation = self.epoch.get();
-        self.epoch.set(generation + 1);
+        let generation = next_generation_base();
         self.collections.borrow_mut().insert(collection.to_owned(), Kept { records: Arc::clone(&records), generation });
         Ok(records)
     }

@@ -31,8 +31,8 @@ pub use index::Indexed;
 pub use manifest::{DeviceInfo, LibraryManifest};
 pub use memory::MemoryTransport;
 pub use replica::{
-    Clock, Document, FailureInfo, FlushInfo, FolderCompaction, IngestReport, OpenMode, OwnFolderCheck, PeerStatus,
-    Replica, ReplicaConfig, Status, StatusEvent, SyncReport, TidyReport, Warning,
+    Clock, Document, FailureInfo, FlushInfo, FolderCompaction, Group, GroupRun, IngestReport, OpenMode, OwnFolderCheck,
+    PeerStatus, Replica, ReplicaConfig, Status, StatusEvent, SyncReport, TidyReport, Warning, group_on_engine,
 };
 pub use retry::{RetryLayer, RetryPolicy};
 pub use segment::{SegmentError, SegmentHeader, SegmentKind};

@@ -342,7 +342,7 @@ impl<D: Document> Library<D> {
         if let Some(known) = save.id.as_deref().filter(|k| *k != id) {
             if let Some(old) = self.read(|e| e.record(FILES, known))? {
                 id = self.relocate_file(known, &save.location, &path)?;
-                // What the moved record holds (inside a batch, reads do not see the move yet).
+                // What the moved record held before the move.
                 existing = Some(old);
             }
         }

@@ -293,7 +293,24 @@ struct TagMemo {
 impl<D: Document> Library<D> {
     /// Wraps a document.
     pub fn new(doc: D) -> Self {
-        Self { doc, tags: Mutex::new(None) }
+        Self::with_memo(doc, None)
+    }
+
+    fn with_memo(doc: D, memo: Option<TagMemo>) -> Self {
+        Self { doc, tags: Mutex::new(memo) }
+    }
+
+    /// Takes the kept tag tree (a batch works on it, then hands it back with [`Self::put_memo`]).
+    fn take_memo(&self) -> Option<TagMemo> {
+        self.tags.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+
+    fn put_memo(&self, memo: Option<TagMemo>) {
+        *self.tags.lock().unwrap_or_else(|e| e.into_inner()) = memo;
+    }
+
+    fn into_memo(self) -> Option<TagMemo> {
+        self.tags.into_inner().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The document underneath.
@@ -945,20 +962,24 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_commits_once_and_a_failed_one_writes_nothing() {
+    fn a_batch_sees_its_own_writes_and_a_failed_one_writes_nothing() {
         let lib = library();
         let location = lib.add_location("Library", Some("")).unwrap();
         let version = || lib.doc().read(|e| e.version());
-        let before = version();
-        let batch = lib.batch();
-        let a = batch.upsert_file(&location, "a.jpg", &meta(1)).unwrap();
-        batch.upsert_file(&location, "b.jpg", &meta(2)).unwrap();
-        assert!(batch.pending() > 0);
-        assert_eq!(version(), before, "nothing is written before the commit");
-        assert!(batch.file(&a).unwrap().is_none(), "reads see the document, not the batch");
-        assert!(batch.commit().unwrap() > 0);
-        assert_eq!(batch.pending(), 0);
+        let (a, tag) = lib
+            .in_batch(|b| {
+                let a = b.upsert_file(&location, "a.jpg", &meta(1))?;
+                b.upsert_file(&location, "b.jpg", &meta(2))?;
+                assert!(b.pending() > 0);
+                assert!(b.file(&a)?.is_some(), "reads in a batch see its writes");
+                // A tag created in the batch can be assigned in it.
+                let tag = b.create_tag(None, "Fresh", None)?;
+                b.assign(&a, &tag)?;
+                Ok((a, tag))
+            })
+            .unwrap();
         assert_eq!(lib.file_counts().unwrap().files, 2);
+        assert!(lib.file(&a).unwrap().unwrap().tags.contains(&tag));
 
         let before = version();
         let err = lib

@@ -477,52 +477,51 @@ fn reconcile(
         moved_from.insert(new_id, old.clone());
     }
 
-    // Upserts, in batches.
-    let lib = s.lib.batch();
-    let mut in_batch = 0;
-    for (i, f) in found.iter().enumerate() {
-        let Some(print) = prints[i].clone() else { continue };
-        let id = &ids_by_index[i];
-        let moved = moved_from.get(id);
-        let existing = records.get(id).or(moved);
-        let was_missing = missing_here.remove(id);
-        // Keep recorded dates when the content did not change: another computer's copy of the
-        // file has its own creation (and maybe modification) time, and the library must not
-        // flip between them.
-        let same_content = existing.is_some_and(|r| r.fingerprint.as_deref() == Some(print.as_str()));
-        let meta = FileMeta {
-            size: f.size,
-            date_modified: if same_content {
-                existing.map_or(f.modified_ms, |r| r.date_modified)
-            } else {
-                f.modified_ms
-            },
-            date_created: existing.map_or(f.created_ms, |r| r.date_created),
-            fingerprint: Some(print),
-            width: existing.and_then(|r| r.width),
-            height: existing.and_then(|r| r.height),
-            // The app's own reading of the file; the CLI reads no thumbnail.
-            date_last_indexed: existing.and_then(|r| r.date_last_indexed),
-        };
-        let before = lib.pending();
-        lib.upsert_file(&f.location, &f.rel, &meta)?;
-        let wrote = lib.pending() > before;
-        match (records.get(id), moved) {
-            (_, Some(_)) => {}
-            (None, None) => report.added += 1,
-            (Some(_), None) if wrote => report.updated += 1,
-            (Some(_), None) => report.unchanged += 1,
-        }
-        if was_missing {
-            report.back += 1;
-        }
-        in_batch += 1;
-        if in_batch >= BATCH {
-            lib.commit()?;
-            in_batch = 0;
-        }
+    // Upserts, in batches of one commit each.
+    let indices: Vec<usize> = (0..found.len()).collect();
+    for chunk in indices.chunks(BATCH) {
+        s.lib.in_batch(|lib| {
+            for &i in chunk {
+                let f = &found[i];
+                let Some(print) = prints[i].clone() else { continue };
+                let id = &ids_by_index[i];
+                let moved = moved_from.get(id);
+                let existing = records.get(id).or(moved);
+                let was_missing = missing_here.remove(id);
+                // Keep recorded dates when the content did not change: another computer's copy of the
+                // file has its own creation (and maybe modification) time, and the library must not
+                // flip between them.
+                let same_content = existing.is_some_and(|r| r.fingerprint.as_deref() == Some(print.as_str()));
+                let meta = FileMeta {
+                    size: f.size,
+                    date_modified: if same_content {
+                        existing.map_or(f.modified_ms, |r| r.date_modified)
+                    } else {
+                        f.modified_ms
+                    },
+                    date_created: existing.map_or(f.created_ms, |r| r.date_created),
+                    fingerprint: Some(print),
+                    width: existing.and_then(|r| r.width),
+                    height: existing.and_then(|r| r.height),
+                    // The app's own reading of the file; the CLI reads no thumbnail.
+                    date_last_indexed: existing.and_then(|r| r.date_last_indexed),
+                };
+                let before = lib.pending();
+                lib.upsert_file(&f.location, &f.rel, &meta)?;
+                let wrote = lib.pending() > before;
+                match (records.get(id), moved) {
+                    (_, Some(_)) => {}
+                    (None, None) => report.added += 1,
+                    (Some(_), None) if wrote => report.updated += 1,
+                    (Some(_), None) => report.unchanged += 1,
+                }
+                if was_missing {
+                    report.back += 1;
+                }
+            }
+            Ok(())
+        })?;
     }
-    lib.commit()?;
 
     // Newly vanished files of the walked locations: missing here, and only here.
     for r in vanished.iter().filter(|r| !relocated.contains(&r.id) && walked.contains(&r.location)) {

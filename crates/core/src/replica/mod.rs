@@ -27,7 +27,7 @@ use tokio::sync::{Notify, broadcast};
 use tokio::time::Instant;
 
 pub use config::{Clock, FolderCompaction, OpenMode, ReplicaConfig};
-pub use document::Document;
+pub use document::{Document, Group, GroupRun, group_on_engine};
 pub use own::OwnFolderCheck;
 use state::{META_CREATED, META_DEVICE_ID, META_LIBRARY_ID, META_NEXT_SEQ, State, read_u64_meta};
 pub use status::{FailureInfo, FlushInfo, IngestReport, PeerStatus, Status, StatusEvent, SyncReport, Warning};
@@ -244,19 +244,40 @@ impl Replica {
     /// Applies `ops` in one engine transaction and commits the change to the store. Returns
     /// once the edit is durable (acknowledged); the flush to the shared medium follows later.
     pub fn edit(&self, ops: &[Op]) -> Result<()> {
+        self.edit_group(|group| group.write(ops))
+    }
+
+    /// Runs `f` on a [`Group`] over the engine, under the replica's lock: its writes are
+    /// applied at once and committed to the store as one local change when `f` returns `Ok`
+    /// (acknowledged only then); when `f` or one of its writes fails, the engine returns to
+    /// the stored state and nothing of the group is kept. Sync passes wait until `f` returns.
+    pub fn edit_group<R, E: From<Error>>(
+        &self,
+        f: impl FnOnce(&Group<'_>) -> std::result::Result<R, E>,
+    ) -> std::result::Result<R, E> {
         let mut st = self.lock();
-        if let Err(e) = st.engine.write(ops) {
-            // A failed write may have left a partial local change behind; drop it.
-            st.rebuild_engine()?;
-            return Err(e.into());
+        let clock = || self.config.clock.now_ms();
+        let run = Group::run(st.engine.as_mut(), &clock, f);
+        let r = match run.result {
+            Ok(r) => r,
+            Err(e) => {
+                if run.wrote {
+                    // A failed write or a failed group may have left a partial change behind.
+                    st.rebuild_engine()?;
+                }
+                return Err(e);
+            }
+        };
+        if !run.wrote {
+            return Ok(r);
         }
-        let Some(change) = st.engine.take_local_changes()? else {
-            return Ok(());
+        let Some(change) = st.engine.take_local_changes().map_err(Error::from)? else {
+            return Ok(r);
         };
         if let Err(e) = st.store.append_local(&change) {
             // The engine is ahead of what is durable: return to the stored state.
             st.rebuild_engine()?;
-            return Err(e.into());
+            return Err(Error::from(e).into());
         }
         st.pending_edits += 1;
         st.log_grew(change.len());
@@ -267,7 +288,7 @@ impl Replica {
         drop(st);
         self.edited.notify_one();
         let _ = self.events.send(StatusEvent::Edited { pending });
-        Ok(())
+        Ok(r)
     }
 
     /// Runs `f` with read access to the engine.
