@@ -507,7 +507,7 @@ impl Engine for YrsEngine {
         match buffer.len() {
             0 => Ok(None),
             1 => Ok(buffer.pop()),
-            _ => match yrs::merge_updates_v1(buffer.iter()) {
+            _ => match merge_in_tree(&buffer) {
                 Ok(merged) => {
                     buffer.clear();
                     Ok(Some(merged))
@@ -522,7 +522,7 @@ impl Engine for YrsEngine {
         for change in changes {
             precheck::check_update_v1(change).map_err(|e| EngineError::Corrupt(format!("change to merge: {e}")))?;
         }
-        match catch_unwind(|| yrs::merge_updates_v1(changes)) {
+        match catch_unwind(|| merge_in_tree(changes)) {
             Ok(Ok(merged)) => Ok(merged),
             Ok(Err(e)) => Err(EngineError::Corrupt(format!("changes to merge: {e}"))),
             Err(panic) => {
