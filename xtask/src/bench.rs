@@ -1195,8 +1195,9 @@ fn render(
     // 1. Build, snapshot, open, memory.
     s.push_str("## 1. Build W, snapshot, cold open, memory\n\n");
     s.push_str(
-        "Build: every edit of the workload through the model on a replica (each edit committed to the store \
-         before it returns; unflushed edits written to the shared folder every 1 000 edits), against the same \
+        "Build: every edit of the workload through the model on a replica, as an import writes it: in batches \
+         of 500 edits (`Library::in_batch`), each committed to the store as one change before it returns; \
+         unflushed edits written to the shared folder every 1 000 edits. Against the same \
          op batches written straight into the engine (raw API; op generation not timed). *Model, bare engine* \
          is the model on an engine without store or transport (in the `Indexed` layer a replica puts on its engine): it separates the model's own reads from the \
          store's cost.\n\n",
