@@ -615,7 +615,7 @@ pub fn changes_are_reported<E: EngineFactory>() {
 }
 
 /// `indexed_queries_agree`: through [`onefolder_core::Indexed`], `ids_with_member`,
-/// `ids_without_members`, `member_counts` and `count` equal the scans of
+/// `ids_with_any_member`, `ids_without_members`, `member_counts` and `count` equal the scans of
 /// [`onefolder_core::engine::scan`] after every step, the index built before the first.
 pub fn indexed_queries_agree<E: EngineFactory>() {
     use onefolder_core::Indexed;
@@ -628,6 +628,14 @@ pub fn indexed_queries_agree<E: EngineFactory>() {
                 e.ids_with_member("files", "tags", member).unwrap(),
                 scan::ids_with_member(inner, "files", "tags", member).unwrap(),
                 "step {name:?}: files with {member}"
+            );
+        }
+        for members in [&["t1", "t2"][..], &["t3", "t9", "none"], &["t1", "t2", "t3", "t4"], &[]] {
+            let members: std::collections::BTreeSet<String> = members.iter().map(|m| m.to_string()).collect();
+            assert_eq!(
+                e.ids_with_any_member("files", "tags", &members).unwrap(),
+                scan::ids_with_any_member(inner, "files", "tags", &members).unwrap(),
+                "step {name:?}: files with any of {members:?}"
             );
         }
         assert_eq!(

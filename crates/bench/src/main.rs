@@ -131,6 +131,11 @@ fn line(step: &str, c: Option<&Common>, report: impl Serialize) -> Result<()> {
     Ok(())
 }
 
+/// The allocator the CLI uses (`crates/cli/src/main.rs`): every figure of this binary, ours and
+/// the prototype baseline's alike, is measured with it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     match &cli.step {

@@ -183,6 +183,18 @@ pub trait Engine: Send {
         scan::ids_with_member(self, collection, field, member)
     }
 
+    /// The ids of the existing records of `collection` whose set `field` holds at least one of
+    /// `members`, sorted, each once (the files of a tag subtree). The default scans the
+    /// collection once; [`Indexed`](crate::Indexed) unites its index entries.
+    fn ids_with_any_member(
+        &self,
+        collection: &str,
+        field: &str,
+        members: &BTreeSet<String>,
+    ) -> Result<Vec<String>, EngineError> {
+        scan::ids_with_any_member(self, collection, field, members)
+    }
+
     /// The ids of the existing records of `collection` whose set `field` is empty or absent
     /// (a scalar in its place counts as no member), sorted.
     fn ids_without_members(&self, collection: &str, field: &str) -> Result<Vec<String>, EngineError> {
@@ -281,6 +293,23 @@ pub mod scan {
         let mut ids = Vec::new();
         engine.for_each_record(collection, &mut |id, record| {
             if members(&record, field).any(|m| m == member) {
+                ids.push(id.to_owned());
+            }
+        })?;
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    /// [`Engine::ids_with_any_member`] by a scan.
+    pub fn ids_with_any_member<E: Engine + ?Sized>(
+        engine: &E,
+        collection: &str,
+        field: &str,
+        wanted: &BTreeSet<String>,
+    ) -> Result<Vec<String>, EngineError> {
+        let mut ids = Vec::new();
+        engine.for_each_record(collection, &mut |id, record| {
+            if members(&record, field).any(|m| wanted.contains(m)) {
                 ids.push(id.to_owned());
             }
         })?;
@@ -418,6 +447,14 @@ impl<E: Engine + ?Sized> Engine for Box<E> {
     }
     fn ids_with_member(&self, collection: &str, field: &str, member: &str) -> Result<Vec<String>, EngineError> {
         (**self).ids_with_member(collection, field, member)
+    }
+    fn ids_with_any_member(
+        &self,
+        collection: &str,
+        field: &str,
+        members: &BTreeSet<String>,
+    ) -> Result<Vec<String>, EngineError> {
+        (**self).ids_with_any_member(collection, field, members)
     }
     fn ids_without_members(&self, collection: &str, field: &str) -> Result<Vec<String>, EngineError> {
         (**self).ids_without_members(collection, field)

@@ -230,10 +230,21 @@ impl SetIndex {
         self.members_of[slot] = Some(members);
     }
 
+    /// The names of `numbers` (distinct), in byte order.
     fn sorted_names<'a>(&self, numbers: impl Iterator<Item = &'a u32>) -> Vec<String> {
-        let mut ids: Vec<String> = numbers.map(|&n| self.names[n as usize].to_string()).collect();
-        ids.sort_unstable();
-        ids
+        // Sorted by their first 8 bytes as one integer, then by the whole name: the same order
+        // as the names', at integer speed (ids seldom share 8 bytes).
+        let mut names: Vec<(u64, &str)> = numbers
+            .map(|&n| {
+                let name = &*self.names[n as usize];
+                let mut head = [0u8; 8];
+                let k = name.len().min(8);
+                head[..k].copy_from_slice(&name.as_bytes()[..k]);
+                (u64::from_be_bytes(head), name)
+            })
+            .collect();
+        names.sort_unstable();
+        names.into_iter().map(|(_, name)| name.to_owned()).collect()
     }
 
     fn with_member(&self, member: &str) -> Vec<String> {
@@ -241,6 +252,17 @@ impl SetIndex {
             Some(holders) => self.sorted_names(holders.iter()),
             None => Vec::new(),
         }
+    }
+
+    /// The records holding any of `members`: united as numbers, named once.
+    fn with_any_member(&self, members: &BTreeSet<String>) -> Vec<String> {
+        let mut numbers: Vec<u32> = Vec::new();
+        for holders in members.iter().filter_map(|m| self.numbers.get(m.as_str()).and_then(|n| self.holders.get(n))) {
+            numbers.extend(holders);
+        }
+        numbers.sort_unstable();
+        numbers.dedup();
+        self.sorted_names(numbers.iter())
     }
 
     fn without_members(&self) -> Vec<String> {
@@ -348,6 +370,14 @@ impl<E: Engine> Engine for Indexed<E> {
     }
     fn ids_with_member(&self, collection: &str, field: &str, member: &str) -> Result<Vec<String>, EngineError> {
         self.with_index(collection, field, |index| index.with_member(member))
+    }
+    fn ids_with_any_member(
+        &self,
+        collection: &str,
+        field: &str,
+        members: &BTreeSet<String>,
+    ) -> Result<Vec<String>, EngineError> {
+        self.with_index(collection, field, |index| index.with_any_member(members))
     }
     fn ids_without_members(&self, collection: &str, field: &str) -> Result<Vec<String>, EngineError> {
         self.with_index(collection, field, SetIndex::without_members)

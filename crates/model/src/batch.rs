@@ -15,7 +15,9 @@ impl<D: Document> Library<D> {
     /// reads and checks in `edits` see it, and the whole batch becomes durable as one local
     /// change when `edits` returns `Ok` (on a replica: acknowledged only then). When `edits`
     /// fails, nothing of it is kept. Other users of the document wait while `edits` runs: keep
-    /// a batch to a burst (the CLI's index run commits every 500 files).
+    /// a batch to a burst (the CLI's index run commits every 500 files), and inside `edits`
+    /// use only the batch — on a replica, a call on the library it came from would wait for
+    /// the batch to end, which never comes.
     pub fn in_batch<R>(&self, edits: impl FnOnce(&Batch<'_, '_>) -> Result<R>) -> Result<R> {
         self.doc().group(|group| {
             // The batch starts from this library's kept tag tree and hands it back.

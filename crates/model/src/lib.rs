@@ -523,7 +523,8 @@ impl<D: Document> Library<D> {
     /// Files carrying `tag`, or (with `recursive`) `tag` or any tag below it, by id. Answered
     /// from the set index of a [`onefolder_core::Replica`]: only the matching records are read.
     pub fn files_with_tag(&self, tag: &str, recursive: bool) -> Result<Vec<File>> {
-        let (ids, existing) = self.tagged_ids(tag, recursive)?;
+        let (ids, tags) = self.tagged_ids(tag, recursive)?;
+        let existing: BTreeSet<String> = tags.keys().cloned().collect();
         self.read(|e| read_files(e, ids, &existing))
     }
 
@@ -532,22 +533,17 @@ impl<D: Document> Library<D> {
         Ok(self.tagged_ids(tag, recursive)?.0)
     }
 
-    /// The ids of the files carrying `tag` (or a tag below it), and the existing tags.
-    fn tagged_ids(&self, tag: &str, recursive: bool) -> Result<(BTreeSet<String>, BTreeSet<String>)> {
+    /// The ids of the files carrying `tag` (or a tag below it), and the tags.
+    fn tagged_ids(&self, tag: &str, recursive: bool) -> Result<(BTreeSet<String>, TagMap)> {
         let tags = self.tag_map()?;
         if !tags.contains_key(tag) {
             return Err(ModelError::UnknownTag(tag.to_owned()));
         }
         let wanted: BTreeSet<String> =
             if recursive { tree::subtree(&tags, tag) } else { std::iter::once(tag.to_owned()).collect() };
-        let ids = self.read(|e| {
-            let mut ids = BTreeSet::new();
-            for t in &wanted {
-                ids.extend(e.ids_with_member(FILES, layout::FILE_TAGS, t)?);
-            }
-            Ok(ids)
-        })?;
-        Ok((ids, tags.keys().cloned().collect()))
+        // Sorted and distinct: the set is built in one pass.
+        let ids = self.read(|e| e.ids_with_any_member(FILES, layout::FILE_TAGS, &wanted))?;
+        Ok((ids.into_iter().collect(), tags))
     }
 
     /// Files with no (existing) tag, by id: those with an empty tag set, and those whose every
