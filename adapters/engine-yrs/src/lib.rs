@@ -105,6 +105,7 @@ pub mod prototype;
 use std::any::Any as StdAny;
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use onefolder_core::engine::replay_merged;
@@ -143,6 +144,9 @@ pub struct YrsEngine {
     changes: Changes,
     /// An untracked load left root types untyped; see `integrate`.
     untyped_roots: bool,
+    /// A peer's change was integrated since the document last encoded to a snapshot that was
+    /// decoded back; see [`Engine::snapshot`].
+    unchecked_remote: AtomicBool,
 }
 
 impl Default for YrsEngine {
@@ -168,7 +172,7 @@ impl YrsEngine {
     pub fn with_client_id(client_id: u64) -> Self {
         let doc = Doc::with_client_id(client_id & CLIENT_ID_MASK);
         let changes = Changes::attach(&doc);
-        Self { doc, local: Buffer::default(), changes, untyped_roots: false }
+        Self { doc, local: Buffer::default(), changes, untyped_roots: false, unchecked_remote: AtomicBool::new(false) }
     }
 
     /// The yrs client id of this replica.
@@ -181,6 +185,10 @@ impl YrsEngine {
     /// device's own store skips that check, which would double the cost of a cold open.
     fn integrate(&mut self, bytes: &[u8], what: &str, untrusted: bool) -> Result<(), EngineError> {
         let (update, roots) = decode_update_with_roots(bytes, what, untrusted)?;
+        if untrusted {
+            // Set before the apply: a failed apply may have integrated part of the update.
+            *self.unchecked_remote.get_mut() = true;
+        }
         let doc = &self.doc;
         // A root type that arrives in an update is untyped until read as a map, and yrs
         // reports no change of an untyped type. So while changes are tracked, every root the
@@ -554,10 +562,17 @@ impl Engine for YrsEngine {
             catch_unwind(AssertUnwindSafe(|| self.doc.transact().encode_state_as_update_v1(&StateVector::default())))
                 .map_err(|panic| EngineError::Corrupt(format!("snapshot: yrs panicked: {}", panic_message(&panic))))?;
         // A document that took in a crafted peer change can encode to bytes yrs cannot decode
-        // (found by fuzzing). A snapshot is what a device reopens from, so it is checked here,
-        // once per snapshot, rather than trusted.
-        decode_update(&bytes, "snapshot", false)
-            .map_err(|e| EngineError::Corrupt(format!("the document does not encode to a loadable snapshot: {e}")))?;
+        // (found by fuzzing). A snapshot is what a device reopens from, so once a peer's change
+        // was integrated, the next snapshot is decoded back before it is handed out. A document
+        // built only from this device's writes and from snapshots that passed this check (its
+        // own store's) skips it: decoding a large document back allocated every item again and
+        // was a quarter of building W.
+        if self.unchecked_remote.load(Ordering::Acquire) {
+            decode_update(&bytes, "snapshot", false).map_err(|e| {
+                EngineError::Corrupt(format!("the document does not encode to a loadable snapshot: {e}"))
+            })?;
+            self.unchecked_remote.store(false, Ordering::Release);
+        }
         Ok(bytes)
     }
 
@@ -715,5 +730,33 @@ mod merge_tests {
         let records = e.collection("c").unwrap();
         assert!(records.len() > 30, "{}", records.len());
         assert_eq!(load(&tree).0, records);
+    }
+
+    /// A snapshot is decoded back once after a peer's change came in, and not for a
+    /// document made of this device's own writes and of snapshots that were checked.
+    #[test]
+    fn a_snapshot_is_checked_after_a_peer_change_only() {
+        let put = |e: &mut YrsEngine, id: &str| {
+            let op = Op::Put { collection: "c".into(), id: id.into(), field: "f".into(), value: Value::Int(1) };
+            e.write(&[Op::Create { collection: "c".into(), id: id.into() }, op]).unwrap();
+            e.take_local_changes().unwrap().unwrap()
+        };
+        let unchecked = |e: &YrsEngine| e.unchecked_remote.load(Ordering::Acquire);
+        let mut a = YrsEngine::new();
+        let change = put(&mut a, "x");
+        assert!(!unchecked(&a), "own writes");
+        let mut b = YrsEngine::new();
+        b.load_snapshot(&a.snapshot().unwrap()).unwrap();
+        put(&mut b, "y");
+        assert!(!unchecked(&b), "own store's snapshot and own writes");
+        b.apply_remote(&change).unwrap();
+        assert!(unchecked(&b), "a peer's change");
+        let snapshot = b.snapshot().unwrap();
+        assert!(!unchecked(&b), "the snapshot was decoded back");
+        let mut c = YrsEngine::new();
+        c.load_snapshot(&snapshot).unwrap();
+        assert_eq!(c.collection("c").unwrap(), b.collection("c").unwrap());
+        assert!(b.apply_remote(b"not an update").is_err());
+        assert!(!unchecked(&b), "nothing was integrated");
     }
 }

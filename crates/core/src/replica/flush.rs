@@ -281,8 +281,10 @@ impl Replica {
             }
             st.last_flush = Some(info.clone());
             // Local edits grow the log too: fold it once it is long, so that reopening does not
-            // replay every edit ever made on this device.
-            if st.compaction_due(self.config.compact_every) {
+            // replay every edit ever made on this device. When an own snapshot segment follows
+            // right away, that snapshot folds it instead (`prepare_snapshot`): one encoding of
+            // the whole document rather than two.
+            if st.compaction_due(self.config.compact_every) && !st.republish_due {
                 st.compact()?;
             }
         }

@@ -218,6 +218,11 @@ impl Replica {
         let last_upto = st.store.flushes()?.iter().map(|r| r.upto).max().unwrap_or(0);
         let upto = entries.last().map_or(last_upto, |e| e.id);
         let payload = st.engine.snapshot()?;
+        // The same bytes fold the store's log (the lock is held: the store holds exactly what
+        // the engine holds); `finish_flush` left that to this snapshot.
+        if !st.engine.has_pending() && (st.compaction_due(self.config.compact_every) || st.fold_worthwhile()) {
+            st.compact_with(&payload)?;
+        }
         if payload.len() > self.config.max_payload as usize {
             tracing::warn!(
                 bytes = payload.len(),

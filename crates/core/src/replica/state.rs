@@ -12,7 +12,7 @@ use crate::Result;
 use crate::engine::Engine;
 use crate::ids::DeviceId;
 use crate::names::SegmentName;
-use crate::store::{AppliedSegment, Store};
+use crate::store::{AppliedSegment, Store, StoreError};
 use crate::transport::{ChangeCursor, FileEntry};
 
 pub(super) const META_DEVICE_ID: &str = "device_id";
@@ -136,12 +136,14 @@ impl State {
     /// in-memory engine ahead of what is durable.
     pub(super) fn rebuild_engine(&mut self) -> Result<()> {
         let mut engine = self.engine.new_empty();
-        let stored = self.store.load()?;
-        let log: Vec<&[u8]> = stored.log.iter().map(|e| e.payload.as_slice()).collect();
-        engine.replay(stored.snapshot.as_deref(), &log)?;
-        self.log_since_compact = stored.log.len();
-        self.log_bytes_since_compact = log.iter().map(|p| p.len() as u64).sum();
-        self.snapshot_bytes = stored.snapshot.as_ref().map_or(0, |s| s.len() as u64);
+        let mut replayed = None;
+        self.store.load_with(&mut |snapshot, entries| {
+            let log: Vec<&[u8]> = entries.iter().map(|e| e.payload.as_slice()).collect();
+            let sizes = (log.len(), log.iter().map(|p| p.len() as u64).sum(), snapshot.map_or(0, |s| s.len() as u64));
+            replayed = Some(engine.replay(snapshot, &log).map(|()| sizes));
+        })?;
+        let replayed = replayed.ok_or_else(|| StoreError::io("the store lent no state to load"))?;
+        (self.log_since_compact, self.log_bytes_since_compact, self.snapshot_bytes) = replayed?;
         self.engine = engine;
         Ok(())
     }
@@ -179,12 +181,26 @@ impl State {
                 return Ok(false);
             }
         };
-        self.store.compact(&snapshot)?;
+        self.compact_with(&snapshot)?;
+        Ok(true)
+    }
+
+    /// Whether a snapshot of the whole document taken for another purpose (an own snapshot
+    /// segment) should also fold the log: once the log is a quarter of the stored snapshot,
+    /// half of what makes a compaction due on its own, since the encoding is already paid for.
+    pub(super) fn fold_worthwhile(&self) -> bool {
+        self.log_since_compact > 0 && self.log_bytes_since_compact.saturating_mul(4) >= self.snapshot_bytes
+    }
+
+    /// Folds the log into `snapshot`, which must be the engine's snapshot now (the store holds
+    /// every change the engine holds, so it covers every log entry).
+    pub(super) fn compact_with(&mut self, snapshot: &[u8]) -> Result<()> {
+        self.store.compact(snapshot)?;
         let kept = self.store.unflushed()?;
         self.log_since_compact = kept.len();
         self.log_bytes_since_compact = kept.iter().map(|e| e.payload.len() as u64).sum();
         self.snapshot_bytes = snapshot.len() as u64;
-        Ok(true)
+        Ok(())
     }
 
     /// Whether `name` in `peer`'s folder is a canonical segment whose seqs are all applied.
