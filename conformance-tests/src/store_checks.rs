@@ -325,6 +325,39 @@ pub fn reopen_sees_everything<S: StoreFactory>() {
     assert_eq!(read(s.as_ref()), before);
 }
 
+/// `load_with_lends_what_load_returns`.
+pub fn load_with_lends_what_load_returns<S: StoreFactory>() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = S::open(dir.path());
+    let lent = |s: &dyn onefolder_core::Store| {
+        let mut calls = Vec::new();
+        s.load_with(&mut |snapshot, log| {
+            calls.push(StoredState { snapshot: snapshot.map(<[u8]>::to_vec), log: log.to_vec() })
+        })
+        .unwrap();
+        assert_eq!(calls.len(), 1, "load_with calls its function exactly once");
+        calls.pop().unwrap()
+    };
+    // No snapshot yet, then an empty one, then a large one (LMDB keeps it in overflow pages).
+    assert_eq!(lent(s.as_ref()), StoredState { snapshot: None, log: vec![] });
+    let a = s.append_local(b"a").unwrap();
+    assert_eq!(lent(s.as_ref()), s.load().unwrap());
+    s.commit_flush(&flush(1, a)).unwrap();
+    s.compact(b"").unwrap();
+    assert_eq!(lent(s.as_ref()), StoredState { snapshot: Some(Vec::new()), log: vec![] });
+    let large: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    s.compact(&large).unwrap();
+    s.append_local(b"b").unwrap();
+    s.commit_remote(&segment(DeviceId::random(), 1, "p"), Some(b"remote")).unwrap();
+    let loaded = s.load().unwrap();
+    assert_eq!(loaded.snapshot.as_deref(), Some(&large[..]));
+    assert_eq!(loaded.log.len(), 2);
+    assert_eq!(lent(s.as_ref()), loaded);
+    drop(s);
+    let s = S::open(dir.path());
+    assert_eq!(lent(s.as_ref()), loaded, "after reopening");
+}
+
 /// `u64_values_round_trip_and_order_as_unsigned`.
 pub fn u64_values_round_trip_and_order_as_unsigned<S: StoreFactory>() {
     let dir = tempfile::tempdir().unwrap();
@@ -396,8 +429,8 @@ macro_rules! store_conformance {
                 meta_round_trip, append_local_is_durable, log_ids_increase, commit_flush_marks_entries,
                 commit_flush_refuses_invalid, commit_remote_records_cursor, compact_keeps_unflushed,
                 replace_applied_prunes, forget_flushes_before_prunes,
-                reopen_sees_everything, u64_values_round_trip_and_order_as_unsigned,
-                second_open_is_locked_until_the_first_is_dropped,
+                reopen_sees_everything, load_with_lends_what_load_returns,
+                u64_values_round_trip_and_order_as_unsigned, second_open_is_locked_until_the_first_is_dropped,
             );
     };
     (@tests $s:ty; $($test:ident),* $(,)?) => {

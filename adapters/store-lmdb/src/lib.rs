@@ -832,6 +832,15 @@ impl Store for LmdbStore {
         })
     }
 
+    fn load_with(&self, f: &mut dyn FnMut(Option<&[u8]>, &[LogEntry])) -> Result<(), StoreError> {
+        // The snapshot is lent straight from the memory map, inside the read transaction.
+        self.read("load", |txn, dbs| {
+            let log = read_log(txn, dbs, |_, _| true)?;
+            f(dbs.snapshot.get(txn, SNAPSHOT_KEY)?, &log);
+            Ok(())
+        })
+    }
+
     fn compact(&mut self, snapshot: &[u8]) -> Result<(), StoreError> {
         self.write("compact", |txn, dbs| {
             dbs.snapshot.put(txn, SNAPSHOT_KEY, snapshot)?;

@@ -613,6 +613,28 @@ impl Store for SqliteStore {
         finish(&self.location, "load", r)
     }
 
+    fn load_with(&self, f: &mut dyn FnMut(Option<&[u8]>, &[LogEntry])) -> Result<(), StoreError> {
+        let r = (|| -> Result<(), Failure> {
+            // One read transaction, as in `load`; the snapshot is lent from the row.
+            let tx = self.conn.unchecked_transaction()?;
+            let log = query_log(&tx, "SELECT id, kind, payload, flushed_seq FROM log ORDER BY id")?;
+            let mut f = Some(f);
+            tx.query_row("SELECT bytes FROM snapshot WHERE id = 1", [], |r| {
+                if let Some(f) = f.take() {
+                    f(Some(r.get_ref(0)?.as_blob()?), &log);
+                }
+                Ok(())
+            })
+            .optional()?;
+            if let Some(f) = f {
+                f(None, &log);
+            }
+            tx.commit()?;
+            Ok(())
+        })();
+        finish(&self.location, "load", r)
+    }
+
     fn compact(&mut self, snapshot: &[u8]) -> Result<(), StoreError> {
         let r = (|| -> Result<(), Failure> {
             let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;

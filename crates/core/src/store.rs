@@ -152,6 +152,9 @@ pub struct AppliedSegment {
 ///   segments are kept.
 /// - `reopen_sees_everything`: dropping the store and opening it again at the same location
 ///   returns the same meta, log, snapshot, flushes and applied segments.
+/// - `load_with_lends_what_load_returns`: [`Store::load_with`] calls its function exactly once
+///   with what [`Store::load`] returns (no snapshot, an empty one and a large one; before and
+///   after reopening).
 /// - `u64_values_round_trip_and_order_as_unsigned`: `u64` fields of `2^63` and more (up to
 ///   `u64::MAX`) round-trip; `flushes` lists by seq and `applied` a peer's segments by
 ///   `seq_start`, both in unsigned order.
@@ -201,6 +204,16 @@ pub trait Store: Send {
 
     /// Snapshot plus the log entries to replay on top of it.
     fn load(&self) -> Result<StoredState, StoreError>;
+
+    /// What [`Store::load`] returns, lent to `f` (called exactly once, from one read) rather
+    /// than handed over. A store overrides it to lend its snapshot without copying it out
+    /// (LMDB's memory map, SQLite's row), so that opening a large library holds its snapshot
+    /// bytes once, not twice, while the engine decodes them.
+    fn load_with(&self, f: &mut dyn FnMut(Option<&[u8]>, &[LogEntry])) -> Result<(), StoreError> {
+        let stored = self.load()?;
+        f(stored.snapshot.as_deref(), &stored.log);
+        Ok(())
+    }
 
     /// Replaces the snapshot with one that includes every log entry so far, and drops the log
     /// except unflushed local entries.
