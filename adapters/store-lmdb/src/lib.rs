@@ -89,7 +89,9 @@ use std::path::Path;
 use heed::byteorder::BigEndian;
 use heed::types::{Bytes, DecodeIgnore, U64};
 use heed::{CommitOrAbort, Database, Env, EnvFlags, EnvOpenOptions, MdbError, RoTxn, RwTxn, WithoutTls};
-use onefolder_core::{AppliedSegment, DeviceId, FlushRecord, LogEntry, LogKind, Store, StoreError, StoredState};
+use onefolder_core::{
+    AppliedSegment, DeviceId, FlushRecord, LoadFn, LogEntry, LogKind, Store, StoreError, StoredState,
+};
 
 /// File name of LMDB's data file inside the state directory.
 pub const DATA_FILE_NAME: &str = "data.mdb";
@@ -832,7 +834,7 @@ impl Store for LmdbStore {
         })
     }
 
-    fn load_with(&self, f: &mut dyn FnMut(Option<&[u8]>, &[LogEntry])) -> Result<(), StoreError> {
+    fn load_with(&self, f: &mut LoadFn<'_>) -> Result<(), StoreError> {
         // The snapshot is lent straight from the memory map, inside the read transaction.
         self.read("load", |txn, dbs| {
             let log = read_log(txn, dbs, |_, _| true)?;

@@ -57,7 +57,9 @@ use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use onefolder_core::{AppliedSegment, DeviceId, FlushRecord, LogEntry, LogKind, Store, StoreError, StoredState};
+use onefolder_core::{
+    AppliedSegment, DeviceId, FlushRecord, LoadFn, LogEntry, LogKind, Store, StoreError, StoredState,
+};
 use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, Row, TransactionBehavior, params};
 
 /// File name of the database inside the state directory.
@@ -613,7 +615,7 @@ impl Store for SqliteStore {
         finish(&self.location, "load", r)
     }
 
-    fn load_with(&self, f: &mut dyn FnMut(Option<&[u8]>, &[LogEntry])) -> Result<(), StoreError> {
+    fn load_with(&self, f: &mut LoadFn<'_>) -> Result<(), StoreError> {
         let r = (|| -> Result<(), Failure> {
             // One read transaction, as in `load`; the snapshot is lent from the row.
             let tx = self.conn.unchecked_transaction()?;

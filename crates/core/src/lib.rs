@@ -36,7 +36,7 @@ pub use replica::{
 };
 pub use retry::{RetryLayer, RetryPolicy};
 pub use segment::{SegmentError, SegmentHeader, SegmentKind};
-pub use store::{AppliedSegment, FlushRecord, LogEntry, LogKind, Store, StoreError, StoredState};
+pub use store::{AppliedSegment, FlushRecord, LoadFn, LogEntry, LogKind, Store, StoreError, StoredState};
 pub use transport::{
     Capabilities, ChangeCursor, ChangeHint, ChangeSet, ChangeStream, FileEntry, Transport, TransportError,
     TransportExt, WriteMode,

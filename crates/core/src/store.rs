@@ -116,6 +116,10 @@ pub struct AppliedSegment {
     pub applied_at_ms: i64,
 }
 
+/// What [`Store::load_with`] lends the stored state to: the snapshot (if any) and the log
+/// entries to replay on top of it.
+pub type LoadFn<'a> = dyn FnMut(Option<&[u8]>, &[LogEntry]) + 'a;
+
 /// The device's durable local state: engine snapshot, the log of changes not yet in a snapshot,
 /// per-peer cursors, the flush history, device identity and per-device settings.
 ///
@@ -209,7 +213,7 @@ pub trait Store: Send {
     /// than handed over. A store overrides it to lend its snapshot without copying it out
     /// (LMDB's memory map, SQLite's row), so that opening a large library holds its snapshot
     /// bytes once, not twice, while the engine decodes them.
-    fn load_with(&self, f: &mut dyn FnMut(Option<&[u8]>, &[LogEntry])) -> Result<(), StoreError> {
+    fn load_with(&self, f: &mut LoadFn<'_>) -> Result<(), StoreError> {
         let stored = self.load()?;
         f(stored.snapshot.as_deref(), &stored.log);
         Ok(())
