@@ -376,7 +376,7 @@ pub fn merge_changes_equivalent<E: EngineFactory>() {
     assert_eq!(observe(partial.as_ref()), before);
 }
 
-/// `cheap_reads_agree`: `contains`, `field`, `for_each_record` and `for_each_field` agree with `record` and
+/// `cheap_reads_agree`: `contains`, `field`, `for_each_record`, `for_each_field` and `for_each_members` agree with `record` and
 /// `collection`, locally and on a replica that received the changes.
 pub fn cheap_reads_agree<E: EngineFactory>() {
     let (mut a, mut b) = pair::<E>();
@@ -410,6 +410,17 @@ pub fn cheap_reads_agree<E: EngineFactory>() {
             let want: std::collections::BTreeMap<String, Option<Value>> =
                 all.iter().map(|(id, r)| (id.clone(), r.get(field).cloned())).collect();
             assert_eq!(fields, want, "for_each_field {field}");
+            let mut members = std::collections::BTreeMap::new();
+            e.for_each_members("files", field, &mut |id, m| {
+                let m: std::collections::BTreeSet<String> = m.iter().map(|m| (*m).to_owned()).collect();
+                assert!(members.insert(id.to_owned(), m).is_none(), "{id} visited twice");
+            })
+            .unwrap();
+            let want: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> = all
+                .iter()
+                .map(|(id, r)| (id.clone(), onefolder_core::engine::scan::members(r, field).cloned().collect()))
+                .collect();
+            assert_eq!(members, want, "for_each_members {field}");
         }
         for id in ["f1", "f2", "ghost", "nope"] {
             let record = e.record("files", id).unwrap();

@@ -420,7 +420,7 @@ fn apply_op(txn: &mut TransactionMut, op: &Op) {
 /// which the model never writes, leaves both).
 fn read_record<T: ReadTxn>(txn: &T, collection: &str, id: &str) -> Record {
     let mut record = Record::new();
-    let Some(map) = txn.get_map(record_root(collection, id)) else {
+    let Some(map) = root_map(txn, &record_root(collection, id)) else {
         return record;
     };
     let mut sets: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
@@ -453,15 +453,51 @@ fn decode_out(out: &Out) -> Stored {
 
 /// One field of a record map, without materialising the others.
 fn read_field<T: ReadTxn>(txn: &T, collection: &str, id: &str, field: &str) -> Option<Value> {
-    let map = txn.get_map(record_root(collection, id))?;
+    field_of(txn, &root_map(txn, &record_root(collection, id))?, field)
+}
+
+/// One field of the record map `map`.
+fn field_of<T: ReadTxn>(txn: &T, map: &MapRef, field: &str) -> Option<Value> {
     if let Some(Stored::Scalar(v)) = map.get(txn, field).as_ref().map(decode_out) {
         return Some(v);
     }
-    let members: BTreeSet<String> = map
-        .keys(txn)
-        .filter_map(|key| key.split_once(SEPARATOR).filter(|(f, _)| *f == field).map(|(_, m)| m.to_owned()))
-        .collect();
+    let members: BTreeSet<String> = members_of(txn, map, field).map(str::to_owned).collect();
     (!members.is_empty()).then_some(Value::Set(members))
+}
+
+/// The members of set `field` in the record map `map` (none when the field holds a scalar),
+/// borrowed from the document.
+fn members_of<'t, T: ReadTxn>(txn: &'t T, map: &'t MapRef, field: &'t str) -> impl Iterator<Item = &'t str> {
+    let scalar = matches!(map.get(txn, field).as_ref().map(decode_out), Some(Stored::Scalar(_)));
+    let keys = (!scalar).then(|| map.keys(txn)).into_iter().flatten();
+    keys.filter_map(move |key| key.split_once(SEPARATOR).filter(|(f, _)| *f == field).map(|(_, m)| m))
+}
+
+/// Calls `visit` with the id and the record map of every record of `collection` (its index
+/// map's keys), naming each record's root in one reused buffer: [`ReadTxn::get_map`] would
+/// format and copy every name into a new `Arc<str>`, a third of a scan of 100 000 files.
+fn for_each_record_map<T: ReadTxn>(txn: &T, collection: &str, mut visit: impl FnMut(&str, Option<MapRef>)) {
+    let Some(index) = root_map(txn, collection) else {
+        return;
+    };
+    let mut name = String::new();
+    for id in index.keys(txn) {
+        name.clear();
+        name.push_str(collection);
+        name.push(SEPARATOR);
+        name.push_str(id);
+        visit(id, root_map(txn, &name));
+    }
+}
+
+/// The root map `name`, as [`ReadTxn::get_map`] finds it, without copying the name into a
+/// new `Arc<str>` first.
+fn root_map<T: ReadTxn>(txn: &T, name: &str) -> Option<MapRef> {
+    match txn.get(name)? {
+        Out::YMap(map) => Some(map),
+        Out::UndefinedRef(branch) => Some(MapRef::from(branch)),
+        _ => txn.get_map(name),
+    }
 }
 
 /// Writes a `u64` as a lib0 var-uint.
@@ -604,7 +640,7 @@ impl Engine for YrsEngine {
 
     fn record(&self, collection: &str, id: &str) -> Result<Option<Record>, EngineError> {
         let txn = self.doc.transact();
-        let Some(index) = txn.get_map(collection) else {
+        let Some(index) = root_map(&txn, collection) else {
             return Ok(None);
         };
         if index.get(&txn, id).is_none() {
@@ -615,7 +651,7 @@ impl Engine for YrsEngine {
 
     fn collection(&self, collection: &str) -> Result<Collection, EngineError> {
         let txn = self.doc.transact();
-        let Some(index) = txn.get_map(collection) else {
+        let Some(index) = root_map(&txn, collection) else {
             return Ok(Collection::new());
         };
         Ok(index.keys(&txn).map(|id| (id.to_owned(), read_record(&txn, collection, id))).collect())
@@ -623,7 +659,7 @@ impl Engine for YrsEngine {
 
     fn ids(&self, collection: &str) -> Result<Vec<String>, EngineError> {
         let txn = self.doc.transact();
-        let Some(index) = txn.get_map(collection) else {
+        let Some(index) = root_map(&txn, collection) else {
             return Ok(Vec::new());
         };
         let mut ids: Vec<String> = index.keys(&txn).map(str::to_owned).collect();
@@ -633,7 +669,7 @@ impl Engine for YrsEngine {
 
     fn contains(&self, collection: &str, id: &str) -> Result<bool, EngineError> {
         let txn = self.doc.transact();
-        Ok(txn.get_map(collection).is_some_and(|index| index.get(&txn, id).is_some()))
+        Ok(root_map(&txn, collection).is_some_and(|index| index.get(&txn, id).is_some()))
     }
 
     fn field(&self, collection: &str, id: &str, field: &str) -> Result<Option<Value>, EngineError> {
@@ -645,7 +681,7 @@ impl Engine for YrsEngine {
 
     fn for_each_record(&self, collection: &str, visit: &mut dyn FnMut(&str, Record)) -> Result<(), EngineError> {
         let txn = self.doc.transact();
-        if let Some(index) = txn.get_map(collection) {
+        if let Some(index) = root_map(&txn, collection) {
             for id in index.keys(&txn) {
                 visit(id, read_record(&txn, collection, id));
             }
@@ -660,17 +696,27 @@ impl Engine for YrsEngine {
         visit: &mut dyn FnMut(&str, Option<Value>),
     ) -> Result<(), EngineError> {
         let txn = self.doc.transact();
-        if let Some(index) = txn.get_map(collection) {
-            for id in index.keys(&txn) {
-                visit(id, read_field(&txn, collection, id, field));
-            }
-        }
+        for_each_record_map(&txn, collection, |id, map| visit(id, map.and_then(|map| field_of(&txn, &map, field))));
+        Ok(())
+    }
+
+    fn for_each_members(
+        &self,
+        collection: &str,
+        field: &str,
+        visit: &mut dyn FnMut(&str, &[&str]),
+    ) -> Result<(), EngineError> {
+        let txn = self.doc.transact();
+        for_each_record_map(&txn, collection, |id, map| match map {
+            Some(map) => visit(id, &members_of(&txn, &map, field).collect::<Vec<_>>()),
+            None => visit(id, &[]),
+        });
         Ok(())
     }
 
     fn count(&self, collection: &str) -> Result<usize, EngineError> {
         let txn = self.doc.transact();
-        Ok(txn.get_map(collection).map_or(0, |index| index.len(&txn) as usize))
+        Ok(root_map(&txn, collection).map_or(0, |index| index.len(&txn) as usize))
     }
 
     /// From the document's observers; see the `changes` module.

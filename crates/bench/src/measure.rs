@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use onefolder_core::names::{SegmentName, delta_name};
 use onefolder_core::segment::{self, Expect, SegmentKind};
-use onefolder_core::value::Value;
 use onefolder_core::{
     AppliedSegment, DeviceId, Document, Engine, Indexed, LibraryManifest, Op, OpenMode, Replica, ReplicaConfig,
     StatusEvent, Transport,
@@ -227,7 +226,7 @@ pub struct OpenReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tag_ids_ms: Option<f64>,
     /// Baseline for it: the same ids found by a scan of every file's tag set
-    /// (`Engine::for_each_field`, one field per file; the cheapest scan the engine offers).
+    /// (`Engine::for_each_members`, one set per file, lent; the cheapest scan the engine offers).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tag_scan_ms: Option<f64>,
 }
@@ -292,11 +291,9 @@ fn scan_subtree<D: Document>(lib: &Library<D>, tag: &str) -> Result<BTreeSet<Str
     let wanted = onefolder_model::subtree(&tags, tag);
     let mut ids = BTreeSet::new();
     lib.doc().read(|e| {
-        e.for_each_field(FILES, onefolder_model::layout::FILE_TAGS, &mut |id, value| {
-            if let Some(Value::Set(members)) = value {
-                if members.iter().any(|m| wanted.contains(m)) {
-                    ids.insert(id.to_owned());
-                }
+        e.for_each_members(FILES, onefolder_model::layout::FILE_TAGS, &mut |id, members| {
+            if members.iter().any(|m| wanted.contains(*m)) {
+                ids.insert(id.to_owned());
             }
         })
     })?;

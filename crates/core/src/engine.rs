@@ -56,7 +56,7 @@ pub enum EngineError {
 /// - `merge_changes_equivalent`: once every dependency is present, applying
 ///   [`Engine::merge_changes`] of several changes equals applying each change.
 /// - `cheap_reads_agree`: [`Engine::contains`], [`Engine::field`],
-///   [`Engine::for_each_record`] and [`Engine::for_each_field`] agree with [`Engine::record`] and [`Engine::collection`] (they
+///   [`Engine::for_each_record`], [`Engine::for_each_field`] and [`Engine::for_each_members`] agree with [`Engine::record`] and [`Engine::collection`] (they
 ///   exist so that engines can answer them without materialising a collection).
 /// - `changes_are_reported`: [`Engine::take_changed`] names every record that reads
 ///   differently after a write, a remote apply or a snapshot load (or answers `Unknown`, which
@@ -170,6 +170,24 @@ pub trait Engine: Send {
         visit: &mut dyn FnMut(&str, Option<Value>),
     ) -> Result<(), EngineError> {
         self.for_each_record(collection, &mut |id, mut record| visit(id, record.remove(field)))
+    }
+
+    /// Calls `visit` with the id of every existing record of a collection and the members of
+    /// its set `field` (empty when the field is absent or not a set), in no particular order,
+    /// lent rather than materialised as a [`Value::Set`] (what a set index is built from).
+    fn for_each_members(
+        &self,
+        collection: &str,
+        field: &str,
+        visit: &mut dyn FnMut(&str, &[&str]),
+    ) -> Result<(), EngineError> {
+        self.for_each_field(collection, field, &mut |id, value| {
+            let members: Vec<&str> = match &value {
+                Some(Value::Set(set)) => set.iter().map(String::as_str).collect(),
+                _ => Vec::new(),
+            };
+            visit(id, &members);
+        })
     }
 
     /// The number of existing records of a collection.
@@ -441,6 +459,14 @@ impl<E: Engine + ?Sized> Engine for Box<E> {
         visit: &mut dyn FnMut(&str, Option<Value>),
     ) -> Result<(), EngineError> {
         (**self).for_each_field(collection, field, visit)
+    }
+    fn for_each_members(
+        &self,
+        collection: &str,
+        field: &str,
+        visit: &mut dyn FnMut(&str, &[&str]),
+    ) -> Result<(), EngineError> {
+        (**self).for_each_members(collection, field, visit)
     }
     fn count(&self, collection: &str) -> Result<usize, EngineError> {
         (**self).count(collection)

@@ -93,7 +93,10 @@ impl<E: Engine> Indexed<E> {
         for ((collection, field), index) in self.indexes.get_mut().iter_mut() {
             for (c, id) in records {
                 if c == collection {
-                    index.set(id, read_members(&self.inner, collection, id, field)?);
+                    let members = read_members(&self.inner, collection, id, field)?;
+                    let members: Option<Vec<&str>> =
+                        members.as_ref().map(|set| set.iter().map(String::as_str).collect());
+                    index.set(id, members.as_deref());
                 }
             }
         }
@@ -155,11 +158,12 @@ fn read_members<E: Engine + ?Sized>(
 struct SetIndex {
     /// Record ids and members, each interned once.
     names: Vec<Arc<str>>,
-    numbers: HashMap<Arc<str>, u32>,
+    numbers: foldhash::HashMap<Arc<str>, u32>,
     /// The members of each existing record, by the record's number (`None`: not a record).
     members_of: Vec<Option<Box<[u32]>>>,
-    /// Member number → the records that hold it.
-    holders: HashMap<u32, BTreeSet<u32>>,
+    /// Member number → the records that hold it, sorted (a build appends in order: each new
+    /// record's number is the largest yet).
+    holders: foldhash::HashMap<u32, Vec<u32>>,
     /// Existing records with no member.
     empty: BTreeSet<u32>,
     /// Existing records.
@@ -169,13 +173,7 @@ struct SetIndex {
 impl SetIndex {
     fn build<E: Engine + ?Sized>(engine: &E, collection: &str, field: &str) -> Result<Self, EngineError> {
         let mut index = SetIndex::default();
-        engine.for_each_field(collection, field, &mut |id, value| {
-            let members = match value {
-                Some(Value::Set(members)) => members,
-                _ => BTreeSet::new(),
-            };
-            index.set(id, Some(members));
-        })?;
+        engine.for_each_members(collection, field, &mut |id, members| index.set(id, Some(members)))?;
         tracing::debug!(collection, field, records = index.count, "built a set index");
         Ok(index)
     }
@@ -192,7 +190,7 @@ impl SetIndex {
     }
 
     /// Records that `id` now holds `members` (`None`: it does not exist).
-    fn set(&mut self, id: &str, members: Option<BTreeSet<String>>) {
+    fn set(&mut self, id: &str, members: Option<&[&str]>) {
         let n = self.intern(id);
         let slot = n as usize;
         if self.members_of.len() <= slot {
@@ -205,7 +203,9 @@ impl SetIndex {
             }
             for m in old.iter() {
                 if let Some(holders) = self.holders.get_mut(m) {
-                    holders.remove(&n);
+                    if let Ok(at) = holders.binary_search(&n) {
+                        holders.remove(at);
+                    }
                     if holders.is_empty() {
                         self.holders.remove(m);
                     }
@@ -215,13 +215,24 @@ impl SetIndex {
         let Some(members) = members else {
             return;
         };
-        let members: Box<[u32]> = members.iter().map(|m| self.intern(m)).collect();
+        let mut members: Vec<u32> = members.iter().map(|m| self.intern(m)).collect();
+        members.sort_unstable();
+        members.dedup();
+        let members = members.into_boxed_slice();
         self.count += 1;
         if members.is_empty() {
             self.empty.insert(n);
         }
         for &m in members.iter() {
-            self.holders.entry(m).or_default().insert(n);
+            let holders = self.holders.entry(m).or_default();
+            match holders.last() {
+                Some(&last) if last >= n => {
+                    if let Err(at) = holders.binary_search(&n) {
+                        holders.insert(at, n);
+                    }
+                }
+                _ => holders.push(n),
+            }
         }
         // Interning may have grown the table past `slot`: index again.
         if self.members_of.len() <= slot {
@@ -359,6 +370,14 @@ impl<E: Engine> Engine for Indexed<E> {
         visit: &mut dyn FnMut(&str, Option<Value>),
     ) -> Result<(), EngineError> {
         self.inner.for_each_field(collection, field, visit)
+    }
+    fn for_each_members(
+        &self,
+        collection: &str,
+        field: &str,
+        visit: &mut dyn FnMut(&str, &[&str]),
+    ) -> Result<(), EngineError> {
+        self.inner.for_each_members(collection, field, visit)
     }
     /// From any index of the collection; otherwise the engine's own count.
     fn count(&self, collection: &str) -> Result<usize, EngineError> {
