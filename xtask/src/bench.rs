@@ -1198,7 +1198,9 @@ fn render(
         "Build: every edit of the workload through the model on a replica, as an import writes it: in batches \
          of 500 edits (`Library::in_batch`), each committed to the store as one change before it returns; \
          unflushed edits written to the shared folder every 1 000 edits. Against the same \
-         op batches written straight into the engine (raw API; op generation not timed). *Model, bare engine* \
+         op batches written straight into the engine (raw API; op generation not timed). The model's calls get \
+         their arguments (file ids, paths, metadata) made before the timer too, as an app holds them; what the \
+         model derives from them (normalised paths, ids, checks) is timed. *Model, bare engine* \
          is the model on an engine without store or transport (in the `Indexed` layer a replica puts on its engine): it separates the model's own reads from the \
          store's cost.\n\n",
     );

@@ -31,7 +31,7 @@ pub mod prototype;
 pub mod workload;
 
 pub use backends::Backend;
-pub use workload::{Edit, Preset, Workload};
+pub use workload::{Edit, ModelEdit, Preset, Workload};
 
 /// Peak resident set size of this process in KiB (`VmHWM` in `/proc/self/status`); `None` where
 /// the kernel does not report it.

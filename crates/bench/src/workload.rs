@@ -413,20 +413,82 @@ impl Workload {
 
     /// Makes `edit` through the model, as the app would.
     pub fn apply_model<D: Document>(&self, lib: &Library<D>, edit: Edit) -> onefolder_model::Result<()> {
+        self.model_edit(edit).apply(lib)
+    }
+
+    /// The arguments of the model call that makes `edit`: what an app holds when it calls the
+    /// model (its files' ids, the indexer's paths and metadata). The timed builds make them
+    /// before their timer starts, as the raw baseline makes its ops ([`Workload::ops`]).
+    pub fn model_edit(&self, edit: Edit) -> ModelEdit<'_> {
         match edit {
             Edit::Location(i) => {
                 let (name, rel) = LOCATIONS_SPEC[i];
-                lib.add_location(name, Some(rel))?;
+                ModelEdit::Location { name, rel }
             }
             Edit::Tag(j) => {
                 let t = &self.tags[j];
-                lib.create_tag(t.parent.map(|p| self.tag_id(p)), &t.name, t.color.as_deref())?;
+                ModelEdit::Tag { parent: t.parent.map(|p| self.tag_id(p)), name: &t.name, color: t.color.as_deref() }
             }
             Edit::File(i) => {
                 let f = self.file(i);
-                lib.upsert_file(self.location_id(f.location), &f.path, &f.meta)?;
+                ModelEdit::File { location: self.location_id(f.location), path: f.path, meta: f.meta }
             }
-            Edit::Assign { file, tag } => lib.assign(&self.file_id(file), self.tag_id(tag))?,
+            Edit::Assign { file, tag } => ModelEdit::Assign { file: self.file_id(file), tag: self.tag_id(tag) },
+        }
+    }
+}
+
+/// One [`Edit`] as the arguments of its model call ([`Workload::model_edit`]).
+#[derive(Clone, Debug)]
+pub enum ModelEdit<'w> {
+    /// `Library::add_location(name, Some(rel))`.
+    Location {
+        /// Display name.
+        name: &'static str,
+        /// Library-relative path.
+        rel: &'static str,
+    },
+    /// `Library::create_tag(parent, name, color)`.
+    Tag {
+        /// Parent tag id.
+        parent: Option<&'w str>,
+        /// Tag name.
+        name: &'w str,
+        /// Color.
+        color: Option<&'w str>,
+    },
+    /// `Library::upsert_file(location, path, meta)`.
+    File {
+        /// Location id.
+        location: &'w str,
+        /// Location-relative path.
+        path: String,
+        /// What the indexer knows about it.
+        meta: FileMeta,
+    },
+    /// `Library::assign(file, tag)`.
+    Assign {
+        /// File id.
+        file: String,
+        /// Tag id.
+        tag: &'w str,
+    },
+}
+
+impl ModelEdit<'_> {
+    /// Makes the model call.
+    pub fn apply<D: Document>(&self, lib: &Library<D>) -> onefolder_model::Result<()> {
+        match self {
+            ModelEdit::Location { name, rel } => {
+                lib.add_location(name, Some(rel))?;
+            }
+            ModelEdit::Tag { parent, name, color } => {
+                lib.create_tag(*parent, name, *color)?;
+            }
+            ModelEdit::File { location, path, meta } => {
+                lib.upsert_file(location, path, meta)?;
+            }
+            ModelEdit::Assign { file, tag } => lib.assign(file, tag)?,
         }
         Ok(())
     }
